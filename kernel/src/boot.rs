@@ -1,0 +1,178 @@
+//! Boot order: console, boot information, platform discovery, interrupt
+//! controllers and clocks, application processors, then the selected mode.
+
+use crate::{cpus, intr};
+use core::sync::atomic::Ordering;
+use dev::console::{self, CONSOLE};
+use dev::{ioapic, lapic, pic, println};
+use lock::SpinLock;
+use machine::acpi::{self, Platform};
+use machine::multiboot::BootInfo;
+use machine::physmem::BootPhysMap;
+
+/// How long an AP may take to show up before it is reported and skipped.
+const AP_TIMEOUT_US: u64 = 200_000;
+
+/// What boot learnt, for the modes and the monitor to read.
+pub struct BootState {
+    pub info: BootInfo,
+    pub platform: Option<Platform>,
+    pub cpus_listed: usize,
+}
+
+pub static STATE: SpinLock<Option<BootState>> = SpinLock::new(None);
+
+struct Ipis(lapic::LocalApic);
+
+impl machine::smp::StartupIpi for Ipis {
+    fn send_init(&self, apic_id: u32) {
+        self.0.send_init(apic_id)
+    }
+    fn send_startup(&self, apic_id: u32, vector: u8) {
+        self.0.send_startup(apic_id, vector)
+    }
+    fn delay_us(&self, us: u64) {
+        lapic::delay_us(us)
+    }
+}
+
+pub fn bsp(handoff: machine::boot::Handoff) -> ! {
+    machine::trap::set_handler(intr::handle);
+    let serial_ok = CONSOLE.init().is_ok();
+    console::init_logger(log::LevelFilter::Info);
+    println!("\nmc2 {} (lock: {})", env!("CARGO_PKG_VERSION"), lock_kind());
+    if !serial_ok {
+        // Nobody may see this, but a loader log or a later UART might.
+        println!("mc2: COM1 did not answer the scratch-register probe");
+    }
+
+    let info = match BootInfo::parse(&BootPhysMap, handoff.magic, handoff.mbi_phys) {
+        Ok(info) => info,
+        Err(e) => intr::fatal(format_args!("boot information: {e}"), Some(0)),
+    };
+    let (img_start, img_end) = machine::boot::image_range();
+    log::info!(
+        "loader \"{}\", cmdline \"{}\", {} MiB usable in {} regions, image {:#x}..{:#x}",
+        info.loader,
+        info.cmdline,
+        info.usable_bytes() >> 20,
+        info.memory.len(),
+        img_start,
+        img_end
+    );
+    if info.dropped > 0 {
+        log::warn!("{} memory regions or modules did not fit the boot tables and were ignored", info.dropped);
+    }
+    if info.cmdline_value("test").is_some() {
+        intr::TEST_MODE.store(true, Ordering::Relaxed);
+    }
+
+    pic::remap_and_mask(intr::PIC_BASE);
+    let platform = match acpi::discover(&BootPhysMap) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            log::warn!("platform tables: {e}; continuing on the boot CPU alone, serial input polled");
+            None
+        }
+    };
+    if let Some(p) = &platform {
+        // SAFETY: the address comes from the firmware's MADT/MP table and lies
+        // in the uncached 3-4 GiB part of the boot direct map; no other CPU runs.
+        unsafe { lapic::set_base(p.lapic_phys) };
+    }
+    let bsp_lapic = lapic::local();
+    bsp_lapic.enable();
+    let cal = bsp_lapic.calibrate(10);
+    console::start_clock();
+    log::info!(
+        "clocks: TSC {}.{:03} MHz, APIC timer {} ticks/ms (PIT-calibrated)",
+        cal.tsc_per_ms / 1000,
+        cal.tsc_per_ms % 1000,
+        cal.timer_ticks_per_ms
+    );
+    let bsp_apic = bsp_lapic.id();
+    cpus::set_online(0);
+    log::info!("cpu0 online (boot CPU, APIC id {bsp_apic})");
+
+    let mut listed = 1;
+    if let Some(p) = &platform {
+        log::info!(
+            "{:?} tables: {} CPUs, {} I/O APIC(s), local APIC at {:#x}",
+            p.source,
+            p.cpus.len(),
+            p.ioapics.len(),
+            p.lapic_phys
+        );
+        if p.cpus_over_limit > 0 {
+            log::warn!("{} more CPUs listed than mc2 supports ({}); they stay off", p.cpus_over_limit, machine::MAX_CPUS);
+        }
+        route_serial(p, bsp_apic);
+        listed = p.cpus.len().max(1);
+        start_aps(p, bsp_apic);
+    }
+    println!("mc2: {}/{} cpus online", cpus::online_count(), listed);
+
+    *STATE.lock() = Some(BootState { info: info.clone(), platform, cpus_listed: listed });
+
+    if let Some(which) = info.cmdline_value("test") {
+        crate::selftest::run(which, &info)
+    } else if let Some(which) = info.cmdline_value("bench") {
+        crate::bench::run(which)
+    } else {
+        crate::monitor::run()
+    }
+}
+
+fn route_serial(p: &Platform, bsp_apic: u32) {
+    for io in &p.ioapics {
+        // SAFETY: the window comes from the firmware's tables and lies in the
+        // uncached part of the direct map; only the boot CPU runs.
+        match unsafe { ioapic::register(io.phys, io.gsi_base) } {
+            Ok(n) => log::info!("I/O APIC {} at {:#x}: {} inputs from GSI {}", io.id, io.phys, n, io.gsi_base),
+            Err(e) => log::warn!("I/O APIC {} at {:#x} not used: {e:?}", io.id, io.phys),
+        }
+    }
+    let irq = p.isa_irq(dev::serial::COM1_IRQ);
+    match ioapic::route_gsi(irq.gsi, intr::SERIAL_VECTOR, bsp_apic, irq.active_low, irq.level_triggered) {
+        Ok(()) => log::info!("COM1: IRQ {} -> GSI {} -> vector {:#x} on cpu0", irq.irq, irq.gsi, intr::SERIAL_VECTOR),
+        Err(e) => log::warn!("COM1 interrupt not routed ({e:?}): serial input is polled"),
+    }
+}
+
+fn start_aps(p: &Platform, bsp_apic: u32) {
+    let ipis = Ipis(lapic::local());
+    let mut next = 1;
+    for entry in p.cpus.iter().filter(|c| c.apic_id != bsp_apic) {
+        if next >= machine::MAX_CPUS {
+            break;
+        }
+        // SAFETY: boot CPU, one AP at a time; the trampoline page (0x8000) is
+        // below 1 MiB, which no loader structure we still need occupies (the
+        // boot information was copied out above).
+        let ok = unsafe { machine::smp::start_ap(next, entry.apic_id, &ipis, AP_TIMEOUT_US) };
+        if ok {
+            while !cpus::is_online(next) {
+                machine::x86::pause();
+            }
+            next += 1;
+        } else {
+            log::warn!("CPU with APIC id {} did not start within {} ms; continuing without it", entry.apic_id, AP_TIMEOUT_US / 1000);
+        }
+    }
+}
+
+pub fn ap(cpu: usize) -> ! {
+    let l = lapic::local();
+    l.enable();
+    log::info!("cpu{cpu} online (APIC id {})", l.id());
+    cpus::set_online(cpu);
+    cpus::ap_loop(cpu)
+}
+
+pub fn lock_kind() -> &'static str {
+    if core::any::type_name::<lock::DefaultLock>().contains("Mcs") {
+        "MCS"
+    } else {
+        "ticket"
+    }
+}

@@ -1,0 +1,224 @@
+//! Local APIC driver, xAPIC memory-mapped mode (Intel SDM Vol. 3A ch. 11).
+//!
+//! Every CPU has its own local APIC at the same physical address; the driver
+//! therefore has no per-CPU state besides what the hardware holds, and the
+//! calibration result (timer ticks and TSC ticks per millisecond) is shared.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+/// Register offsets (SDM Vol. 3A Table 11-1).
+mod reg {
+    pub const ID: usize = 0x20;
+    pub const TPR: usize = 0x80;
+    pub const EOI: usize = 0xb0;
+    pub const SVR: usize = 0xf0;
+    pub const ESR: usize = 0x280;
+    pub const ICR_LOW: usize = 0x300;
+    pub const ICR_HIGH: usize = 0x310;
+    pub const LVT_TIMER: usize = 0x320;
+    pub const LVT_LINT0: usize = 0x350;
+    pub const LVT_LINT1: usize = 0x360;
+    pub const LVT_ERROR: usize = 0x370;
+    pub const TIMER_INITIAL: usize = 0x380;
+    pub const TIMER_CURRENT: usize = 0x390;
+    pub const TIMER_DIVIDE: usize = 0x3e0;
+}
+
+const SVR_ENABLE: u32 = 1 << 8;
+const LVT_MASKED: u32 = 1 << 16;
+const LVT_TIMER_PERIODIC: u32 = 1 << 17;
+/// LVT delivery mode NMI (SDM Vol. 3A §11.5.1).
+const LVT_NMI: u32 = 0b100 << 8;
+const ICR_DELIVERY_PENDING: u32 = 1 << 12;
+const ICR_LEVEL_ASSERT: u32 = 1 << 14;
+const ICR_INIT: u32 = 0b101 << 8;
+const ICR_STARTUP: u32 = 0b110 << 8;
+const ICR_NMI: u32 = 0b100 << 8;
+/// Destination shorthand "all excluding self" (SDM Vol. 3A §11.6.1).
+const ICR_ALL_BUT_SELF: u32 = 0b11 << 18;
+/// Timer divide configuration value for divide-by-16.
+const DIVIDE_BY_16: u32 = 0b0011;
+
+/// Vectors the kernel reserves for the local APIC.
+pub const SPURIOUS_VECTOR: u8 = 0xff;
+pub const ERROR_VECTOR: u8 = 0xfe;
+
+static TIMER_TICKS_PER_MS: AtomicU64 = AtomicU64::new(0);
+/// Physical address of the local APICs (the same on every CPU).
+static BASE_PHYS: AtomicU64 = AtomicU64::new(DEFAULT_PHYS);
+
+/// Architectural default local APIC address (SDM Vol. 3A §11.4.1).
+pub const DEFAULT_PHYS: u64 = 0xfee0_0000;
+
+/// Record where the local APICs are (from the MADT), once at boot.
+///
+/// # Safety
+/// `phys` is the local APIC base of this platform and it is mapped uncached in
+/// the direct map; no CPU is using [`local`] concurrently.
+pub unsafe fn set_base(phys: u64) {
+    BASE_PHYS.store(phys, Ordering::Relaxed);
+}
+
+/// The calling CPU's local APIC.
+pub fn local() -> LocalApic {
+    // SAFETY: BASE_PHYS holds the architectural default or what `set_base`'s
+    // caller vouched for; the boot page tables map 3-4 GiB uncached.
+    unsafe { LocalApic::at(BASE_PHYS.load(Ordering::Relaxed)) }
+}
+static TSC_PER_MS: AtomicU64 = AtomicU64::new(0);
+
+/// A handle on the local APIC registers, mapped at `base` (virtual).
+#[derive(Clone, Copy)]
+pub struct LocalApic {
+    base: usize,
+}
+
+impl LocalApic {
+    /// The local APIC at physical `phys`, through the kernel's direct map.
+    ///
+    /// # Safety
+    /// `phys` is the local APIC's address (from the MADT) and it is mapped
+    /// uncached in the direct map.
+    pub const unsafe fn at(phys: u64) -> Self {
+        LocalApic { base: machine::layout::phys_to_virt(phys) as usize }
+    }
+
+    fn read(&self, r: usize) -> u32 {
+        // SAFETY: `base` maps this CPU's local APIC (constructor contract); `r`
+        // is a register offset from the SDM table, aligned to 16 bytes.
+        unsafe { core::ptr::read_volatile((self.base + r) as *const u32) }
+    }
+
+    fn write(&self, r: usize, v: u32) {
+        // SAFETY: as in `read`.
+        unsafe { core::ptr::write_volatile((self.base + r) as *mut u32, v) }
+    }
+
+    /// Enable this CPU's local APIC: software-enable with the spurious vector,
+    /// accept all priorities, route errors to a vector, mask the legacy LINT0
+    /// input (interrupts come through the I/O APIC), LINT1 as NMI.
+    pub fn enable(&self) {
+        // SAFETY: IA32_APIC_BASE exists on every CPU with a local APIC; setting
+        // the global enable bit (11) keeps the base address.
+        unsafe {
+            let base = machine::x86::rdmsr(machine::x86::msr::IA32_APIC_BASE);
+            machine::x86::wrmsr(machine::x86::msr::IA32_APIC_BASE, base | 1 << 11);
+        }
+        self.write(reg::SVR, SVR_ENABLE | SPURIOUS_VECTOR as u32);
+        self.write(reg::TPR, 0);
+        self.write(reg::LVT_LINT0, LVT_MASKED);
+        self.write(reg::LVT_LINT1, LVT_NMI);
+        self.write(reg::LVT_ERROR, ERROR_VECTOR as u32);
+        self.write(reg::ESR, 0);
+        self.write(reg::ESR, 0);
+        self.write(reg::LVT_TIMER, LVT_MASKED);
+        self.eoi();
+    }
+
+    /// This CPU's APIC id.
+    pub fn id(&self) -> u32 {
+        self.read(reg::ID) >> 24
+    }
+
+    /// Signal end of interrupt.
+    pub fn eoi(&self) {
+        self.write(reg::EOI, 0);
+    }
+
+    /// Read and clear the error status register.
+    pub fn error_status(&self) -> u32 {
+        self.write(reg::ESR, 0);
+        self.read(reg::ESR)
+    }
+
+    fn send(&self, apic_id: u32, low: u32) {
+        while self.read(reg::ICR_LOW) & ICR_DELIVERY_PENDING != 0 {
+            machine::x86::pause();
+        }
+        self.write(reg::ICR_HIGH, apic_id << 24);
+        self.write(reg::ICR_LOW, low);
+        while self.read(reg::ICR_LOW) & ICR_DELIVERY_PENDING != 0 {
+            machine::x86::pause();
+        }
+    }
+
+    /// Fixed interrupt `vector` to the CPU with APIC id `apic_id`.
+    pub fn send_ipi(&self, apic_id: u32, vector: u8) {
+        self.send(apic_id, vector as u32);
+    }
+
+    /// NMI to every other CPU (used to stop them on a fatal error).
+    pub fn send_nmi_all_but_self(&self) {
+        self.send(0, ICR_ALL_BUT_SELF | ICR_NMI);
+    }
+
+    /// INIT (assert) to `apic_id`.
+    pub fn send_init(&self, apic_id: u32) {
+        self.send(apic_id, ICR_INIT | ICR_LEVEL_ASSERT);
+    }
+
+    /// STARTUP with the start page `vector`.
+    pub fn send_startup(&self, apic_id: u32, vector: u8) {
+        self.send(apic_id, ICR_STARTUP | ICR_LEVEL_ASSERT | vector as u32);
+    }
+
+    /// Measure the timer's and the TSC's rates against the PIT (`ms` milliseconds).
+    pub fn calibrate(&self, ms: u32) -> Calibration {
+        self.write(reg::TIMER_DIVIDE, DIVIDE_BY_16);
+        self.write(reg::LVT_TIMER, LVT_MASKED);
+        self.write(reg::TIMER_INITIAL, u32::MAX);
+        let tsc0 = machine::x86::rdtsc();
+        crate::pit::wait_ms(ms);
+        let left = self.read(reg::TIMER_CURRENT);
+        let tsc1 = machine::x86::rdtsc();
+        self.write(reg::TIMER_INITIAL, 0);
+        let c = Calibration {
+            timer_ticks_per_ms: ((u32::MAX - left) / ms).max(1) as u64,
+            tsc_per_ms: ((tsc1 - tsc0) / ms as u64).max(1),
+        };
+        TIMER_TICKS_PER_MS.store(c.timer_ticks_per_ms, Ordering::Relaxed);
+        TSC_PER_MS.store(c.tsc_per_ms, Ordering::Relaxed);
+        c
+    }
+
+    /// Periodic timer interrupt `vector` every `period_us` microseconds
+    /// (requires an earlier [`calibrate`](Self::calibrate) on some CPU).
+    pub fn start_periodic(&self, vector: u8, period_us: u64) {
+        let per_ms = TIMER_TICKS_PER_MS.load(Ordering::Relaxed).max(1);
+        let count = (per_ms * period_us / 1000).clamp(1, u32::MAX as u64) as u32;
+        self.write(reg::TIMER_DIVIDE, DIVIDE_BY_16);
+        self.write(reg::LVT_TIMER, vector as u32 | LVT_TIMER_PERIODIC);
+        self.write(reg::TIMER_INITIAL, count);
+    }
+
+    /// Stop the timer.
+    pub fn stop_timer(&self) {
+        self.write(reg::LVT_TIMER, LVT_MASKED);
+        self.write(reg::TIMER_INITIAL, 0);
+    }
+}
+
+/// Result of [`LocalApic::calibrate`].
+#[derive(Clone, Copy, Debug)]
+pub struct Calibration {
+    pub timer_ticks_per_ms: u64,
+    pub tsc_per_ms: u64,
+}
+
+/// TSC ticks per millisecond, 0 before calibration.
+pub fn tsc_per_ms() -> u64 {
+    TSC_PER_MS.load(Ordering::Relaxed)
+}
+
+/// Busy-wait `us` microseconds on the TSC (PIT-based before calibration).
+pub fn delay_us(us: u64) {
+    let per_ms = tsc_per_ms();
+    if per_ms == 0 {
+        crate::pit::wait_ms(us.div_ceil(1000).max(1) as u32);
+        return;
+    }
+    let end = machine::x86::rdtsc() + per_ms * us / 1000;
+    while machine::x86::rdtsc() < end {
+        machine::x86::pause();
+    }
+}
