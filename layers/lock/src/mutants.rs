@@ -11,6 +11,7 @@
 //!   the FIFO check must catch it.
 //!
 //! Their `RawLock` impls are false promises on purpose; never use them.
+#![allow(clippy::new_without_default)]
 
 use crate::sync::{loom_const_fn, spin_wait, AtomicBool, AtomicU32, CachePadded, Ordering};
 use crate::RawLock;

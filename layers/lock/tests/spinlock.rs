@@ -27,8 +27,9 @@ fn static_and_const() {
     *GLOBAL.lock() += 1;
     assert!(*GLOBAL.lock() >= 1);
     assert_eq!(GLOBAL_MCS.lock()[2], 3);
-    const _T: TicketLock = TicketLock::NEW;
-    const _M: McsLock = McsLock::NEW;
+    static T: TicketLock = TicketLock::NEW;
+    static M: McsLock = McsLock::NEW;
+    assert!(!T.is_locked() && !M.is_locked());
 }
 
 fn guard_behaviour<L: RawLock>() {
