@@ -17,7 +17,6 @@ const AP_TIMEOUT_US: u64 = 200_000;
 pub struct BootState {
     pub info: BootInfo,
     pub platform: Option<Platform>,
-    pub cpus_listed: usize,
 }
 
 pub static STATE: SpinLock<Option<BootState>> = SpinLock::new(None);
@@ -107,19 +106,28 @@ pub fn bsp(handoff: machine::boot::Handoff) -> ! {
             log::warn!("{} more CPUs listed than mc2 supports ({}); they stay off", p.cpus_over_limit, machine::MAX_CPUS);
         }
         route_serial(p, bsp_apic);
-        listed = p.cpus.len().max(1);
-        start_aps(p, bsp_apic);
+        let mut to_start = p.cpus.clone();
+        // Test aid: `extra_apic=ID` lists a CPU that does not exist, to show
+        // that a CPU which never answers is reported and skipped.
+        if let Some(id) = info.cmdline_value("extra_apic").and_then(parse_number) {
+            let _ = to_start.try_push(acpi::CpuEntry { apic_id: id as u32 });
+        }
+        listed = to_start.len().max(1);
+        start_aps(&to_start, bsp_apic);
     }
     println!("mc2: {}/{} cpus online", cpus::online_count(), listed);
 
-    *STATE.lock() = Some(BootState { info: info.clone(), platform, cpus_listed: listed });
+    *STATE.lock() = Some(BootState { info: info.clone(), platform });
 
     if let Some(which) = info.cmdline_value("test") {
         crate::selftest::run(which, &info)
     } else if let Some(which) = info.cmdline_value("bench") {
         crate::bench::run(which)
     } else {
-        crate::monitor::run()
+        // Everything after ` -- ` on the command line is one monitor command
+        // to run before powering off (`cargo xtask run -- COMMAND`).
+        let command = info.cmdline.split_once(" -- ").map(|(_, c)| c).or_else(|| info.cmdline.strip_prefix("-- "));
+        crate::monitor::run(command)
     }
 }
 
@@ -139,10 +147,17 @@ fn route_serial(p: &Platform, bsp_apic: u32) {
     }
 }
 
-fn start_aps(p: &Platform, bsp_apic: u32) {
+fn parse_number(s: &str) -> Option<u64> {
+    match s.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16).ok(),
+        None => s.parse().ok(),
+    }
+}
+
+fn start_aps(cpus: &[acpi::CpuEntry], bsp_apic: u32) {
     let ipis = Ipis(lapic::local());
     let mut next = 1;
-    for entry in p.cpus.iter().filter(|c| c.apic_id != bsp_apic) {
+    for entry in cpus.iter().filter(|c| c.apic_id != bsp_apic) {
         if next >= machine::MAX_CPUS {
             break;
         }

@@ -10,7 +10,12 @@ use machine::MAX_CPUS;
 
 const HELP: &str = "commands: help, cpus, mem, irqs, locks (benchmark), exit";
 
-pub fn run() -> ! {
+pub fn run(command: Option<&str>) -> ! {
+    if let Some(cmd) = command {
+        println!("mc2> {cmd}");
+        execute(cmd);
+        execute("exit");
+    }
     // From here on CPU 0 idles with interrupts open: let the UART interrupt
     // carry the output.
     CONSOLE.set_interrupt_driven(true);
