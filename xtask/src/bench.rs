@@ -1,0 +1,154 @@
+//! `cargo xtask bench ...`: benchmarks that print ratios measured in one run,
+//! write `target/bench/NAME.json` (raw figures plus a `figures` object) and
+//! `target/bench/NAME.svg`. See docs/benchmarks.md for how to read them.
+
+use crate::emu::{self, QemuOpts, Tcg};
+use crate::kbuild::{self, LockKind};
+use crate::svg::{self, Series};
+use crate::util::{cargo, host_cpus, target_dir, Result};
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub fn run(args: &[String]) -> Result<()> {
+    match args.first().map(String::as_str) {
+        Some("locks") => locks(&args[1..]),
+        Some(other) => Err(format!("unknown benchmark `{other}` (available: locks)")),
+        None => Err("which benchmark? (available: locks)".into()),
+    }
+}
+
+fn out_dir() -> Result<PathBuf> {
+    let d = target_dir().join("bench");
+    std::fs::create_dir_all(&d).map_err(|e| e.to_string())?;
+    Ok(d)
+}
+
+fn num(v: &Value, key: &str) -> f64 {
+    v.get(key).and_then(Value::as_f64).unwrap_or(f64::NAN)
+}
+
+/// The seed's lock experiment: on the host (the very crate the kernel uses,
+/// natively, against a lone `lock xadd` and peer locks) and inside mc2 under
+/// QEMU on all its CPUs (emulated time).
+fn locks(args: &[String]) -> Result<()> {
+    let dir = out_dir()?;
+    let host_json = dir.join("locks-host.json");
+    println!("== host: lock crate vs lone lock xadd and peers (native)");
+    let status = cargo()
+        .args(["run", "--release", "--quiet", "-p", "bench", "--", "locks", "--out"])
+        .arg(&host_json)
+        .status()
+        .map_err(|e| e.to_string())?;
+    if !status.success() {
+        return Err("host lock benchmark failed".into());
+    }
+    let host: Value = serde_json::from_slice(&std::fs::read(&host_json).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+
+    let smp: usize = match crate::flag_value(args, "--smp") {
+        Some(v) => v.parse().map_err(|_| format!("--smp takes a number, not `{v}`"))?,
+        None => host_cpus().clamp(2, 16),
+    };
+    println!("\n== mc2 under QEMU TCG, {smp} vCPUs on {} host cores (emulated time)", host_cpus());
+    let elf = kbuild::build(LockKind::Ticket, true)?;
+    let o = QemuOpts { smp, cmdline: "bench=locks", tcg: Tcg::MultiThreaded, ..Default::default() };
+    let cap = emu::qemu_capture(&elf, &o, Duration::from_secs(600), None)?;
+    if cap.timed_out || !cap.output.contains("BENCH DONE") {
+        return Err(format!("in-kernel lock benchmark did not finish:\n{}", cap.output));
+    }
+    // BENCH locks lock=ticket cpus=2 cycles_per_op=123.4
+    let mut emulated: Vec<(String, usize, f64)> = Vec::new();
+    for line in cap.output.lines().filter_map(|l| l.trim_end_matches('\r').strip_prefix("BENCH locks ")) {
+        let field = |k: &str| line.split_whitespace().find_map(|w| w.strip_prefix(k)).unwrap_or("");
+        if let (lock, Ok(cpus), Ok(c)) = (field("lock="), field("cpus=").parse::<usize>(), field("cycles_per_op=").parse::<f64>()) {
+            emulated.push((lock.to_string(), cpus, c));
+        }
+    }
+    let single = |lock: &str| emulated.iter().find(|(l, n, _)| l == lock && *n == 1).map(|e| e.2).unwrap_or(f64::NAN);
+    let mut rows = Vec::new();
+    println!("  cpus       ticket   norm          mcs   norm");
+    for cpus in 1..=smp {
+        let get = |lock: &str| emulated.iter().find(|(l, n, _)| l == lock && *n == cpus).map(|e| e.2);
+        if let (Some(t), Some(m)) = (get("ticket"), get("mcs")) {
+            let (tn, mn) = (t / (single("ticket") * cpus as f64), m / (single("mcs") * cpus as f64));
+            println!("  {cpus:>4} {t:>12.1} {tn:>6.2} {m:>12.1} {mn:>6.2}");
+            rows.push(json!({"cpus": cpus, "ticket": t, "mcs": m, "ticket_norm": tn, "mcs_norm": mn}));
+        }
+    }
+
+    let unc = host.get("uncontended").cloned().unwrap_or(Value::Null);
+    let mut figures = host.get("figures").cloned().unwrap_or(json!({}));
+    if let Some(f) = figures.as_object_mut() {
+        f.insert("host_cores".into(), json!(host_cpus()));
+        f.insert("emulated_cpus".into(), json!(smp));
+    }
+    let result = json!({
+        "benchmark": "locks",
+        "unit": "cycles per acquire+release",
+        "uncontended": unc,
+        "figures": figures,
+        "host": host,
+        "emulated": {
+            "environment": format!("mc2 kernel under QEMU TCG multi-threaded, {smp} vCPUs on {} host cores; rdtsc under TCG reads the host TSC, so these are emulated-instruction costs, not hardware lock costs", host_cpus()),
+            "rows": rows,
+        },
+    });
+    let json_path = dir.join("locks.json");
+    std::fs::write(&json_path, serde_json::to_string_pretty(&result).unwrap()).map_err(|e| e.to_string())?;
+
+    // Charts: the seed's line chart (latency per core count) and bar chart
+    // (latency / (single-core latency x cores)), plus the uncontended costs.
+    let contended = host.get("contended").and_then(Value::as_array).cloned().unwrap_or_default();
+    let host_series = |key: &str, label: &str| {
+        Series::new(label, contended.iter().map(|r| (num(r, "threads"), num(r, key))).filter(|p| p.1.is_finite()).collect())
+    };
+    let emu_series = |key: &str, label: &str| {
+        Series::new(label, rows.iter().map(|r| (num(r, "cpus"), num(r, key))).filter(|p| p.1.is_finite()).collect())
+    };
+    let latency = svg::line_chart(
+        "Contended latency: one lock, empty critical section",
+        "cores",
+        "cycles per acquire+release",
+        &[
+            host_series("ticket", "ticket (host)"),
+            host_series("mcs", "MCS (host)"),
+            host_series("spin_ticket", "spin::TicketMutex (host)"),
+            host_series("parking_lot", "parking_lot (host, unfair)"),
+            emu_series("ticket", "ticket (mc2, emulated)"),
+            emu_series("mcs", "MCS (mc2, emulated)"),
+        ],
+    );
+    let max_n = contended.len().max(rows.len());
+    let cats: Vec<String> = (1..=max_n).map(|n| n.to_string()).collect();
+    let bars = |s: Series| Series::new(s.name, s.points.iter().map(|&(x, y)| (x - 1.0, y)).collect());
+    let normalized = svg::bar_chart(
+        "Normalized latency = latency / (1-core latency x cores)",
+        "cores",
+        "normalized latency",
+        &cats,
+        &[
+            bars(host_series("ticket_norm", "ticket (host)")),
+            bars(host_series("mcs_norm", "MCS (host)")),
+            bars(emu_series("ticket_norm", "ticket (mc2, emulated)")),
+            bars(emu_series("mcs_norm", "MCS (mc2, emulated)")),
+        ],
+    );
+    let names = ["xadd", "ticket", "mcs", "spin_ticket", "parking_lot"];
+    let unc_chart = svg::bar_chart(
+        "Uncontended acquire+release (host, median)",
+        "lock",
+        "cycles",
+        &names.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+        &[Series::new("cycles", names.iter().enumerate().map(|(i, n)| (i as f64, num(&unc, n))).collect())],
+    );
+    let svg_path = dir.join("locks.svg");
+    std::fs::write(&svg_path, svg::page(&[latency, normalized, unc_chart])).map_err(|e| e.to_string())?;
+
+    let f = &result["figures"];
+    println!("\n== figures (same run)");
+    for k in ["ticket_over_xadd", "mcs_over_xadd", "ticket_over_spin_ticket", "mcs_over_parking_lot"] {
+        println!("  {k:<26} {:.2}", num(f, k));
+    }
+    println!("\nwrote {} and {}", json_path.display(), svg_path.display());
+    Ok(())
+}

@@ -1,0 +1,141 @@
+//! Running mc2 under QEMU (TCG) and Bochs, and making the GRUB ISO.
+
+use crate::provision::{ensure, Tool};
+use crate::util::{run_captured, target_dir, Captured, Result, Typed};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+/// QEMU exit statuses written by the kernel through isa-debug-exit
+/// (`(code << 1) | 1`, with code 0x10 success and 0x11 failure).
+pub const QEMU_SUCCESS: i32 = 33;
+pub const QEMU_FAILURE: i32 = 35;
+
+/// How QEMU runs the virtual CPUs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tcg {
+    /// One host thread per vCPU: real parallelism up to the host's cores.
+    MultiThreaded,
+    /// All vCPUs interleaved on one host thread: deterministic-ish and fast
+    /// when there are more vCPUs than host cores.
+    SingleThreaded,
+}
+
+pub struct QemuOpts<'a> {
+    pub smp: usize,
+    pub cmdline: &'a str,
+    pub tcg: Tcg,
+    pub memory_mib: usize,
+    /// Interactive: serial multiplexed with the QEMU monitor on the terminal.
+    pub interactive: bool,
+    pub extra: &'a [&'a str],
+}
+
+impl Default for QemuOpts<'_> {
+    fn default() -> Self {
+        QemuOpts { smp: 4, cmdline: "", tcg: Tcg::MultiThreaded, memory_mib: 256, interactive: false, extra: &[] }
+    }
+}
+
+pub fn qemu_command(elf: &Path, o: &QemuOpts<'_>) -> Result<Command> {
+    ensure(&[Tool::Qemu])?;
+    let mut c = Command::new("qemu-system-x86_64");
+    let thread = match o.tcg {
+        Tcg::MultiThreaded => "multi",
+        Tcg::SingleThreaded => "single",
+    };
+    c.args(["-machine", "pc", "-cpu", "qemu64", "-accel"])
+        .arg(format!("tcg,thread={thread}"))
+        .arg("-smp")
+        .arg(o.smp.to_string())
+        .arg("-m")
+        .arg(o.memory_mib.to_string())
+        .arg("-kernel")
+        .arg(elf)
+        .args(["-display", "none", "-no-reboot", "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
+        .args(["-serial", if o.interactive { "mon:stdio" } else { "stdio" }]);
+    if !o.cmdline.is_empty() {
+        c.arg("-append").arg(o.cmdline);
+    }
+    c.args(o.extra);
+    Ok(c)
+}
+
+/// Boot under QEMU and capture the console.
+pub fn qemu_capture(elf: &Path, o: &QemuOpts<'_>, timeout: Duration, typed: Option<Typed<'_>>) -> Result<Captured> {
+    run_captured(&mut qemu_command(elf, o)?, timeout, typed, None)
+}
+
+/// Make a GRUB rescue ISO that boots `elf` with `cmdline` (BIOS PCs, Bochs).
+pub fn make_iso(elf: &Path, cmdline: &str, out: &Path) -> Result<()> {
+    ensure(&[Tool::GrubIso])?;
+    let stage = out.with_extension("d");
+    let _ = std::fs::remove_dir_all(&stage);
+    std::fs::create_dir_all(stage.join("boot/grub")).map_err(|e| e.to_string())?;
+    std::fs::copy(elf, stage.join("boot/mc2.elf")).map_err(|e| e.to_string())?;
+    let cfg = format!(
+        "set timeout=0\nset default=0\nserial --unit=0 --speed=115200\nterminal_input serial console\nterminal_output serial console\n\
+         menuentry \"mc2\" {{\n  multiboot /boot/mc2.elf {cmdline}\n  boot\n}}\n"
+    );
+    std::fs::write(stage.join("boot/grub/grub.cfg"), cfg).map_err(|e| e.to_string())?;
+    let out_ = Command::new("grub-mkrescue").arg("-o").arg(out).arg(&stage).output().map_err(|e| e.to_string())?;
+    if !out_.status.success() {
+        return Err(format!("grub-mkrescue failed:\n{}", String::from_utf8_lossy(&out_.stderr)));
+    }
+    Ok(())
+}
+
+/// Where Bochs sends COM1.
+pub enum BochsSerial<'a> {
+    File(&'a Path),
+    Terminal,
+}
+
+/// A Bochs configuration for a VT-x capable CPU (Skylake-X model: VMX with
+/// EPT and unrestricted guest) booting `iso` on `cpus` CPUs.
+pub fn bochsrc(iso: &Path, cpus: usize, serial: BochsSerial<'_>, log: &Path) -> String {
+    let com1 = match serial {
+        BochsSerial::File(p) => format!("com1: enabled=1, mode=file, dev={}", p.display()),
+        BochsSerial::Terminal => "com1: enabled=1, mode=term, dev=/dev/tty".to_string(),
+    };
+    format!(
+        "megs: 256\n\
+         cpu: model=corei7_skylake_x, count={cpus}, ips=100000000\n\
+         romimage: file=/usr/share/bochs/BIOS-bochs-latest\n\
+         vgaromimage: file=/usr/share/bochs/VGABIOS-lgpl-latest\n\
+         ata0-master: type=cdrom, path={}, status=inserted\n\
+         boot: cdrom\n\
+         {com1}\n\
+         display_library: rfb, options=\"timeout=0\"\n\
+         sound: waveoutdrv=dummy, waveindrv=dummy, midioutdrv=dummy\n\
+         speaker: enabled=0\n\
+         clock: sync=none, time0=local\n\
+         log: {}\n",
+        iso.display(),
+        log.display()
+    )
+}
+
+/// Boot an ISO in Bochs, capturing COM1 through a file.
+pub fn bochs_capture(iso: &Path, cpus: usize, name: &str, timeout: Duration) -> Result<Captured> {
+    ensure(&[Tool::Bochs])?;
+    let dir = target_dir().join("bochs").join(name);
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let serial = dir.join("serial.log");
+    let _ = std::fs::remove_file(&serial);
+    let rc = dir.join("bochsrc");
+    std::fs::write(&rc, bochsrc(iso, cpus, BochsSerial::File(&serial), &dir.join("bochs.log"))).map_err(|e| e.to_string())?;
+    let cmds = dir.join("debugger.rc");
+    std::fs::write(&cmds, "c\n").map_err(|e| e.to_string())?;
+    let mut c = Command::new("bochs");
+    c.arg("-q").arg("-f").arg(&rc).arg("-rc").arg(&cmds).current_dir(&dir);
+    let mut cap = run_captured(&mut c, timeout, None, None)?;
+    // The console is what COM1 wrote, not Bochs' own chatter.
+    cap.output = std::fs::read(&serial).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+    Ok(cap)
+}
+
+/// Path of the ISO that `cargo xtask run --iso` writes.
+pub fn iso_path(name: &str) -> PathBuf {
+    target_dir().join(format!("{name}.iso"))
+}

@@ -1,0 +1,130 @@
+//! `cargo xtask`: build, run, test and benchmark mc2.
+//!
+//! ```text
+//! cargo xtask run   [--smp N] [--mcs] [--bochs] [--iso] [--cmdline ARGS] [-- COMMAND]
+//! cargo xtask test  [--quick]
+//! cargo xtask bench locks [--smp N]
+//! cargo xtask build [--mcs]
+//! cargo xtask deps
+//! ```
+
+mod bench;
+mod emu;
+mod image;
+mod kbuild;
+mod provision;
+mod svg;
+mod test;
+mod util;
+
+use kbuild::LockKind;
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+  run   [options] [-- COMMAND]  build mc2 and boot it (QEMU TCG, 4 CPUs) on this terminal
+        --smp N                 number of CPUs (default 4)
+        --mcs                   build with the MCS lock instead of the ticket lock
+        --bochs                 boot the GRUB ISO in Bochs (VT-x capable CPU model)
+        --iso                   only write target/mc2.iso (boots in Bochs or on a real PC)
+        --cmdline ARGS          extra kernel command line (e.g. `test`, `bench=locks`)
+        -- COMMAND              run one monitor command, then power off
+        (QEMU: Ctrl-A X quits, Ctrl-A C toggles the QEMU monitor)
+  test  [--quick]               run every check; ends with `N passed, N failed`
+                                (--quick skips loom/shuttle and Bochs)
+  bench locks [--smp N]         the seed's lock experiment (host + in mc2 under QEMU)
+  build [--mcs]                 build the kernel image and check its layout
+  deps                          install QEMU, Bochs and the GRUB tools (Debian/Ubuntu)
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(cmd) = args.first() else {
+        eprint!("{USAGE}");
+        return ExitCode::FAILURE;
+    };
+    let rest = &args[1..];
+    let r = match cmd.as_str() {
+        "run" => run(rest),
+        "test" => return test::run(test::TestOpts { quick: rest.iter().any(|a| a == "--quick") }),
+        "bench" => bench::run(rest),
+        "build" => kbuild::build(lock_kind(rest), false).map(|p| println!("{}", p.display())),
+        "deps" => provision::ensure(&[provision::Tool::Qemu, provision::Tool::Bochs, provision::Tool::GrubIso]),
+        "help" | "--help" | "-h" => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        other => Err(format!("unknown command `{other}`\n{USAGE}")),
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn lock_kind(args: &[String]) -> LockKind {
+    if args.iter().any(|a| a == "--mcs") {
+        LockKind::Mcs
+    } else {
+        LockKind::Ticket
+    }
+}
+
+/// Value of `--flag VALUE` in `args`.
+pub fn flag_value<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
+    args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).map(String::as_str)
+}
+
+fn run(args: &[String]) -> util::Result<()> {
+    let (opts, command) = match args.iter().position(|a| a == "--") {
+        Some(i) => (&args[..i], args[i + 1..].join(" ")),
+        None => (args, String::new()),
+    };
+    let smp: usize = match flag_value(opts, "--smp") {
+        Some(v) => v.parse().map_err(|_| format!("--smp takes a number, not `{v}`"))?,
+        None => 4,
+    };
+    if smp == 0 || smp > 16 {
+        return Err("--smp must be between 1 and 16 (mc2 supports up to 16 CPUs)".into());
+    }
+    let mut cmdline = flag_value(opts, "--cmdline").unwrap_or("").to_string();
+    if !command.is_empty() {
+        // The kernel runs everything after ` -- ` as a command, then powers off.
+        cmdline = format!("{cmdline} -- {command}").trim().to_string();
+    }
+    let elf = kbuild::build(lock_kind(opts), false)?;
+    if opts.iter().any(|a| a == "--iso") {
+        let iso = emu::iso_path("mc2");
+        emu::make_iso(&elf, &cmdline, &iso)?;
+        println!("wrote {}\n  Bochs: cargo xtask run --bochs\n  real PC: write it to a USB stick (dd if={} of=/dev/sdX bs=4M) and boot it in BIOS/CSM mode; the console is on COM1 (115200 8N1)", iso.display(), iso.display());
+        return Ok(());
+    }
+    if opts.iter().any(|a| a == "--bochs") {
+        provision::ensure(&[provision::Tool::Bochs])?;
+        let iso = emu::iso_path("mc2-bochs");
+        emu::make_iso(&elf, &cmdline, &iso)?;
+        let dir = util::target_dir().join("bochs").join("run");
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let rc = dir.join("bochsrc");
+        std::fs::write(&rc, emu::bochsrc(&iso, smp, emu::BochsSerial::Terminal, &dir.join("bochs.log"))).map_err(|e| e.to_string())?;
+        std::fs::write(dir.join("debugger.rc"), "c\n").map_err(|e| e.to_string())?;
+        eprintln!("xtask: Bochs with {smp} CPU(s); console on this terminal, log in {}", dir.display());
+        let mut c = std::process::Command::new("bochs");
+        c.arg("-q").arg("-f").arg(&rc).arg("-rc").arg(dir.join("debugger.rc")).current_dir(&dir);
+        let _ = c.status();
+        return Ok(());
+    }
+    let o = emu::QemuOpts { smp, cmdline: &cmdline, interactive: true, ..Default::default() };
+    let mut c = emu::qemu_command(&elf, &o)?;
+    eprintln!("xtask: QEMU TCG with {smp} CPUs (Ctrl-A X quits)");
+    let status = c.status().map_err(|e| e.to_string())?;
+    match status.code() {
+        Some(emu::QEMU_SUCCESS) | Some(0) => Ok(()),
+        Some(emu::QEMU_FAILURE) => Err("mc2 reported a failure".into()),
+        other => Err(format!("QEMU exited with {other:?}")),
+    }
+}

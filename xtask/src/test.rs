@@ -1,0 +1,330 @@
+//! `cargo xtask test`: every check mc2 has, ending with `N passed, N failed`.
+//!
+//! 1. host: unit and property tests of the layer crates (both lock kinds);
+//! 2. lock checks: loom (every interleaving, C11 model) and shuttle
+//!    (randomized and PCT schedules);
+//! 3. kernel images: both lock variants build and pass the Multiboot layout check;
+//! 4. boot: the in-kernel suite under QEMU TCG (4 CPUs interleaved, and as
+//!    many CPUs as the host has cores in parallel, each lock kind), a boot with
+//!    a CPU that never answers, interrupt-driven serial input, and the
+//!    harness's own teeth (a fault, a panic and a hang must be reported as
+//!    failures);
+//! 5. Bochs: the GRUB ISO on a VT-x capable CPU model, 1 and 4 CPUs.
+
+use crate::emu::{self, QemuOpts, Tcg, QEMU_FAILURE, QEMU_SUCCESS};
+use crate::kbuild::{self, LockKind};
+use crate::util::{cargo, host_cpus, target_dir, Captured, Result, Typed};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+#[derive(Default)]
+struct Tally {
+    passed: usize,
+    failed: usize,
+    failures: Vec<String>,
+}
+
+impl Tally {
+    fn ok(&mut self, name: &str) {
+        println!("ok      {name}");
+        self.passed += 1;
+    }
+    fn fail(&mut self, name: &str, detail: &str) {
+        println!("FAILED  {name}");
+        for line in detail.lines() {
+            println!("        | {line}");
+        }
+        self.failed += 1;
+        self.failures.push(name.to_string());
+    }
+    fn check(&mut self, name: &str, r: Result<()>) {
+        match r {
+            Ok(()) => self.ok(name),
+            Err(e) => self.fail(name, &e),
+        }
+    }
+    /// Count an external tally (cargo test's) without listing each test.
+    fn add_counts(&mut self, what: &str, passed: usize, failed: usize, failed_names: &[String]) {
+        println!("{:<7} {what}: {passed} passed, {failed} failed", if failed == 0 { "ok" } else { "FAILED" });
+        self.passed += passed;
+        self.failed += failed;
+        self.failures.extend(failed_names.iter().map(|n| format!("{what}: {n}")));
+    }
+}
+
+fn section(name: &str) {
+    println!("\n== {name}");
+}
+
+/// Options of `cargo xtask test`.
+pub struct TestOpts {
+    /// Skip the slow parts (Bochs, loom/shuttle) for quick iterations; CI runs everything.
+    pub quick: bool,
+}
+
+pub fn run(opts: TestOpts) -> ExitCode {
+    let start = Instant::now();
+    let mut t = Tally::default();
+
+    section("host: layer crates (unit, property, model tests)");
+    cargo_tests(&mut t, "host tests (ticket lock default)", &["test", "--no-fail-fast"], None, None);
+    cargo_tests(&mut t, "host tests (MCS lock default)", &["test", "--no-fail-fast", "-p", "lock", "-p", "dev", "--features", "lock/mcs"], None, None);
+
+    if !opts.quick {
+        section("lock: loom (exhaustive interleavings) and shuttle (random + PCT schedules)");
+        let loom = target_dir().join("loom");
+        cargo_tests(&mut t, "loom", &["test", "--release", "-p", "lock", "--test", "loom"], Some("--cfg loom"), Some(&loom));
+        let shuttle = target_dir().join("shuttle");
+        cargo_tests(&mut t, "shuttle", &["test", "--release", "-p", "lock", "--test", "shuttle"], Some("--cfg shuttle"), Some(&shuttle));
+    }
+
+    section("kernel images");
+    let mut kernels: Vec<(LockKind, PathBuf)> = Vec::new();
+    for kind in [LockKind::Ticket, LockKind::Mcs] {
+        match kbuild::build(kind, true) {
+            Ok(elf) => {
+                t.ok(&format!("kernel builds ({} lock) and its image passes the Multiboot layout check", kind.name()));
+                kernels.push((kind, elf));
+            }
+            Err(e) => t.fail(&format!("kernel builds ({} lock)", kind.name()), &e),
+        }
+    }
+
+    if !kernels.is_empty() {
+        section("boot under QEMU TCG");
+        boot_tests(&mut t, &kernels);
+        if !opts.quick {
+            section("boot under Bochs (GRUB ISO, VT-x capable CPU model)");
+            bochs_tests(&mut t, &kernels[0].1);
+        }
+    }
+
+    println!("\n(took {:.0} s)", start.elapsed().as_secs_f64());
+    if !t.failures.is_empty() {
+        println!("failures:");
+        for f in &t.failures {
+            println!("  {f}");
+        }
+    }
+    println!("{} passed, {} failed", t.passed, t.failed);
+    if t.failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// Run a cargo test command and add up its `test result:` lines.
+fn cargo_tests(t: &mut Tally, what: &str, args: &[&str], rustflags: Option<&str>, target: Option<&Path>) {
+    let mut c = cargo();
+    c.args(args).arg("--color").arg("never");
+    if let Some(f) = rustflags {
+        c.env("RUSTFLAGS", f);
+    }
+    if let Some(d) = target {
+        c.arg("--target-dir").arg(d);
+    }
+    let started = Instant::now();
+    let out = match c.output() {
+        Ok(o) => o,
+        Err(e) => return t.fail(what, &format!("cannot run cargo: {e}")),
+    };
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (mut passed, mut failed) = (0, 0);
+    let mut names = Vec::new();
+    for line in stdout.lines() {
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            for part in rest.split([';', '.']) {
+                let part = part.trim();
+                if let Some(n) = part.strip_suffix(" passed") {
+                    passed += n.trim().parse::<usize>().unwrap_or(0);
+                } else if let Some(n) = part.strip_suffix(" failed") {
+                    failed += n.trim().parse::<usize>().unwrap_or(0);
+                }
+            }
+        } else if let Some(name) = line.strip_prefix("test ").and_then(|l| l.strip_suffix(" ... FAILED")) {
+            names.push(name.to_string());
+        }
+    }
+    if !out.status.success() && failed == 0 {
+        // Did not compile, or a test binary crashed: one failure, with the log.
+        let tail: Vec<&str> = stderr.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect();
+        return t.fail(what, &format!("cargo {} exited with {}:\n{}", args.join(" "), out.status, tail.join("\n")));
+    }
+    t.add_counts(&format!("{what} ({:.0} s)", started.elapsed().as_secs_f64()), passed, failed, &names);
+    if failed > 0 {
+        // Show the failing tests' output.
+        let mut show = false;
+        for line in stdout.lines() {
+            if line.starts_with("---- ") {
+                show = true;
+            }
+            if line == "failures:" && show {
+                break;
+            }
+            if show {
+                println!("        | {line}");
+            }
+        }
+    }
+}
+
+/// The verdict on an in-kernel suite run: each `TEST` line, and whether the
+/// run as a whole ended properly.
+struct Suite {
+    tests: Vec<(String, Option<String>)>,
+    problem: Option<String>,
+}
+
+fn read_suite(cap: &Captured, qemu: bool) -> Suite {
+    let mut tests = Vec::new();
+    let mut done = None;
+    for line in cap.output.lines() {
+        let line = line.trim_end_matches('\r');
+        if let Some(rest) = line.strip_prefix("TEST ") {
+            if let Some(name) = rest.strip_suffix(" ... ok") {
+                tests.push((name.to_string(), None));
+            } else if let Some((name, why)) = rest.split_once(" ... FAILED: ") {
+                tests.push((name.to_string(), Some(why.to_string())));
+            }
+        } else if line.starts_with("TESTS DONE") {
+            done = Some(line.to_string());
+        }
+    }
+    let fatal = cap.output.lines().find(|l| l.starts_with("!!! mc2:")).map(str::to_string);
+    let problem = if cap.timed_out {
+        Some(format!("timed out after {:.0} s", cap.elapsed.as_secs_f64()))
+    } else if let Some(f) = fatal {
+        Some(format!("the kernel reported a fatal error: {f}"))
+    } else if done.is_none() {
+        Some(format!("the run ended without `TESTS DONE` (emulator status {:?}: triple fault or crash?)", cap.code()))
+    } else if qemu && cap.code() != Some(QEMU_SUCCESS) {
+        Some(format!("QEMU exit status {:?}, expected {QEMU_SUCCESS} (isa-debug-exit success)", cap.code()))
+    } else if tests.is_empty() {
+        Some("no TEST lines".into())
+    } else {
+        None
+    };
+    Suite { tests, problem }
+}
+
+/// Tally a suite run: one entry per in-kernel test plus one for the run.
+fn tally_suite(t: &mut Tally, scenario: &str, cap: &Captured, qemu: bool, extra: impl FnOnce(&Captured) -> Result<()>) {
+    let s = read_suite(cap, qemu);
+    for (name, failure) in &s.tests {
+        match failure {
+            None => t.ok(&format!("{scenario}: {name}")),
+            Some(why) => t.fail(&format!("{scenario}: {name}"), why),
+        }
+    }
+    let whole = match s.problem {
+        Some(p) => Err(p),
+        None => extra(cap),
+    };
+    match whole {
+        Ok(()) => t.ok(&format!("{scenario}: boots, runs the suite, exits cleanly ({:.1} s)", cap.elapsed.as_secs_f64())),
+        Err(e) => t.fail(&format!("{scenario}: run"), &format!("{e}\n--- console ---\n{}", cap.output)),
+    }
+}
+
+/// Exactly one `mc2: X/Y cpus online` line, with the expected counts.
+fn summary_line(cap: &Captured, online: usize, listed: usize) -> Result<()> {
+    let lines: Vec<&str> = cap.output.lines().map(|l| l.trim_end_matches('\r')).filter(|l| l.starts_with("mc2: ") && l.ends_with(" cpus online")).collect();
+    let want = format!("mc2: {online}/{listed} cpus online");
+    match lines.as_slice() {
+        [one] if *one == want => Ok(()),
+        [one] => Err(format!("summary line is `{one}`, expected `{want}`")),
+        [] => Err("no `mc2: N/M cpus online` summary line".into()),
+        many => Err(format!("{} summary lines, expected exactly one", many.len())),
+    }
+}
+
+fn boot_tests(t: &mut Tally, kernels: &[(LockKind, PathBuf)]) {
+    let timeout = Duration::from_secs(120);
+    let par = host_cpus().clamp(2, 4);
+    for (kind, elf) in kernels {
+        // 4 CPUs interleaved on one host thread, then real parallelism.
+        for (smp, tcg, label) in [(4, Tcg::SingleThreaded, "tcg-1thread"), (par, Tcg::MultiThreaded, "tcg-mthread")] {
+            let cmdline = format!("test expect_cpus={smp}");
+            let scenario = format!("qemu {label} smp{smp} {}", kind.name());
+            let o = QemuOpts { smp, cmdline: &cmdline, tcg, ..Default::default() };
+            match emu::qemu_capture(elf, &o, timeout, None) {
+                Ok(cap) => tally_suite(t, &scenario, &cap, true, |c| summary_line(c, smp, smp)),
+                Err(e) => t.fail(&scenario, &e),
+            }
+        }
+    }
+    let elf = &kernels[0].1;
+
+    // A listed CPU that never answers: reported, boot goes on.
+    {
+        let o = QemuOpts { smp: 4, cmdline: "test expect_cpus=4 extra_apic=0x7e", tcg: Tcg::SingleThreaded, ..Default::default() };
+        match emu::qemu_capture(elf, &o, timeout, None) {
+            Ok(cap) => tally_suite(t, "qemu smp4 + a CPU that never answers", &cap, true, |c| {
+                summary_line(c, 4, 5)?;
+                if !c.output.contains("did not start within") {
+                    return Err("no report naming the CPU that did not start".into());
+                }
+                Ok(())
+            }),
+            Err(e) => t.fail("qemu missing CPU", &e),
+        }
+    }
+
+    // Serial input by interrupt: type a probe line once the kernel is ready.
+    {
+        let o = QemuOpts { smp: 2, cmdline: "test=rx", ..Default::default() };
+        let typed = Typed { after: "rx-test: ready for input", input: "mc2-rx-probe\r" };
+        match emu::qemu_capture(elf, &o, Duration::from_secs(60), Some(typed)) {
+            Ok(cap) => tally_suite(t, "qemu serial input", &cap, true, |_| Ok(())),
+            Err(e) => t.fail("qemu serial input", &e),
+        }
+    }
+
+    // The harness must see failures: each of these runs has to be judged failed.
+    let teeth: [(&str, &str, u64, &[&str]); 3] = [
+        ("fault", "test=fault", 60, &["exception #PF page fault (vector 14)", "cpu 1:", "cr2 0x00007fff00000000", "error code 0x2", "rip 0x", "system halted"]),
+        ("panic", "test=panic", 60, &["PANIC: panicked at", "deliberate panic", "system halted"]),
+        ("hang", "test=hang", 8, &[]),
+    ];
+    for (what, cmdline, secs, must_show) in teeth {
+        let name = format!("harness catches a kernel {what} (report, then failure)");
+        let o = QemuOpts { smp: 4, cmdline, tcg: Tcg::SingleThreaded, ..Default::default() };
+        let r = emu::qemu_capture(elf, &o, Duration::from_secs(secs), None).and_then(|cap| {
+            let s = read_suite(&cap, true);
+            if s.problem.is_none() {
+                return Err(format!("the harness judged the {what} run a success:\n{}", cap.output));
+            }
+            if what != "hang" && cap.code() != Some(QEMU_FAILURE) {
+                return Err(format!("QEMU status {:?}, expected {QEMU_FAILURE}:\n{}", cap.code(), cap.output));
+            }
+            if what == "hang" && !cap.timed_out {
+                return Err(format!("the hang run ended by itself:\n{}", cap.output));
+            }
+            for m in must_show {
+                if !cap.output.contains(m) {
+                    return Err(format!("the report lacks `{m}`:\n{}", cap.output));
+                }
+            }
+            Ok(())
+        });
+        t.check(&name, r);
+    }
+}
+
+fn bochs_tests(t: &mut Tally, elf: &Path) {
+    for cpus in [1, 4] {
+        let scenario = format!("bochs smp{cpus}");
+        let iso = target_dir().join("bochs").join(format!("test-smp{cpus}.iso"));
+        let r = std::fs::create_dir_all(iso.parent().unwrap())
+            .map_err(|e| e.to_string())
+            .and_then(|_| emu::make_iso(elf, &format!("test expect_cpus={cpus}"), &iso))
+            .and_then(|_| emu::bochs_capture(&iso, cpus, &format!("smp{cpus}"), Duration::from_secs(240)));
+        match r {
+            Ok(cap) => tally_suite(t, &scenario, &cap, false, |c| summary_line(c, cpus, cpus)),
+            Err(e) => t.fail(&scenario, &e),
+        }
+    }
+}
