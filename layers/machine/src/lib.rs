@@ -8,7 +8,8 @@
 //!   and I/O APICs from the ACPI MADT or MP tables ([`acpi`]);
 //! - per-CPU state reached through GS base: index, GDT, TSS, IDT, kernel and IST
 //!   stacks ([`percpu`], [`cpu::id`]);
-//! - the trap entry path and IDT ([`trap`]);
+//! - the trap entry path and IDT, the system-call entry and the way into
+//!   user mode ([`trap`]); kernel context switches between threads ([`context`]);
 //! - AP start-up with INIT-SIPI-SIPI ([`smp`]);
 //! - instruction wrappers ([`x86`]) and the address-space layout ([`layout`]).
 //!
@@ -30,6 +31,7 @@ extern crate std;
 
 pub mod acpi;
 pub mod boot;
+pub mod context;
 pub mod cpu;
 pub mod gdt;
 pub mod layout;

@@ -145,6 +145,159 @@ extern "C" fn mc2_trap_dispatch(frame: &mut TrapFrame) {
     h(frame);
 }
 
+/// `vector` recorded in frames built by the system-call entry (beyond the
+/// 256 hardware vectors, so a handler can tell the two paths apart).
+pub const SYSCALL_VECTOR: u64 = 0x100;
+
+static SYSCALL_HANDLER: AtomicUsize = AtomicUsize::new(0);
+
+/// Install the function every `syscall` is dispatched to (once, at boot).
+/// It receives the caller's registers: number in `rax`, arguments in `rdi`,
+/// `rsi`, `rdx`, `r10`, `r8`, `r9`; what it leaves in the frame is what user
+/// mode sees on return.
+pub fn set_syscall_handler(h: Handler) {
+    SYSCALL_HANDLER.store(h as usize, Ordering::Release);
+}
+
+#[cfg(mc2_bare)]
+#[no_mangle]
+extern "C" fn mc2_syscall_dispatch(frame: &mut TrapFrame) {
+    let h = SYSCALL_HANDLER.load(Ordering::Acquire);
+    if h == 0 {
+        frame.rax = u64::MAX; // no handler: every call fails
+        return;
+    }
+    // SAFETY: SYSCALL_HANDLER only ever holds 0 or a `Handler` stored by set_syscall_handler.
+    let h: Handler = unsafe { core::mem::transmute::<usize, Handler>(h) };
+    h(frame);
+}
+
+/// RFLAGS bits cleared on `syscall` entry (IA32_FMASK): IF (interrupts stay
+/// masked in the kernel), TF, DF, NT, AC (SDM Vol. 3A §2.3, Vol. 2B SYSCALL).
+pub const SYSCALL_FMASK: u64 = 1 << 9 | 1 << 8 | 1 << 10 | 1 << 14 | 1 << 18;
+
+/// Enable `syscall`/`sysret` on this CPU: EFER.SCE, STAR selectors, LSTAR entry.
+///
+/// # Safety
+/// Ring 0, after `percpu::init_this_cpu` on this CPU (the entry path uses
+/// the per-CPU block through GS).
+#[cfg(mc2_bare)]
+pub unsafe fn init_syscall() {
+    use crate::gdt::{KERNEL_CS, KERNEL_DS};
+    use crate::x86::{msr, rdmsr, wrmsr};
+    extern "C" {
+        static mc2_syscall_entry: u8;
+    }
+    // STAR[47:32]: kernel CS (SS = CS + 8); STAR[63:48]: base for user
+    // selectors (SS = base + 8, CS = base + 16), see gdt.rs.
+    let star = (KERNEL_DS as u64) << 48 | (KERNEL_CS as u64) << 32;
+    // SAFETY: these MSRs exist on every x86-64 CPU; the entry point is ours.
+    unsafe {
+        wrmsr(msr::IA32_STAR, star);
+        wrmsr(msr::IA32_LSTAR, core::ptr::addr_of!(mc2_syscall_entry) as u64);
+        wrmsr(msr::IA32_FMASK, SYSCALL_FMASK);
+        wrmsr(msr::IA32_EFER, rdmsr(msr::IA32_EFER) | 1); // SCE
+    }
+}
+
+// System-call entry: switch to the thread's kernel stack (per-CPU word gs:24,
+// kept equal to TSS.RSP0 by the scheduler), build a TrapFrame exactly as the
+// interrupt path would (minus the FXSAVE area: the system-call ABI declares
+// SSE registers clobbered), dispatch, and return with IRETQ (which, unlike
+// SYSRET, cannot be tricked into faulting in ring 0 by a non-canonical RIP).
+#[cfg(mc2_bare)]
+core::arch::global_asm!(
+    r#"
+.text
+.global mc2_syscall_entry
+mc2_syscall_entry:
+    swapgs
+    mov %rsp, %gs:16
+    mov %gs:24, %rsp
+    pushq $0x1b
+    pushq %gs:16
+    push %r11
+    pushq $0x23
+    push %rcx
+    pushq $0
+    pushq $0x100
+    push %rax
+    push %rbx
+    push %rcx
+    push %rdx
+    push %rsi
+    push %rdi
+    push %rbp
+    push %r8
+    push %r9
+    push %r10
+    push %r11
+    push %r12
+    push %r13
+    push %r14
+    push %r15
+    mov %rsp, %rdi
+    cld
+    call mc2_syscall_dispatch
+    pop %r15
+    pop %r14
+    pop %r13
+    pop %r12
+    pop %r11
+    pop %r10
+    pop %r9
+    pop %r8
+    pop %rbp
+    pop %rdi
+    pop %rsi
+    pop %rdx
+    pop %rcx
+    pop %rbx
+    pop %rax
+    add $16, %rsp
+    swapgs
+    iretq
+
+.global mc2_enter_user_at
+mc2_enter_user_at:
+    mov %rdi, %rsp
+    jmp mc2_trap_return
+"#,
+    options(att_syntax)
+);
+
+/// Size of the FXSAVE area the interrupt path keeps below each frame.
+pub const FXSAVE_SIZE: usize = 512;
+
+/// Leave the kernel for user mode with the registers in `frame`, on a fresh
+/// kernel stack whose top is `kstack_top`: the frame and a clean FPU/SSE
+/// state (nothing of the kernel's registers leaks) are written just below the
+/// top and the normal trap return path restores them.
+///
+/// # Safety
+/// `kstack_top` is the top of the current thread's kernel stack (the value
+/// `percpu::set_kernel_stack` was given), 16-byte aligned, with at least
+/// 1 KiB of room; nothing live remains on that stack. `frame` must describe
+/// ring-3 code (`cs`/`ss` the user selectors).
+#[cfg(mc2_bare)]
+pub unsafe fn enter_user(frame: &TrapFrame, kstack_top: u64) -> ! {
+    extern "C" {
+        fn mc2_enter_user_at(rsp: u64) -> !;
+    }
+    let frame_at = kstack_top - core::mem::size_of::<TrapFrame>() as u64;
+    let fx_at = frame_at - FXSAVE_SIZE as u64;
+    // SAFETY: per the contract the top KiB of the stack is ours to overwrite;
+    // both addresses are 16-byte aligned (176 and 512 are multiples of 16).
+    unsafe {
+        core::ptr::write(frame_at as *mut TrapFrame, *frame);
+        core::ptr::write_bytes(fx_at as *mut u8, 0, FXSAVE_SIZE);
+        // FXSAVE layout (SDM Vol. 1 Table 10-2): FCW at 0, MXCSR at 24.
+        core::ptr::write(fx_at as *mut u16, crate::context::FCW_DEFAULT);
+        core::ptr::write((fx_at + 24) as *mut u32, crate::context::MXCSR_DEFAULT);
+        mc2_enter_user_at(fx_at)
+    }
+}
+
 /// Size of one entry stub; stub `v` is at `mc2_trap_stubs + v * STUB_SIZE`.
 pub const STUB_SIZE: u64 = 16;
 
