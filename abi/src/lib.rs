@@ -1,0 +1,342 @@
+//! # abi: the system-call interface between mc2 and its user programs
+//!
+//! Shared by the kernel (`trap` layer) and the user runtime, so both sides
+//! agree on numbers, argument order, error codes and record layouts. The
+//! abstract effect of each call is documented in `docs/syscalls.md`.
+//!
+//! Calling convention (x86-64 `syscall`): number in `rax`, arguments in
+//! `rdi`, `rsi`, `rdx`, `r10`, `r8`, `r9`; result in `rax` (a second result in
+//! `rdx` where a call has one). A result `r` with `(r as i64) < 0` is an error:
+//! `-r` is an [`Error`] code. The call clobbers what a C function call may
+//! clobber (all caller-saved registers, SSE included), plus `rcx` and `r11`.
+#![no_std]
+#![forbid(unsafe_code)]
+
+/// System-call numbers.
+pub mod nr {
+    pub const EXIT: u64 = 0;
+    pub const SPAWN: u64 = 1;
+    pub const WAIT: u64 = 2;
+    pub const YIELD: u64 = 3;
+    pub const SLEEP: u64 = 4;
+    pub const GETPID: u64 = 5;
+    pub const GETPPID: u64 = 6;
+    pub const QUOTA: u64 = 7;
+    pub const CONSOLE_WRITE: u64 = 8;
+    pub const CONSOLE_READ: u64 = 9;
+    pub const SEND: u64 = 10;
+    pub const RECV: u64 = 11;
+    pub const CALL: u64 = 12;
+    pub const SHM_OFFER: u64 = 13;
+    pub const SHM_STATUS: u64 = 14;
+    pub const MUTEX_CREATE: u64 = 15;
+    pub const MUTEX_LOCK: u64 = 16;
+    pub const MUTEX_UNLOCK: u64 = 17;
+    pub const CV_CREATE: u64 = 18;
+    pub const CV_WAIT: u64 = 19;
+    pub const CV_SIGNAL: u64 = 20;
+    pub const CV_BROADCAST: u64 = 21;
+    pub const CLOCK: u64 = 22;
+    pub const MEM_MAP: u64 = 23;
+    pub const MEM_UNMAP: u64 = 24;
+    pub const PS: u64 = 25;
+    pub const PROGRAMS: u64 = 26;
+    pub const KILL: u64 = 27;
+    pub const CHAN_CREATE: u64 = 28;
+    pub const SYSINFO: u64 = 29;
+    pub const POWEROFF: u64 = 30;
+    /// One past the highest number.
+    pub const COUNT: u64 = 31;
+}
+
+/// Error codes (returned negated in `rax`). Each misuse has its own code so
+/// that a caller (and the conformance checker) can tell them apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u64)]
+pub enum Error {
+    /// No such system call.
+    NoSys = 1,
+    /// An argument is out of range or malformed.
+    Invalid = 2,
+    /// A user pointer/length is unmapped, not writable where it must be, or
+    /// reaches into the kernel half.
+    BadAddress = 3,
+    /// Not page-aligned where a page address is required.
+    Misaligned = 4,
+    /// Physical memory is exhausted.
+    NoMemory = 5,
+    /// The caller's container has no quota left for this.
+    QuotaExceeded = 6,
+    /// No process with that id (or it has exited).
+    NoSuchProcess = 7,
+    /// No program of that name in the boot image.
+    NoSuchProgram = 8,
+    /// No channel, mutex or condition variable with that id.
+    NoSuchObject = 9,
+    /// A fixed-size kernel table (processes, channels, ...) is full.
+    TableFull = 10,
+    /// The process is not the caller's child.
+    NotChild = 11,
+    /// The caller has no children to wait for.
+    NoChildren = 12,
+    /// No such CPU, or it is not online, or it is reserved (guests).
+    BadCpu = 13,
+    /// The virtual range is already mapped.
+    AlreadyMapped = 14,
+    /// The virtual range is not mapped.
+    NotMapped = 15,
+    /// Sharing memory with oneself.
+    SelfShare = 16,
+    /// The message is longer than the receiver's buffer or the maximum.
+    TooLarge = 17,
+    /// The operation needs the caller to hold the mutex.
+    NotOwner = 18,
+    /// The caller already holds it (would deadlock).
+    WouldDeadlock = 19,
+    /// The peer exited while the caller waited for it.
+    PeerGone = 20,
+    /// The caller may not do this (e.g. kill a process that is not its descendant).
+    NotPermitted = 21,
+    /// The channel is the caller's own (send to self would never rendezvous).
+    SelfChannel = 22,
+    /// Not supported on this machine (e.g. no VT-x/SVM).
+    NotSupported = 23,
+    /// Object or resource busy.
+    Busy = 24,
+}
+
+impl Error {
+    pub const ALL: [Error; 24] = [
+        Error::NoSys,
+        Error::Invalid,
+        Error::BadAddress,
+        Error::Misaligned,
+        Error::NoMemory,
+        Error::QuotaExceeded,
+        Error::NoSuchProcess,
+        Error::NoSuchProgram,
+        Error::NoSuchObject,
+        Error::TableFull,
+        Error::NotChild,
+        Error::NoChildren,
+        Error::BadCpu,
+        Error::AlreadyMapped,
+        Error::NotMapped,
+        Error::SelfShare,
+        Error::TooLarge,
+        Error::NotOwner,
+        Error::WouldDeadlock,
+        Error::PeerGone,
+        Error::NotPermitted,
+        Error::SelfChannel,
+        Error::NotSupported,
+        Error::Busy,
+    ];
+
+    pub fn code(self) -> u64 {
+        self as u64
+    }
+
+    pub fn from_code(code: u64) -> Option<Error> {
+        Self::ALL.iter().copied().find(|e| e.code() == code)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Error::NoSys => "no such system call",
+            Error::Invalid => "invalid argument",
+            Error::BadAddress => "bad address",
+            Error::Misaligned => "misaligned address",
+            Error::NoMemory => "out of memory",
+            Error::QuotaExceeded => "quota exceeded",
+            Error::NoSuchProcess => "no such process",
+            Error::NoSuchProgram => "no such program",
+            Error::NoSuchObject => "no such object",
+            Error::TableFull => "kernel table full",
+            Error::NotChild => "not a child of the caller",
+            Error::NoChildren => "no children",
+            Error::BadCpu => "bad CPU",
+            Error::AlreadyMapped => "already mapped",
+            Error::NotMapped => "not mapped",
+            Error::SelfShare => "sharing with oneself",
+            Error::TooLarge => "too large",
+            Error::NotOwner => "not the owner",
+            Error::WouldDeadlock => "would deadlock",
+            Error::PeerGone => "peer gone",
+            Error::NotPermitted => "not permitted",
+            Error::SelfChannel => "own channel",
+            Error::NotSupported => "not supported",
+            Error::Busy => "busy",
+        }
+    }
+}
+
+impl core::fmt::Display for Error {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Encode a result for `rax`.
+pub fn encode(r: Result<u64, Error>) -> u64 {
+    match r {
+        Ok(v) => v,
+        Err(e) => (e.code() as i64).wrapping_neg() as u64,
+    }
+}
+
+/// Decode `rax`. Values in `[-4095, -1]` (as i64) are errors, like Linux; any
+/// unknown code in that range decodes as [`Error::NoSys`].
+pub fn decode(rax: u64) -> Result<u64, Error> {
+    let v = rax as i64;
+    if (-4095..0).contains(&v) {
+        Err(Error::from_code(v.unsigned_abs()).unwrap_or(Error::NoSys))
+    } else {
+        Ok(rax)
+    }
+}
+
+/// Largest IPC message, bytes.
+pub const MAX_MESSAGE: usize = 4096;
+/// Largest console write in one call, bytes.
+pub const MAX_CONSOLE_WRITE: usize = 4096;
+/// Program names in the boot image are at most this long.
+pub const MAX_NAME: usize = 32;
+/// `wait` argument meaning "any child".
+pub const ANY_CHILD: u64 = u64::MAX;
+/// Page size.
+pub const PAGE_SIZE: u64 = 4096;
+/// Lowest and one-past-highest user virtual address.
+pub const USER_BASE: u64 = 0x1000;
+pub const USER_END: u64 = 0x0000_8000_0000_0000;
+
+/// Rights for `mem_map` (bit flags).
+pub mod prot {
+    pub const WRITE: u64 = 1;
+    pub const EXEC: u64 = 2;
+}
+
+/// Shared-memory pair states (`shm_offer`, `shm_status`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u64)]
+pub enum ShmState {
+    /// Nothing offered (or revoked).
+    Dead = 0,
+    /// One side offered; waiting for the peer.
+    Pending = 1,
+    /// Both offered: the page is mapped in both.
+    Ready = 2,
+}
+
+impl ShmState {
+    pub fn from_u64(v: u64) -> Option<ShmState> {
+        match v {
+            0 => Some(ShmState::Dead),
+            1 => Some(ShmState::Pending),
+            2 => Some(ShmState::Ready),
+            _ => None,
+        }
+    }
+}
+
+/// One row of `ps` (fixed layout, little endian, 64 bytes).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProcInfo {
+    pub pid: u32,
+    pub parent: u32,
+    pub cpu: u32,
+    /// 0 running, 1 ready, 2 blocked, 3 exited (zombie).
+    pub state: u32,
+    pub quota: u64,
+    pub usage: u64,
+    pub name: [u8; 32],
+}
+
+impl ProcInfo {
+    pub const SIZE: usize = 64;
+
+    pub fn to_bytes(&self) -> [u8; Self::SIZE] {
+        let mut b = [0u8; Self::SIZE];
+        b[0..4].copy_from_slice(&self.pid.to_le_bytes());
+        b[4..8].copy_from_slice(&self.parent.to_le_bytes());
+        b[8..12].copy_from_slice(&self.cpu.to_le_bytes());
+        b[12..16].copy_from_slice(&self.state.to_le_bytes());
+        b[16..24].copy_from_slice(&self.quota.to_le_bytes());
+        b[24..32].copy_from_slice(&self.usage.to_le_bytes());
+        b[32..64].copy_from_slice(&self.name);
+        b
+    }
+
+    pub fn from_bytes(b: &[u8; Self::SIZE]) -> Self {
+        let u32_at = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().unwrap_or([0; 4]));
+        let u64_at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap_or([0; 8]));
+        let mut name = [0u8; 32];
+        name.copy_from_slice(&b[32..64]);
+        ProcInfo { pid: u32_at(0), parent: u32_at(4), cpu: u32_at(8), state: u32_at(12), quota: u64_at(16), usage: u64_at(24), name }
+    }
+
+    pub fn name(&self) -> &str {
+        let n = self.name.iter().position(|&c| c == 0).unwrap_or(32);
+        core::str::from_utf8(&self.name[..n]).unwrap_or("?")
+    }
+}
+
+/// `sysinfo` record: machine-wide counters (fixed layout, 64 bytes).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SysInfo {
+    pub cpus_online: u64,
+    pub free_pages: u64,
+    pub total_pages: u64,
+    pub processes: u64,
+    pub tsc_per_ms: u64,
+    pub root_quota: u64,
+    pub root_usage: u64,
+    pub ticks: u64,
+}
+
+impl SysInfo {
+    pub const SIZE: usize = 64;
+
+    pub fn to_bytes(&self) -> [u8; Self::SIZE] {
+        let mut b = [0u8; Self::SIZE];
+        for (i, v) in [self.cpus_online, self.free_pages, self.total_pages, self.processes, self.tsc_per_ms, self.root_quota, self.root_usage, self.ticks]
+            .iter()
+            .enumerate()
+        {
+            b[i * 8..i * 8 + 8].copy_from_slice(&v.to_le_bytes());
+        }
+        b
+    }
+
+    pub fn from_bytes(b: &[u8; Self::SIZE]) -> Self {
+        let w = |i: usize| u64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
+        SysInfo { cpus_online: w(0), free_pages: w(1), total_pages: w(2), processes: w(3), tsc_per_ms: w(4), root_quota: w(5), root_usage: w(6), ticks: w(7) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_codes_round_trip_and_are_distinct() {
+        for e in Error::ALL {
+            assert_eq!(decode(encode(Err(e))), Err(e));
+        }
+        let mut codes: [u64; 24] = Error::ALL.map(|e| e.code());
+        codes.sort_unstable();
+        assert!(codes.windows(2).all(|w| w[0] != w[1]));
+        assert_eq!(decode(encode(Ok(12345))), Ok(12345));
+        assert_eq!(decode((-999i64) as u64), Err(Error::NoSys));
+    }
+
+    #[test]
+    fn records_round_trip() {
+        let mut p = ProcInfo { pid: 3, parent: 1, cpu: 2, state: 1, quota: 100, usage: 7, name: [0; 32] };
+        p.name[..4].copy_from_slice(b"init");
+        assert_eq!(ProcInfo::from_bytes(&p.to_bytes()), p);
+        assert_eq!(p.name(), "init");
+        let s = SysInfo { cpus_online: 4, free_pages: 5, total_pages: 6, processes: 7, tsc_per_ms: 8, root_quota: 9, root_usage: 10, ticks: 11 };
+        assert_eq!(SysInfo::from_bytes(&s.to_bytes()), s);
+    }
+}
