@@ -15,6 +15,7 @@ mod kbuild;
 mod provision;
 mod svg;
 mod test;
+mod user;
 mod util;
 
 use kbuild::LockKind;
@@ -49,7 +50,11 @@ fn main() -> ExitCode {
         "run" => run(rest),
         "test" => return test::run(test::TestOpts { quick: rest.iter().any(|a| a == "--quick") }),
         "bench" => bench::run(rest),
-        "build" => kbuild::build(lock_kind(rest), false).map(|p| println!("{}", p.display())),
+        "build" => kbuild::build(lock_kind(rest), false).and_then(|k| {
+            let b = user::build_bundle()?;
+            println!("{}\n{}", k.display(), b.display());
+            Ok(())
+        }),
         "deps" => provision::ensure(&[provision::Tool::Qemu, provision::Tool::Bochs, provision::Tool::GrubIso]),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");

@@ -1,0 +1,100 @@
+//! The user heap: size classes of 16..2048 bytes carved from 4 KiB pages,
+//! and whole-page runs for larger blocks, all mapped on demand with
+//! `mem_map` in a reserved region (charged to the process's container).
+
+use core::alloc::{GlobalAlloc, Layout};
+use core::cell::UnsafeCell;
+
+/// Where the heap lives in every process.
+pub const HEAP_BASE: u64 = 0x0000_1000_0000_0000;
+const PAGE: usize = 4096;
+const CLASSES: [usize; 8] = [16, 32, 64, 128, 256, 512, 1024, 2048];
+
+struct State {
+    /// Next unmapped address of the region (grows up).
+    top: u64,
+    /// Free lists per size class (address of the first free block, 0 = none).
+    free: [usize; CLASSES.len()],
+}
+
+pub struct Heap(UnsafeCell<State>);
+
+// SAFETY: an mc2 process has exactly one thread, and the allocator is not
+// re-entered (it calls no allocating code), so there is never concurrent access.
+unsafe impl Sync for Heap {}
+
+#[cfg_attr(mc2_user, global_allocator)]
+static HEAP: Heap = Heap(UnsafeCell::new(State { top: HEAP_BASE, free: [0; CLASSES.len()] }));
+
+fn class_of(layout: &Layout) -> Option<usize> {
+    let need = layout.size().max(layout.align());
+    CLASSES.iter().position(|&c| c >= need)
+}
+
+impl Heap {
+    /// Map `pages` fresh pages at the top of the region.
+    fn grow(st: &mut State, pages: usize) -> *mut u8 {
+        let at = st.top;
+        match crate::sys::mem_map(at, pages as u64, abi::prot::WRITE) {
+            Ok(_) => {
+                st.top += (pages * PAGE) as u64;
+                at as *mut u8
+            }
+            Err(_) => core::ptr::null_mut(),
+        }
+    }
+}
+
+// SAFETY: blocks handed out are disjoint (each class block comes off a free
+// list or a freshly mapped page split into same-size blocks; large blocks are
+// fresh page runs), aligned to their class size (a power of two dividing the
+// page size) or to the page, and live until dealloc returns them.
+unsafe impl GlobalAlloc for Heap {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: single-threaded, not re-entered (see the Sync impl).
+        let st = unsafe { &mut *self.0.get() };
+        match class_of(&layout) {
+            Some(c) => {
+                if st.free[c] == 0 {
+                    let page = Self::grow(st, 1);
+                    if page.is_null() {
+                        return page;
+                    }
+                    let size = CLASSES[c];
+                    // Thread the new page's blocks onto the free list.
+                    for i in (0..PAGE / size).rev() {
+                        let b = page as usize + i * size;
+                        // SAFETY: b is inside the page just mapped writable.
+                        unsafe { *(b as *mut usize) = st.free[c] };
+                        st.free[c] = b;
+                    }
+                }
+                let b = st.free[c];
+                // SAFETY: b is a free block of this class; its first word links to the next.
+                st.free[c] = unsafe { *(b as *const usize) };
+                b as *mut u8
+            }
+            None => {
+                if layout.align() > PAGE {
+                    return core::ptr::null_mut();
+                }
+                Self::grow(st, layout.size().div_ceil(PAGE))
+            }
+        }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: single-threaded, not re-entered (see the Sync impl).
+        let st = unsafe { &mut *self.0.get() };
+        match class_of(&layout) {
+            Some(c) => {
+                // SAFETY: ptr was handed out for this class and is free again.
+                unsafe { *(ptr as *mut usize) = st.free[c] };
+                st.free[c] = ptr as usize;
+            }
+            None => {
+                let _ = crate::sys::mem_unmap(ptr as u64, layout.size().div_ceil(PAGE) as u64);
+            }
+        }
+    }
+}
