@@ -340,3 +340,82 @@ mod tests {
         assert_eq!(SysInfo::from_bytes(&s.to_bytes()), s);
     }
 }
+
+/// The boot-image program bundle: one Multiboot module holding every user
+/// program (and, later, guest images) as named files.
+///
+/// ```text
+/// 0   magic "MC2BNDL1"
+/// 8   count: u32, reserved: u32
+/// 16  count entries of 48 bytes: name [u8; 32] (NUL-padded), offset u64, size u64
+///     (offset from the start of the bundle; file data 4 KiB aligned)
+/// ```
+pub mod bundle {
+    pub const MAGIC: &[u8; 8] = b"MC2BNDL1";
+    pub const HEADER: usize = 16;
+    pub const ENTRY: usize = 48;
+    pub const NAME: usize = 32;
+    pub const ALIGN: usize = 4096;
+
+    /// A file in the bundle: its name and its bytes.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct File<'a> {
+        pub name: &'a str,
+        pub data: &'a [u8],
+    }
+
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum BundleError {
+        BadMagic,
+        /// An entry points outside the bundle, or the table is cut short.
+        Truncated,
+        /// A name is not UTF-8.
+        BadName,
+    }
+
+    fn u32_at(b: &[u8], o: usize) -> Option<u32> {
+        Some(u32::from_le_bytes(b.get(o..o + 4)?.try_into().ok()?))
+    }
+    fn u64_at(b: &[u8], o: usize) -> Option<u64> {
+        Some(u64::from_le_bytes(b.get(o..o + 8)?.try_into().ok()?))
+    }
+
+    /// Number of files, after checking the header.
+    pub fn count(b: &[u8]) -> Result<usize, BundleError> {
+        if b.get(..8) != Some(MAGIC.as_slice()) {
+            return Err(BundleError::BadMagic);
+        }
+        let n = u32_at(b, 8).ok_or(BundleError::Truncated)? as usize;
+        if HEADER + n * ENTRY > b.len() {
+            return Err(BundleError::Truncated);
+        }
+        Ok(n)
+    }
+
+    /// File `i` of the bundle.
+    pub fn file(b: &[u8], i: usize) -> Result<File<'_>, BundleError> {
+        if i >= count(b)? {
+            return Err(BundleError::Truncated);
+        }
+        let e = HEADER + i * ENTRY;
+        let raw = &b[e..e + NAME];
+        let len = raw.iter().position(|&c| c == 0).unwrap_or(NAME);
+        let name = core::str::from_utf8(&raw[..len]).map_err(|_| BundleError::BadName)?;
+        let off = u64_at(b, e + NAME).ok_or(BundleError::Truncated)? as usize;
+        let size = u64_at(b, e + NAME + 8).ok_or(BundleError::Truncated)? as usize;
+        let end = off.checked_add(size).ok_or(BundleError::Truncated)?;
+        let data = b.get(off..end).ok_or(BundleError::Truncated)?;
+        Ok(File { name, data })
+    }
+
+    /// Find a file by name.
+    pub fn find<'a>(b: &'a [u8], name: &str) -> Result<Option<File<'a>>, BundleError> {
+        for i in 0..count(b)? {
+            let f = file(b, i)?;
+            if f.name == name {
+                return Ok(Some(f));
+            }
+        }
+        Ok(None)
+    }
+}
