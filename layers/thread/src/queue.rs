@@ -1,0 +1,194 @@
+//! The shared queue library (the seed's "shared queue library"): doubly
+//! linked queues of thread ids, each queue behind its own lock, whose atomic
+//! interface is an abstract queue (see [`crate::spec::QueueSpec`]).
+//!
+//! The links live in per-thread arrays (a thread is in at most one queue at
+//! a time, as in mC2), so no memory is allocated. A thread's links are only
+//! written by whoever holds the lock of the queue the thread is in; the
+//! atomic `home` word (which queue holds the thread) is claimed with a
+//! compare-and-swap before the thread is linked, so two CPUs can never put
+//! the same thread into two queues.
+
+use crate::Tid;
+use core::sync::atomic::{AtomicU32, Ordering};
+use lock::SpinLock;
+
+/// "No thread" / "no queue".
+pub const NIL: u32 = u32::MAX;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QueueError {
+    /// The queue id is out of range.
+    NoSuchQueue,
+    /// The thread id is out of range.
+    NoSuchThread,
+    /// The thread is already in some queue.
+    AlreadyQueued,
+}
+
+#[derive(Clone, Copy)]
+struct Ends {
+    head: u32,
+    tail: u32,
+    len: u32,
+}
+
+/// `Q` queues over `T` thread ids.
+pub struct QueueSet<const Q: usize, const T: usize> {
+    ends: [SpinLock<Ends>; Q],
+    next: [AtomicU32; T],
+    prev: [AtomicU32; T],
+    home: [AtomicU32; T],
+}
+
+impl<const Q: usize, const T: usize> Default for QueueSet<Q, T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const Q: usize, const T: usize> QueueSet<Q, T> {
+    pub const fn new() -> Self {
+        QueueSet {
+            ends: [const { SpinLock::new(Ends { head: NIL, tail: NIL, len: 0 }) }; Q],
+            next: [const { AtomicU32::new(NIL) }; T],
+            prev: [const { AtomicU32::new(NIL) }; T],
+            home: [const { AtomicU32::new(NIL) }; T],
+        }
+    }
+
+    fn check(&self, q: usize, t: Tid) -> Result<(), QueueError> {
+        if q >= Q {
+            return Err(QueueError::NoSuchQueue);
+        }
+        if t as usize >= T {
+            return Err(QueueError::NoSuchThread);
+        }
+        Ok(())
+    }
+
+    /// Append `t` to the tail of queue `q`.
+    pub fn enqueue(&self, q: usize, t: Tid) -> Result<(), QueueError> {
+        self.check(q, t)?;
+        let ti = t as usize;
+        let mut e = self.ends[q].lock();
+        // Claim the thread for this queue (while holding q's lock, so a
+        // concurrent dequeue from q cannot observe half-linked state).
+        self.home[ti].compare_exchange(NIL, q as u32, Ordering::AcqRel, Ordering::Acquire).map_err(|_| QueueError::AlreadyQueued)?;
+        self.next[ti].store(NIL, Ordering::Relaxed);
+        self.prev[ti].store(e.tail, Ordering::Relaxed);
+        if e.tail == NIL {
+            e.head = t;
+        } else {
+            self.next[e.tail as usize].store(t, Ordering::Relaxed);
+        }
+        e.tail = t;
+        e.len += 1;
+        Ok(())
+    }
+
+    /// Take the thread at the head of queue `q`.
+    pub fn dequeue(&self, q: usize) -> Option<Tid> {
+        if q >= Q {
+            return None;
+        }
+        let mut e = self.ends[q].lock();
+        let t = e.head;
+        if t == NIL {
+            return None;
+        }
+        self.unlink(&mut e, t);
+        Some(t)
+    }
+
+    /// Remove `t` from queue `q` wherever it is; false if it is not there.
+    pub fn remove(&self, q: usize, t: Tid) -> bool {
+        if self.check(q, t).is_err() {
+            return false;
+        }
+        let mut e = self.ends[q].lock();
+        if self.home[t as usize].load(Ordering::Acquire) != q as u32 {
+            return false;
+        }
+        self.unlink(&mut e, t);
+        true
+    }
+
+    /// Unlink `t`, which is in the queue whose ends are `e` (lock held).
+    fn unlink(&self, e: &mut Ends, t: Tid) {
+        let ti = t as usize;
+        let (p, n) = (self.prev[ti].load(Ordering::Relaxed), self.next[ti].load(Ordering::Relaxed));
+        if p == NIL {
+            e.head = n;
+        } else {
+            self.next[p as usize].store(n, Ordering::Relaxed);
+        }
+        if n == NIL {
+            e.tail = p;
+        } else {
+            self.prev[n as usize].store(p, Ordering::Relaxed);
+        }
+        self.next[ti].store(NIL, Ordering::Relaxed);
+        self.prev[ti].store(NIL, Ordering::Relaxed);
+        e.len -= 1;
+        self.home[ti].store(NIL, Ordering::Release);
+    }
+
+    /// Number of threads in queue `q`.
+    pub fn len(&self, q: usize) -> usize {
+        if q >= Q {
+            return 0;
+        }
+        self.ends[q].lock().len as usize
+    }
+
+    pub fn is_empty(&self, q: usize) -> bool {
+        self.len(q) == 0
+    }
+
+    /// Which queue holds `t`, if any.
+    pub fn home(&self, t: Tid) -> Option<usize> {
+        let h = self.home.get(t as usize)?.load(Ordering::Acquire);
+        (h != NIL).then_some(h as usize)
+    }
+
+    /// Copy queue `q`'s contents, head first, into `out`; returns the length.
+    /// (For the refinement checks and for diagnostics.)
+    pub fn snapshot(&self, q: usize, out: &mut [Tid]) -> usize {
+        if q >= Q {
+            return 0;
+        }
+        let e = self.ends[q].lock();
+        let mut t = e.head;
+        let mut n = 0;
+        while t != NIL && n < out.len() {
+            out[n] = t;
+            n += 1;
+            t = self.next[t as usize].load(Ordering::Relaxed);
+        }
+        e.len as usize
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fifo_remove_and_errors() {
+        let qs: QueueSet<2, 8> = QueueSet::new();
+        for t in [3, 1, 4] {
+            qs.enqueue(0, t).unwrap();
+        }
+        assert_eq!(qs.enqueue(1, 1), Err(QueueError::AlreadyQueued), "a thread is in one queue at a time");
+        assert_eq!(qs.enqueue(2, 0), Err(QueueError::NoSuchQueue));
+        assert_eq!(qs.enqueue(0, 8), Err(QueueError::NoSuchThread));
+        assert!(qs.remove(0, 1));
+        assert!(!qs.remove(0, 1));
+        assert!(!qs.remove(1, 3), "not in that queue");
+        assert_eq!(qs.dequeue(0), Some(3));
+        assert_eq!(qs.dequeue(0), Some(4));
+        assert_eq!(qs.dequeue(0), None);
+        assert_eq!(qs.home(3), None);
+    }
+}

@@ -1,0 +1,423 @@
+//! Thread control blocks and the per-CPU scheduler: the seed's yield, sleep
+//! and wakeup, on top of the shared queue library.
+//!
+//! Every thread is pinned to one CPU (its home). Each CPU has a ready queue
+//! (queue id = CPU index) that only that CPU dequeues from, and an idle
+//! thread (thread id = CPU index) that runs when the queue is empty. Other
+//! CPUs may enqueue into it (wakeups) and then kick the CPU with an IPI.
+//! Because only the home CPU ever resumes a thread, a thread that is woken
+//! while it is still on its way to sleep is simply found in the ready queue
+//! by its own CPU, which then keeps running it (no lost wakeup, no double run).
+//!
+//! A thread's kernel context is its saved stack pointer (see
+//! `machine::context`); its user registers, FPU/SSE state included, are in
+//! the trap frame on its kernel stack. The scheduler switches with
+//! `machine::context::switch` on bare metal; on the host the same state
+//! machine runs without switching stacks, which is what the refinement checks
+//! drive.
+
+use crate::queue::QueueSet;
+use crate::Tid;
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use lock::SpinLock;
+use machine::MAX_CPUS;
+
+/// Threads the kernel can hold at once, idle threads (ids `0..MAX_CPUS`) included.
+pub const MAX_THREADS: usize = 128;
+/// Wait queues available to the layers above (channels, mutexes, condition
+/// variables, ...), after the per-CPU ready and sleep queues.
+pub const MAX_WAIT_QUEUES: usize = 512;
+/// Total queues: ready queues `0..MAX_CPUS`, sleep queues
+/// `MAX_CPUS..2*MAX_CPUS`, then the wait queues.
+pub const MAX_QUEUES: usize = 2 * MAX_CPUS + MAX_WAIT_QUEUES;
+const FIRST_WAIT_QUEUE: usize = 2 * MAX_CPUS;
+
+/// Scheduler states of a thread.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum State {
+    Free = 0,
+    Ready = 1,
+    Running = 2,
+    Blocked = 3,
+    Zombie = 4,
+}
+
+impl State {
+    fn from_u8(v: u8) -> State {
+        match v {
+            1 => State::Ready,
+            2 => State::Running,
+            3 => State::Blocked,
+            4 => State::Zombie,
+            _ => State::Free,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SchedError {
+    /// No free thread slot.
+    NoThreadSlot,
+    /// No free wait queue.
+    NoQueue,
+    /// Thread id or CPU out of range, or the thread is not in the state the
+    /// operation needs.
+    BadThread,
+    BadCpu,
+    /// The queue still has waiters.
+    QueueBusy,
+}
+
+/// Sleeping threads of one CPU: (wake-up tick, thread).
+struct Sleepers {
+    list: [(u64, Tid); MAX_THREADS],
+    len: usize,
+}
+
+/// The scheduler state of the whole machine.
+pub struct Scheduler {
+    pub queues: QueueSet<MAX_QUEUES, MAX_THREADS>,
+    state: [AtomicU8; MAX_THREADS],
+    home: [AtomicU32; MAX_THREADS],
+    saved_rsp: [AtomicU64; MAX_THREADS],
+    kstack_top: [AtomicU64; MAX_THREADS],
+    /// Still executing on its CPU (cleared by the next thread after the switch).
+    on_cpu: [AtomicBool; MAX_THREADS],
+    current: [AtomicU32; MAX_CPUS],
+    switched_from: [AtomicU32; MAX_CPUS],
+    ticks: [AtomicU64; MAX_CPUS],
+    sleepers: [SpinLock<Sleepers>; MAX_CPUS],
+    /// Which wait queues are handed out (bit i = queue FIRST_WAIT_QUEUE + i).
+    wait_alloc: SpinLock<[u64; MAX_WAIT_QUEUES / 64]>,
+    slots: SpinLock<()>,
+    kick: SpinLock<Option<fn(usize)>>,
+}
+
+impl Default for Scheduler {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Scheduler {
+    pub const fn new() -> Self {
+        Scheduler {
+            queues: QueueSet::new(),
+            state: [const { AtomicU8::new(State::Free as u8) }; MAX_THREADS],
+            home: [const { AtomicU32::new(0) }; MAX_THREADS],
+            saved_rsp: [const { AtomicU64::new(0) }; MAX_THREADS],
+            kstack_top: [const { AtomicU64::new(0) }; MAX_THREADS],
+            on_cpu: [const { AtomicBool::new(false) }; MAX_THREADS],
+            current: [const { AtomicU32::new(0) }; MAX_CPUS],
+            switched_from: [const { AtomicU32::new(crate::queue::NIL) }; MAX_CPUS],
+            ticks: [const { AtomicU64::new(0) }; MAX_CPUS],
+            sleepers: [const { SpinLock::new(Sleepers { list: [(0, 0); MAX_THREADS], len: 0 }) }; MAX_CPUS],
+            wait_alloc: SpinLock::new([0; MAX_WAIT_QUEUES / 64]),
+            slots: SpinLock::new(()),
+            kick: SpinLock::new(None),
+        }
+    }
+
+    /// The function that interrupts a CPU so it looks at its ready queue
+    /// (the kernel sends a wake-up IPI).
+    pub fn set_kick(&self, f: fn(usize)) {
+        *self.kick.lock() = Some(f);
+    }
+
+    fn kick(&self, cpu: usize) {
+        let f = *self.kick.lock();
+        if let Some(f) = f {
+            f(cpu);
+        }
+    }
+
+    pub fn state(&self, t: Tid) -> State {
+        self.state.get(t as usize).map(|s| State::from_u8(s.load(Ordering::Acquire))).unwrap_or(State::Free)
+    }
+
+    fn set_state(&self, t: Tid, s: State) {
+        self.state[t as usize].store(s as u8, Ordering::Release);
+    }
+
+    /// The CPU a thread is pinned to.
+    pub fn home_cpu(&self, t: Tid) -> usize {
+        self.home[t as usize].load(Ordering::Relaxed) as usize
+    }
+
+    /// The thread running on `cpu`.
+    pub fn current(&self, cpu: usize) -> Tid {
+        self.current[cpu].load(Ordering::Acquire)
+    }
+
+    /// Top of `t`'s kernel stack.
+    pub fn kstack_top(&self, t: Tid) -> u64 {
+        self.kstack_top[t as usize].load(Ordering::Relaxed)
+    }
+
+    /// Ticks seen by `cpu`'s timer.
+    pub fn ticks(&self, cpu: usize) -> u64 {
+        self.ticks[cpu].load(Ordering::Relaxed)
+    }
+
+    /// Adopt the calling context as `cpu`'s idle thread (thread id = cpu).
+    pub fn init_idle(&self, cpu: usize) {
+        let t = cpu as Tid;
+        self.home[cpu].store(cpu as u32, Ordering::Relaxed);
+        self.set_state(t, State::Running);
+        self.on_cpu[cpu].store(true, Ordering::Release);
+        self.current[cpu].store(t, Ordering::Release);
+    }
+
+    /// Reserve a thread slot (state Free -> Blocked, not in any queue).
+    pub fn alloc_thread(&self) -> Result<Tid, SchedError> {
+        let _g = self.slots.lock();
+        for t in MAX_CPUS..MAX_THREADS {
+            if self.state(t as Tid) == State::Free && !self.on_cpu[t].load(Ordering::Acquire) {
+                self.set_state(t as Tid, State::Blocked);
+                return Ok(t as Tid);
+            }
+        }
+        Err(SchedError::NoThreadSlot)
+    }
+
+    /// Make a reserved thread runnable on `cpu`, starting from the kernel
+    /// context `rsp` (from `machine::context::init_stack`) on the stack whose
+    /// top is `kstack_top`.
+    pub fn start(&self, t: Tid, cpu: usize, rsp: u64, kstack_top: u64) -> Result<(), SchedError> {
+        if cpu >= MAX_CPUS {
+            return Err(SchedError::BadCpu);
+        }
+        if (t as usize) < MAX_CPUS || t as usize >= MAX_THREADS || self.state(t) != State::Blocked || self.queues.home(t).is_some() {
+            return Err(SchedError::BadThread);
+        }
+        self.home[t as usize].store(cpu as u32, Ordering::Relaxed);
+        self.saved_rsp[t as usize].store(rsp, Ordering::Relaxed);
+        self.kstack_top[t as usize].store(kstack_top, Ordering::Relaxed);
+        self.make_ready(t);
+        Ok(())
+    }
+
+    /// Put `t` (not in any queue) on its CPU's ready queue and kick that CPU.
+    fn make_ready(&self, t: Tid) {
+        let cpu = self.home_cpu(t);
+        self.set_state(t, State::Ready);
+        let _ = self.queues.enqueue(cpu, t);
+        if cpu != machine::cpu::id() {
+            self.kick(cpu);
+        }
+    }
+
+    /// Hand out a wait queue.
+    pub fn alloc_queue(&self) -> Result<usize, SchedError> {
+        let mut bits = self.wait_alloc.lock();
+        for (w, word) in bits.iter_mut().enumerate() {
+            if *word != u64::MAX {
+                let b = (!*word).trailing_zeros() as usize;
+                *word |= 1 << b;
+                return Ok(FIRST_WAIT_QUEUE + w * 64 + b);
+            }
+        }
+        Err(SchedError::NoQueue)
+    }
+
+    /// Return an empty wait queue.
+    pub fn free_queue(&self, q: usize) -> Result<(), SchedError> {
+        if !(FIRST_WAIT_QUEUE..MAX_QUEUES).contains(&q) {
+            return Err(SchedError::NoQueue);
+        }
+        if !self.queues.is_empty(q) {
+            return Err(SchedError::QueueBusy);
+        }
+        let i = q - FIRST_WAIT_QUEUE;
+        self.wait_alloc.lock()[i / 64] &= !(1 << (i % 64));
+        Ok(())
+    }
+
+    /// Wait queues handed out and not returned.
+    pub fn queues_in_use(&self) -> usize {
+        self.wait_alloc.lock().iter().map(|w| w.count_ones() as usize).sum()
+    }
+
+    /// Yield: the current thread of `cpu` goes to the back of its ready queue
+    /// if another thread is ready.
+    pub fn yield_now(&self, cpu: usize) {
+        let cur = self.current(cpu);
+        if self.queues.is_empty(cpu) || cur as usize == cpu {
+            return;
+        }
+        self.set_state(cur, State::Ready);
+        let _ = self.queues.enqueue(cpu, cur);
+        self.switch_to_next(cpu);
+    }
+
+    /// Sleep: block the current thread of `cpu` on wait queue `q`. The
+    /// caller's lock guard `release` is dropped after the thread is in the
+    /// queue and before it switches away, so a waker that takes the same lock
+    /// always finds it there. Returns when the thread has been woken.
+    pub fn block_on<G>(&self, cpu: usize, q: usize, release: G) {
+        let cur = self.current(cpu);
+        self.set_state(cur, State::Blocked);
+        let _ = self.queues.enqueue(q, cur);
+        drop(release);
+        self.switch_to_next(cpu);
+    }
+
+    /// Wake the thread at the head of wait queue `q`.
+    pub fn wake_one(&self, q: usize) -> Option<Tid> {
+        let t = self.queues.dequeue(q)?;
+        self.make_ready(t);
+        Some(t)
+    }
+
+    /// Wake every thread in `q`; returns how many.
+    pub fn wake_all(&self, q: usize) -> usize {
+        let mut n = 0;
+        while self.wake_one(q).is_some() {
+            n += 1;
+        }
+        n
+    }
+
+    /// Wake `t` if it is waiting in `q` (for kills and timeouts).
+    pub fn wake_thread(&self, q: usize, t: Tid) -> bool {
+        if self.queues.remove(q, t) {
+            self.make_ready(t);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Sleep until `cpu`'s tick counter reaches `until`.
+    pub fn sleep_until(&self, cpu: usize, until: u64) {
+        let cur = self.current(cpu);
+        let mut s = self.sleepers[cpu].lock();
+        if self.ticks(cpu) >= until {
+            return;
+        }
+        let n = s.len;
+        s.list[n] = (until, cur);
+        s.len += 1;
+        self.block_on(cpu, MAX_CPUS + cpu, s);
+    }
+
+    /// A timer tick on `cpu`: wake the sleepers whose time has come.
+    pub fn tick(&self, cpu: usize) {
+        let now = self.ticks[cpu].fetch_add(1, Ordering::Relaxed) + 1;
+        let mut s = self.sleepers[cpu].lock();
+        let mut i = 0;
+        while i < s.len {
+            let (until, t) = s.list[i];
+            if until <= now {
+                let last = s.len - 1;
+                s.list[i] = s.list[last];
+                s.len -= 1;
+                self.wake_thread(MAX_CPUS + cpu, t);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    /// Is any thread other than the running one ready on `cpu`?
+    pub fn has_ready(&self, cpu: usize) -> bool {
+        !self.queues.is_empty(cpu)
+    }
+
+    /// Leave the current thread of `cpu` for good: it becomes a zombie until
+    /// [`reap`](Self::reap). On bare metal this never returns.
+    pub fn exit_current(&self, cpu: usize) {
+        let cur = self.current(cpu);
+        self.set_state(cur, State::Zombie);
+        self.switch_to_next(cpu);
+    }
+
+    /// Free a zombie's slot once it is off its CPU (its kernel stack may then
+    /// be freed by the caller).
+    pub fn reap(&self, t: Tid) -> Result<(), SchedError> {
+        if (t as usize) < MAX_CPUS || t as usize >= MAX_THREADS || self.state(t) != State::Zombie {
+            return Err(SchedError::BadThread);
+        }
+        while self.on_cpu[t as usize].load(Ordering::Acquire) {
+            machine::x86::pause();
+        }
+        self.set_state(t, State::Free);
+        Ok(())
+    }
+
+    /// Kill-path helper: take a blocked thread out of whatever wait queue
+    /// holds it and make it ready (so it can notice it was killed).
+    pub fn interrupt(&self, t: Tid) -> bool {
+        match self.queues.home(t) {
+            Some(q) if (MAX_CPUS..2 * MAX_CPUS).contains(&q) => {
+                let mut s = self.sleepers[q - MAX_CPUS].lock();
+                if let Some(i) = s.list[..s.len].iter().position(|&(_, x)| x == t) {
+                    let last = s.len - 1;
+                    s.list[i] = s.list[last];
+                    s.len -= 1;
+                }
+                self.wake_thread(q, t)
+            }
+            Some(q) if q >= 2 * MAX_CPUS => self.wake_thread(q, t),
+            _ => false,
+        }
+    }
+
+    /// Run the next ready thread of `cpu` (or its idle thread). The current
+    /// thread must already be queued, blocked or a zombie.
+    fn switch_to_next(&self, cpu: usize) {
+        let cur = self.current(cpu);
+        let next = self.queues.dequeue(cpu).unwrap_or(cpu as Tid);
+        self.set_state(next, State::Running);
+        if next == cur {
+            return; // woken before it got away: keep running
+        }
+        self.on_cpu[next as usize].store(true, Ordering::Release);
+        self.current[cpu].store(next, Ordering::Release);
+        self.switched_from[cpu].store(cur, Ordering::Relaxed);
+        #[cfg(mc2_bare)]
+        #[allow(unsafe_code)]
+        {
+            if next as usize >= MAX_CPUS {
+                machine::percpu::set_kernel_stack(self.kstack_top(next));
+            }
+            let save = self.saved_rsp[cur as usize].as_ptr();
+            let to = self.saved_rsp[next as usize].load(Ordering::Relaxed);
+            // SAFETY: `to` was stored by an earlier switch away from `next`
+            // or by `start` from `machine::context::init_stack`; `next` runs
+            // nowhere else (only its home CPU, this one, resumes it, and it
+            // was just taken off this CPU's ready queue). `save` points into
+            // this static table, valid for the kernel's life. Interrupts are
+            // masked in the kernel.
+            unsafe { machine::context::switch(save, to) };
+        }
+        self.finish_switch(cpu);
+    }
+
+    /// After a switch lands in a thread: the thread we came from is off the
+    /// CPU now. A new thread calls this first (see `machine::context`).
+    pub fn finish_switch(&self, cpu: usize) {
+        let from = self.switched_from[cpu].swap(crate::queue::NIL, Ordering::Relaxed);
+        if from != crate::queue::NIL {
+            self.on_cpu[from as usize].store(false, Ordering::Release);
+        }
+    }
+
+    /// The idle loop of `cpu`: run whatever becomes ready, else halt until an
+    /// interrupt. `hook` runs before each halt (the kernel releases the big
+    /// kernel lock there in that build).
+    #[cfg(mc2_bare)]
+    pub fn idle(&self, cpu: usize, before_halt: fn(), after_halt: fn()) -> ! {
+        loop {
+            if self.has_ready(cpu) {
+                self.switch_to_next(cpu);
+                continue;
+            }
+            before_halt();
+            // SAFETY: ring 0 with the IDT installed; this is the idle point.
+            unsafe { machine::x86::wait_for_interrupt() };
+            after_halt();
+        }
+    }
+}
