@@ -11,6 +11,8 @@
 //! - [`paging`]: x86-64 4-level page tables ([`AddressSpace`]) reached through
 //!   a [`PhysAccess`] trait, page-table pages charged to the space's container,
 //!   TLB work returned to the caller as [`Flush`] values, and [`CpuSet`];
+//! - [`kmap`]: the kernel half (direct map and image with per-section
+//!   rights) that every address space shares;
 //! - [`shm`]: the seed's shared-memory protocol between pairs of processes;
 //! - [`heap`]: a size-class slab allocator (the logic behind the kernel's
 //!   `GlobalAlloc`), the one module that uses `unsafe`;
@@ -52,6 +54,7 @@ pub mod container;
 pub mod frames;
 #[allow(unsafe_code)]
 pub mod heap;
+pub mod kmap;
 pub mod paging;
 pub mod shm;
 #[cfg(any(test, feature = "spec"))]

@@ -14,6 +14,7 @@
 mod errors;
 mod frames_sm;
 mod containers_sm;
+#[allow(unsafe_code)] // host pages and raw blocks for the heap under test
 mod heap;
 mod shm_model;
 mod storm;
