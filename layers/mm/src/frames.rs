@@ -75,7 +75,7 @@ impl Frame {
     /// `addr` is 4 KiB aligned.
     #[inline]
     pub const fn from_addr(addr: u64) -> Result<Frame, MmError> {
-        if addr % PAGE_SIZE != 0 {
+        if !addr.is_multiple_of(PAGE_SIZE) {
             return Err(MmError::Misaligned);
         }
         Ok(Frame(addr >> PAGE_SHIFT))

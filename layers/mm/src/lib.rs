@@ -16,7 +16,7 @@
 //! - [`shm`]: the seed's shared-memory protocol between pairs of processes;
 //! - [`heap`]: a size-class slab allocator (the logic behind the kernel's
 //!   `GlobalAlloc`), the one module that uses `unsafe`;
-//! - [`spec`] (tests, or feature `spec`): abstract models of all of the above,
+//! - `spec` (tests, or feature `spec`): abstract models of all of the above,
 //!   against which the implementation is checked.
 //!
 //! ## What it assumes of the layers below
@@ -28,7 +28,7 @@
 //!   the table's storage, reaches page-table pages through its direct map, and
 //!   carries out the TLB invalidations this crate reports.
 //!
-//! ## Invariants (each is checked by the tests, see `tests/`)
+//! ## Invariants (each is checked by the tests, see `src/tests/`)
 //! - Every managed frame has exactly one owner (free, kernel or one
 //!   container); a free frame is on exactly one free list or in exactly one
 //!   per-CPU cache; the free count equals the number of free frames.
@@ -42,6 +42,39 @@
 //!
 //! Nothing here panics on a caller's mistake: every misuse is a distinct
 //! [`MmError`].
+//!
+//! ## Using it in the kernel
+//! - **Table storage**: `n = AllocTable::entries_needed(&ram)?` entries of 16
+//!   bytes (one per frame from 0 to the end of RAM: 4 MiB per 1 GiB). Carve
+//!   `n * 16` bytes out of a usable region (e.g. right after the kernel image
+//!   and modules), make a `&'static mut [FrameEntry]` of it through the direct
+//!   map (any contents will do), and list it among the exclusions, with the
+//!   low 1 MiB, the image, the modules and whatever firmware tables are still
+//!   needed. Frames not wholly inside a region are reserved anyway.
+//! - **Containers**: `Containers::new()` is `const` (about 40 KiB: put it in
+//!   a static); `root(frames.free_frames())` once the table exists. Kernel
+//!   allocations (`Owner::Kernel`) are not charged, so quotas are promises:
+//!   `alloc_page` can still fail with `OutOfMemory`. A container is destroyed
+//!   only when its pages are freed (`HasPages` otherwise).
+//! - **Address spaces**: build the whole kernel half first; `AddressSpace::new`
+//!   copies its PML4 entries. Set IA32_EFER.NXE (leaf entries use XD).
+//!   `unmap`/`protect` return a `#[must_use]` [`Flush`]: INVLPG, plus a
+//!   shootdown to the CPUs in the space's [`paging::AtomicCpuSet`].
+//!   [`AddressSpace::destroy`] frees the page tables and *reports* each still
+//!   mapped page to a callback without freeing it; revoke shared memory
+//!   before destroying a space. An `AddressSpace` takes `&mut self` to
+//!   change: keep it behind the process's lock.
+//! - **Shared memory**: `Shm` (64 × 64 links, about 200 KiB, `const fn new`)
+//!   behind one lock; [`SpaceTable`] or your own [`ShmHost`] gives it access
+//!   to the spaces. An offer allocates the page at once, charged to the
+//!   offerer (the first of the pair); `revoke_all(id)` when a process exits.
+//! - **Lock order**: shared-memory table → process/space locks → container
+//!   tree → allocation table (CPU caches, then stripes). Heap class locks come
+//!   before the allocation table (the heap's page source allocates frames).
+//!   None of these calls back into the kernel while holding a lock, except
+//!   the heap calling its page source. Interrupt handlers must not allocate
+//!   while their CPU may hold one of these locks (the kernel runs with
+//!   interrupts masked).
 #![no_std]
 #![deny(unsafe_code)]
 

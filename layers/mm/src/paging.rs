@@ -142,7 +142,7 @@ pub const fn check_user_va(va: u64) -> Result<(), MmError> {
     if va >= USER_END {
         return Err(MmError::KernelAddress);
     }
-    if va % PAGE_SIZE != 0 {
+    if !va.is_multiple_of(PAGE_SIZE) {
         return Err(MmError::Misaligned);
     }
     Ok(())

@@ -83,6 +83,9 @@ pub trait ShmHost {
 pub struct ShmTable<const N: usize> {
     /// `links[lo][hi]` for `lo < hi`; the rest unused.
     links: [[Link; N]; N],
+    /// Deliberate bugs for the checks to catch (tests only).
+    #[cfg(test)]
+    pub(crate) mutant: crate::tests::Mutant,
 }
 
 impl<const N: usize> Default for ShmTable<N> {
@@ -94,7 +97,11 @@ impl<const N: usize> Default for ShmTable<N> {
 impl<const N: usize> ShmTable<N> {
     /// Every link Dead.
     pub const fn new() -> Self {
-        ShmTable { links: [[Link::Dead; N]; N] }
+        ShmTable {
+            links: [[Link::Dead; N]; N],
+            #[cfg(test)]
+            mutant: crate::tests::Mutant::None,
+        }
     }
 
     /// (lower id, higher id, my side). Errors: `UnknownId`, `SelfShare`.
@@ -237,6 +244,11 @@ impl<const N: usize> ShmTable<N> {
                 unmap(ids[0], va[0], frame);
                 unmap(ids[1], va[1], frame);
                 let first = host.put_page(payer, frame);
+                #[cfg(test)]
+                if self.mutant == crate::tests::Mutant::RevokeDropsOneRef {
+                    // Broken: the second reference is never dropped.
+                    return first.map(|_| true);
+                }
                 host.put_page(payer, frame)?;
                 first?;
                 Ok(true)

@@ -170,7 +170,7 @@ impl Frames {
 
     /// Whether `p..p+n` can be handed out as a run aligned to `align`.
     fn run_ok(&self, p: u64, n: u64, align: u64) -> bool {
-        p % align == 0
+        p.is_multiple_of(align)
             && p + n <= self.len
             && p / self.run_boundary == (p + n - 1) / self.run_boundary
             && (p..p + n).all(|q| self.is_free(q))
@@ -378,6 +378,9 @@ impl Shm {
     }
 }
 
+/// The pages a destroyed space still mapped: (va, frame, rights).
+pub type Leaves = Vec<(u64, Frame, Rights)>;
+
 /// The whole memory-management state: frames, containers, address spaces
 /// (by process id) and shared-memory links.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -489,7 +492,7 @@ impl System {
 
     /// Remove `id`'s space, freeing its tables and root; returns the number
     /// of table pages freed and the pages still mapped (not freed).
-    pub fn destroy_space(&mut self, id: ProcId) -> Result<(usize, Vec<(u64, Frame, Rights)>), MmError> {
+    pub fn destroy_space(&mut self, id: ProcId) -> Result<(usize, Leaves), MmError> {
         let s = self.spaces.remove(&id).ok_or(MmError::UnknownId)?;
         let mut n = 0;
         for &t in s.tables.values().chain([&s.root]) {

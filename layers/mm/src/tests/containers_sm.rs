@@ -149,11 +149,12 @@ impl StateMachineTest for Sut {
 }
 
 prop_state_machine! {
-    #![proptest_config(Config { cases: 200, ..Config::default() })]
+    #![proptest_config(Config { cases: super::cases(512), ..Config::default() })]
     #[test]
     fn tree_refines_model(sequential 1..60 => Sut);
 }
 
+#[allow(clippy::result_large_err)] // proptest's error type
 pub(crate) fn run(m: Mutant, cases: u32) -> Result<(), String> {
     let mut runner = TestRunner::new(Config { cases, failure_persistence: None, ..Config::default() });
     with_mutant(m, || {

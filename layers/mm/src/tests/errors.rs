@@ -319,7 +319,6 @@ fn shm_errors() {
     assert_eq!(shm.status(0, 1), Ok(ShmStatus::Dead));
     assert_eq!(host.translate(0, va), None);
     assert_eq!(t.owner(f), Ok(Owner::Free));
-    drop(host);
     flushes.sort();
     assert_eq!(flushes, vec![(0, va), (1, vb)]);
     assert_eq!(cs.info(ca).unwrap().own, 4);

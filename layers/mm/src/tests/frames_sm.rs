@@ -264,16 +264,17 @@ impl StateMachineTest for Sut {
 }
 
 prop_state_machine! {
-    #![proptest_config(Config { cases: 200, ..Config::default() })]
+    #![proptest_config(Config { cases: super::cases(512), ..Config::default() })]
     #[test]
-    fn table_refines_model(sequential 1..80 => Sut);
+    fn table_refines_model(sequential 1..100 => Sut);
 }
 
 /// Run the refinement as a plain function (no panics): Err(counterexample).
+#[allow(clippy::result_large_err)] // proptest's error type
 pub(crate) fn run(m: Mutant, cases: u32) -> Result<(), String> {
     let mut runner = TestRunner::new(Config { cases, failure_persistence: None, ..Config::default() });
     with_mutant(m, || {
-        runner.run(&Ref::sequential_strategy(1..80), |(init, ops, _)| {
+        runner.run(&Ref::sequential_strategy(1..100), |(init, ops, _)| {
             let mut sut = Sut::new(&init);
             for op in &ops {
                 sut.step(op).map_err(TestCaseError::fail)?;

@@ -129,7 +129,7 @@ fn single_thread() {
 fn threads() {
     let heap = SlabHeap::new(HostPages::default());
     std::thread::scope(|s| {
-        for k in 0..3 {
+        for k in 0..2 {
             let heap = &heap;
             s.spawn(move || churn(heap, 1000 + k, 4_000));
         }

@@ -29,7 +29,7 @@ use std::vec::Vec;
 
 /// Deliberate bugs, switched on per table at run time, that the checks must
 /// catch (the "teeth" of the refinement tests).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Mutant {
     None,
     /// `AllocTable::free` frees any allocated frame, whoever owns it.
@@ -40,6 +40,9 @@ pub(crate) enum Mutant {
     SplitIgnoresQuota,
     /// `AddressSpace::map` overwrites an existing mapping.
     MapOverwrites,
+    /// Tearing down a Ready shared-memory link drops only one of the frame's
+    /// two references.
+    RevokeDropsOneRef,
 }
 
 std::thread_local! {
@@ -57,6 +60,12 @@ pub(crate) fn with_mutant<R>(m: Mutant, f: impl FnOnce() -> R) -> R {
     let r = f();
     MUTANT.with(|c| c.set(Mutant::None));
     r
+}
+
+/// Proptest cases: `default`, or `PROPTEST_CASES` when set (for long runs:
+/// `PROPTEST_CASES=20000 cargo test -p mm --release`).
+pub(crate) fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
 /// Table pages as a map from frame to 512 entries (absent: all zero).

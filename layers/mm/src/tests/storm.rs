@@ -29,7 +29,7 @@ impl Rng {
     }
 }
 
-const THREADS: usize = 3;
+const THREADS: usize = 2;
 const STEPS: usize = 8_000;
 
 #[test]
@@ -51,7 +51,7 @@ fn alloc_free_storm() {
                 let me = Owner::Container(ContainerId::new(k as u16 + 1));
                 let other = Owner::Container(ContainerId::new(k as u16 + 2));
                 let tag = k as u8 + 1;
-                let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (k as u64 + 1) * 0x1234_5678_9abc);
+                let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ ((k as u64 + 1) * 0x1234_5678_9abc));
                 let (mut held, mut runs): (Vec<Frame>, Vec<(Frame, usize)>) = (Vec::new(), Vec::new());
                 for _ in 0..STEPS {
                     match rng.below(20) {

@@ -555,15 +555,16 @@ impl StateMachineTest for Sut {
 }
 
 prop_state_machine! {
-    #![proptest_config(Config { cases: 160, ..Config::default() })]
+    #![proptest_config(Config { cases: super::cases(384), ..Config::default() })]
     #[test]
-    fn stack_refines_model(sequential 1..100 => Sut);
+    fn stack_refines_model(sequential 1..120 => Sut);
 }
 
+#[allow(clippy::result_large_err)] // proptest's error type
 pub(crate) fn run(m: Mutant, cases: u32) -> Result<(), String> {
     let mut runner = TestRunner::new(Config { cases, failure_persistence: None, ..Config::default() });
     with_mutant(m, || {
-        runner.run(&Ref::sequential_strategy(1..100), |(_, ops, _)| {
+        runner.run(&Ref::sequential_strategy(1..120), |(_, ops, _)| {
             let mut sut = Sut::new();
             for op in &ops {
                 sut.step(op).map_err(TestCaseError::fail)?;
