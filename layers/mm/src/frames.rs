@@ -656,7 +656,9 @@ impl<'a> AllocTable<'a> {
     /// Walk every list and cache and check the table's invariants: each free
     /// frame is on exactly one list (its stripe's) or in exactly one cache,
     /// links are consistent, lengths and the free count add up. Takes every
-    /// lock (caches, then stripes): for tests and kernel self-checks.
+    /// lock (caches, then stripes): for tests and kernel self-checks. Exact
+    /// only while no other call is in flight (a frame being freed or handed
+    /// out is briefly in no cache).
     pub fn check_integrity(&self) -> Result<(), &'static str> {
         let caches: [_; MAX_CPUS] = core::array::from_fn(|i| self.caches[i].lock());
         let stripes: [_; STRIPES] = core::array::from_fn(|i| self.stripes[i].lock());
