@@ -65,6 +65,18 @@ pub fn bsp(handoff: machine::boot::Handoff) -> ! {
     if info.cmdline_value("test").is_some() {
         intr::TEST_MODE.store(true, Ordering::Relaxed);
     }
+    match crate::mem::init(&info) {
+        Ok(s) => log::info!(
+            "mm: {} frames ({} MiB) managed, {} free; table {} KiB; kernel page tables {} pages, direct map {} GiB",
+            s.total_frames,
+            s.total_frames >> 8,
+            s.free_at_boot,
+            s.table_bytes >> 10,
+            s.kernel_tables,
+            s.direct_map >> 30
+        ),
+        Err(e) => intr::fatal(format_args!("memory management: {e}"), Some(0)),
+    }
 
     pic::remap_and_mask(intr::PIC_BASE);
     let platform = match acpi::discover(&BootPhysMap) {
@@ -115,6 +127,9 @@ pub fn bsp(handoff: machine::boot::Handoff) -> ! {
         listed = to_start.len().max(1);
         start_aps(&to_start, bsp_apic);
     }
+    // The APs are up (they needed the boot identity map to get here): from
+    // now on every CPU runs on the kernel's own page tables.
+    crate::mem::activate_kernel_tables();
     println!("mc2: {}/{} cpus online", cpus::online_count(), listed);
 
     *STATE.lock() = Some(BootState { info: info.clone(), platform });
@@ -177,6 +192,7 @@ fn start_aps(cpus: &[acpi::CpuEntry], bsp_apic: u32) {
 }
 
 pub fn ap(cpu: usize) -> ! {
+    crate::mem::activate_kernel_tables();
     let l = lapic::local();
     l.enable();
     log::info!("cpu{cpu} online (APIC id {})", l.id());

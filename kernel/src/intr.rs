@@ -20,6 +20,8 @@ pub const TIMER_VECTOR: u8 = 0x20;
 pub const WAKE_VECTOR: u8 = 0x21;
 /// IPI counted by the self-test.
 pub const TEST_VECTOR: u8 = 0x22;
+/// IPI: invalidate TLB entries (see `mem::shootdown`).
+pub const FLUSH_VECTOR: u8 = 0x23;
 /// COM1 through the I/O APIC.
 pub const SERIAL_VECTOR: u8 = 0x24;
 /// Base of the (masked) legacy PIC vectors, out of everyone's way.
@@ -71,6 +73,10 @@ pub fn handle(frame: &mut TrapFrame) {
             lapic::local().eoi();
         }
         WAKE_VECTOR => lapic::local().eoi(),
+        FLUSH_VECTOR => {
+            crate::mem::handle_flush();
+            lapic::local().eoi();
+        }
         SERIAL_VECTOR => {
             CONSOLE.handle_irq();
             lapic::local().eoi();

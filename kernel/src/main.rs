@@ -21,9 +21,11 @@ mod bench;
 mod boot;
 mod cpus;
 mod intr;
+mod mem;
 mod monitor;
 mod rt;
 mod selftest;
+mod selftest_mm;
 
 /// Called by `machine` on the boot CPU, in long mode on its boot stack.
 #[no_mangle]

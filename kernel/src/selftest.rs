@@ -22,6 +22,15 @@ pub fn run(which: &str, info: &BootInfo) -> ! {
     match which {
         "" | "all" => suite(info),
         "fault" => deliberate_fault(),
+        "wxorx" => {
+            println!("TEST wxorx: writing to kernel text");
+            let text = deliberate_fault as fn() -> ! as usize as *mut u8;
+            // SAFETY: deliberately unsound: kernel text is mapped read-only,
+            // so this write must page-fault; the harness checks the report.
+            unsafe { core::ptr::write_volatile(text, 0xcc) };
+            println!("TEST wxorx ... FAILED: kernel text is writable");
+            finish(1, 0)
+        }
         "panic" => panic!("deliberate panic requested by the command line (harness check)"),
         "hang" => {
             println!("TEST hang: waiting forever (the harness must time out)");
@@ -73,6 +82,12 @@ fn suite(info: &BootInfo) -> ! {
         ("trap_preserves_registers", &trap_preserves_registers),
         ("timer_on_each_cpu", &timer_each),
         ("serial_output_by_interrupt", &serial_tx),
+        ("mm_kernel_page_tables", &crate::selftest_mm::layout),
+        ("mm_root_container", &crate::selftest_mm::root_accounting),
+        ("mm_storm_all_cpus", &crate::selftest_mm::storm),
+        ("mm_quota_bounds_page_tables", &crate::selftest_mm::quota_refused),
+        ("mm_tlb_shootdown", &crate::selftest_mm::shootdown),
+        ("mm_kernel_heap_all_cpus", &crate::selftest_mm::heap),
     ];
     let (mut passed, mut failed) = (0, 0);
     for (name, t) in tests {

@@ -10,7 +10,8 @@
 //!
 //! and [`SpinLock<T, L>`], data guarded by either (by default
 //! [`DefaultLock`]: the ticket lock, or the MCS lock with feature `mcs`),
-//! reached through a [`SpinLockGuard`] that unlocks on drop.
+//! reached through a [`SpinLockGuard`] that unlocks on drop; and [`Once`],
+//! a value set once at boot and read by every CPU.
 //!
 //! ## What it assumes of the layer below (`machine`)
 //! - `machine::cpu::MAX_CPUS` (16) bounds CPU indices; it sizes the MCS node
@@ -44,6 +45,7 @@
 extern crate std;
 
 mod mcs;
+mod once;
 mod spinlock;
 mod sync;
 mod ticket;
@@ -53,6 +55,7 @@ pub mod mutants;
 
 pub use machine::cpu::MAX_CPUS;
 pub use mcs::McsLock;
+pub use once::Once;
 pub use spinlock::{SpinLock, SpinLockGuard};
 pub use ticket::TicketLock;
 

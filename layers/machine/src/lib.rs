@@ -11,7 +11,8 @@
 //! - the trap entry path and IDT, the system-call entry and the way into
 //!   user mode ([`trap`]); kernel context switches between threads ([`context`]);
 //! - AP start-up with INIT-SIPI-SIPI ([`smp`]);
-//! - instruction wrappers ([`x86`]) and the address-space layout ([`layout`]).
+//! - instruction wrappers ([`x86`]), the address-space layout ([`layout`]) and
+//!   access to physical memory through the direct map ([`phys`]).
 //!
 //! It assumes nothing below it but the hardware (an x86-64 CPU with SSE2 and a
 //! Multiboot loader). Everything that touches hardware state is compiled only
@@ -37,6 +38,7 @@ pub mod gdt;
 pub mod layout;
 pub mod multiboot;
 pub mod percpu;
+pub mod phys;
 pub mod physmem;
 pub mod smp;
 pub mod trap;

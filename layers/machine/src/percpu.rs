@@ -33,10 +33,18 @@ pub struct PerCpu {
     idt: [[u64; 2]; 256],
 }
 
-#[repr(C, align(16))]
+/// A stack with a guard page below it (left unmapped by the kernel page
+/// tables, so an overflow faults instead of corrupting what lies below).
+#[repr(C, align(4096))]
+struct Guarded<const N: usize> {
+    guard: [u8; 4096],
+    stack: [u8; N],
+}
+
+#[repr(C, align(4096))]
 struct Stacks {
-    kernel: [u8; KERNEL_STACK_SIZE],
-    ist: [[u8; IST_STACK_SIZE]; IST_STACKS],
+    kernel: Guarded<KERNEL_STACK_SIZE>,
+    ist: [Guarded<IST_STACK_SIZE>; IST_STACKS],
 }
 
 /// Storage owned by exactly one CPU each (after that CPU's `init`).
@@ -63,8 +71,8 @@ const EMPTY: PerCpuCell = PerCpuCell(UnsafeCell::new(PerCpu {
 static PERCPU: [PerCpuCell; MAX_CPUS] = [EMPTY; MAX_CPUS];
 
 const NO_STACK: StackCell = StackCell(UnsafeCell::new(Stacks {
-    kernel: [0; KERNEL_STACK_SIZE],
-    ist: [[0; IST_STACK_SIZE]; IST_STACKS],
+    kernel: Guarded { guard: [0; 4096], stack: [0; KERNEL_STACK_SIZE] },
+    ist: [const { Guarded { guard: [0; 4096], stack: [0; IST_STACK_SIZE] } }; IST_STACKS],
 }));
 static STACKS: [StackCell; MAX_CPUS] = [NO_STACK; MAX_CPUS];
 
@@ -72,15 +80,27 @@ static STACKS: [StackCell; MAX_CPUS] = [NO_STACK; MAX_CPUS];
 pub fn kernel_stack_top(cpu: usize) -> u64 {
     let s = STACKS[cpu].0.get();
     // SAFETY: computing a field address inside a static; nothing is read.
-    let base = unsafe { core::ptr::addr_of!((*s).kernel) } as u64;
+    let base = unsafe { core::ptr::addr_of!((*s).kernel.stack) } as u64;
     base + KERNEL_STACK_SIZE as u64
+}
+
+/// Virtual addresses of the guard pages below every per-CPU stack.
+pub fn guard_pages() -> impl Iterator<Item = u64> {
+    (0..MAX_CPUS).flat_map(|cpu| {
+        let s = STACKS[cpu].0.get();
+        // SAFETY: computing field addresses inside a static; nothing is read.
+        let k = unsafe { core::ptr::addr_of!((*s).kernel.guard) } as u64;
+        // SAFETY: as above.
+        let i = (0..IST_STACKS).map(move |slot| unsafe { core::ptr::addr_of!((*s).ist[slot].guard) } as u64);
+        core::iter::once(k).chain(i)
+    })
 }
 
 #[cfg_attr(not(mc2_bare), allow(dead_code))]
 fn ist_top(cpu: usize, slot: usize) -> u64 {
     let s = STACKS[cpu].0.get();
     // SAFETY: computing a field address inside a static; nothing is read.
-    let base = unsafe { core::ptr::addr_of!((*s).ist[slot]) } as u64;
+    let base = unsafe { core::ptr::addr_of!((*s).ist[slot].stack) } as u64;
     base + IST_STACK_SIZE as u64
 }
 

@@ -295,7 +295,11 @@ mc2_boot_pml4:      .skip 4096
 mc2_boot_pdpt_low:  .skip 4096
 mc2_boot_pdpt_high: .skip 4096
 mc2_boot_pd:        .skip 4 * 4096
-.global mc2_boot_stack_top
-mc2_boot_stack:     .skip 64 * 1024
+/* The boot CPU's stack, with an unmapped guard page below it once the
+ * kernel page tables are in use (see machine::boot::guard_pages). It is
+ * larger than the other CPUs' because boot builds big tables on it. */
+.global mc2_boot_stack_guard, mc2_boot_stack_top
+mc2_boot_stack_guard: .skip 4096
+mc2_boot_stack:     .skip 256 * 1024
 mc2_boot_stack_top:
 .text
