@@ -1,6 +1,7 @@
 //! Host-side benchmarks of mc2's layer crates.
 //!
 //! `cargo run --release -p bench -- locks --out FILE.json [--max-threads N] [--rounds R] [--reps K]`
+//! `cargo run --release -p bench -- mm --out FILE.json [--reps K]`
 //!
 //! Everything is timed with the TSC in one process, so that ratios between
 //! candidates measured in the same run are meaningful even on a noisy VM.
@@ -8,6 +9,7 @@
 mod affinity;
 mod json;
 mod locks;
+mod mm;
 mod tsc;
 
 use std::process::ExitCode;
@@ -51,6 +53,26 @@ fn main() -> ExitCode {
                 }
             }
             match locks::run(&opts) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("bench: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Some("mm") => {
+            let mut opts = mm::Options::default();
+            while let Some(a) = args.next() {
+                match (a.as_str(), args.next()) {
+                    ("--out", Some(v)) => opts.out = Some(v.into()),
+                    ("--reps", Some(v)) if v.parse::<usize>().is_ok() => opts.reps = v.parse().unwrap_or(201),
+                    _ => {
+                        eprintln!("bench: bad argument {a:?}");
+                        return usage();
+                    }
+                }
+            }
+            match mm::run(&opts) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("bench: {e}");

@@ -13,8 +13,9 @@ use std::time::Duration;
 pub fn run(args: &[String]) -> Result<()> {
     match args.first().map(String::as_str) {
         Some("locks") => locks(&args[1..]),
-        Some(other) => Err(format!("unknown benchmark `{other}` (available: locks)")),
-        None => Err("which benchmark? (available: locks)".into()),
+        Some("mm") => mm(),
+        Some(other) => Err(format!("unknown benchmark `{other}` (available: locks, mm)")),
+        None => Err("which benchmark? (available: locks, mm)".into()),
     }
 }
 
@@ -147,6 +148,102 @@ fn locks(args: &[String]) -> Result<()> {
     let f = &result["figures"];
     println!("\n== figures (same run)");
     for k in ["ticket_over_xadd", "mcs_over_xadd", "ticket_over_spin_ticket", "mcs_over_parking_lot"] {
+        println!("  {k:<26} {:.2}", num(f, k));
+    }
+    println!("\nwrote {} and {}", json_path.display(), svg_path.display());
+    Ok(())
+}
+
+/// Run `cargo run -p bench -- NAME --out FILE` and read its JSON.
+fn host_bench(name: &str) -> Result<Value> {
+    let path = out_dir()?.join(format!("{name}-host.json"));
+    let status = cargo()
+        .args(["run", "--release", "--quiet", "-p", "bench", "--", name, "--out"])
+        .arg(&path)
+        .status()
+        .map_err(|e| e.to_string())?;
+    if !status.success() {
+        return Err(format!("host {name} benchmark failed"));
+    }
+    serde_json::from_slice(&std::fs::read(&path).map_err(|e| e.to_string())?).map_err(|e| e.to_string())
+}
+
+/// Boot mc2 with `bench=NAME` under QEMU with `-icount shift=0` (the TSC then
+/// counts retired instructions) and return its `BENCH NAME ...` lines.
+fn icount_bench(name: &str, smp: usize) -> Result<Vec<String>> {
+    let elf = kbuild::build(LockKind::Ticket, true)?;
+    let cmdline = format!("bench={name}");
+    let o = QemuOpts { smp, cmdline: &cmdline, tcg: Tcg::SingleThreaded, extra: &["-icount", "shift=0"], ..Default::default() };
+    let cap = emu::qemu_capture(&elf, &o, Duration::from_secs(600), None)?;
+    if cap.timed_out || !cap.output.contains("BENCH DONE") {
+        return Err(format!("in-kernel {name} benchmark did not finish:\n{}", cap.output));
+    }
+    let prefix = format!("BENCH {name} ");
+    Ok(cap.output.lines().filter_map(|l| l.trim_end_matches('\r').strip_prefix(prefix.as_str()).map(str::to_string)).collect())
+}
+
+/// `key=value` field of a BENCH line.
+fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    line.split_whitespace().find_map(|w| w.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
+}
+
+/// The memory-management costs: frame allocate+free natively on the host
+/// against a peer allocator, and allocate/map/unmap inside mc2 in retired
+/// instructions.
+fn mm() -> Result<()> {
+    println!("== host: allocation table vs buddy_system_allocator (native)");
+    let host = host_bench("mm")?;
+    println!("\n== mc2 under QEMU TCG -icount shift=0 (retired instructions)");
+    let lines = icount_bench("mm", 1)?;
+    let mut kernel = serde_json::Map::new();
+    for l in &lines {
+        if let (Some(op), Some(n)) = (field(l, "op"), field(l, "instructions").and_then(|v| v.parse::<f64>().ok())) {
+            println!("  {op:<24} {n:>9.1} instructions");
+            kernel.insert(op.to_string(), json!(n));
+        }
+    }
+    let get = |k: &str| kernel.get(k).and_then(Value::as_f64).unwrap_or(f64::NAN);
+    let mut figures = host.get("figures").cloned().unwrap_or(json!({}));
+    if let Some(f) = figures.as_object_mut() {
+        f.insert("map_page_instructions".into(), json!(get("map_page")));
+        f.insert("unmap_page_instructions".into(), json!(get("unmap_page")));
+        f.insert("alloc_free_instructions".into(), json!(get("frame_alloc_free")));
+        f.insert("container_alloc_free_instructions".into(), json!(get("container_alloc_free")));
+    }
+    let result = json!({
+        "benchmark": "mm",
+        "figures": figures,
+        "host": host,
+        "kernel_instructions": kernel,
+        "kernel_environment": "mc2 under QEMU TCG, 1 CPU, -icount shift=0: the TSC advances once per retired instruction (checked by timing a loop of known length)",
+    });
+    let dir = out_dir()?;
+    let json_path = dir.join("mm.json");
+    std::fs::write(&json_path, serde_json::to_string_pretty(&result).unwrap()).map_err(|e| e.to_string())?;
+    let h = &result["host"];
+    let host_chart = svg::bar_chart(
+        "Host: cycles per allocate+free of a 4 KiB frame",
+        "pattern",
+        "cycles",
+        &["one at a time".to_string(), "batches of 1000".to_string()],
+        &[
+            Series::new("mc2 allocation table", vec![(0.0, num(&h["pair"], "mc2")), (1.0, num(&h["batch"], "mc2"))]),
+            Series::new("buddy_system_allocator", vec![(0.0, num(&h["pair"], "peer")), (1.0, num(&h["batch"], "peer"))]),
+        ],
+    );
+    let ops = ["frame_alloc_free", "container_alloc_free", "map_page", "unmap_page", "translate"];
+    let kernel_chart = svg::bar_chart(
+        "mc2 kernel: retired instructions per operation",
+        "operation",
+        "instructions",
+        &ops.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+        &[Series::new("instructions", ops.iter().enumerate().map(|(i, o)| (i as f64, get(o))).collect())],
+    );
+    let svg_path = dir.join("mm.svg");
+    std::fs::write(&svg_path, svg::page(&[host_chart, kernel_chart])).map_err(|e| e.to_string())?;
+    let f = &result["figures"];
+    println!("\n== figures (same run)");
+    for k in ["alloc_free_over_peer", "pair_over_peer", "batch_over_peer", "map_page_instructions", "unmap_page_instructions"] {
         println!("  {k:<26} {:.2}", num(f, k));
     }
     println!("\nwrote {} and {}", json_path.display(), svg_path.display());
