@@ -83,9 +83,10 @@ pub fn console_read(buf: &mut [u8]) -> Result<u64, Error> {
     call(nr::CONSOLE_READ, [buf.as_mut_ptr() as u64, buf.len() as u64, 0, 0, 0, 0])
 }
 
-/// Create a channel; the caller becomes its receiver. Returns its id.
-pub fn chan_create() -> Result<u64, Error> {
-    call(nr::CHAN_CREATE, [0; 6])
+/// Claim channel number `n` (or any free one with `u64::MAX`); the caller
+/// becomes its only receiver. Returns the channel number.
+pub fn chan_create(n: u64) -> Result<u64, Error> {
+    call(nr::CHAN_CREATE, [n, 0, 0, 0, 0, 0])
 }
 
 /// Send `msg` on channel `chan`; blocks until a receiver takes it.
