@@ -94,7 +94,7 @@ fn report(op: &str, ticks: u64, n: u64, scale: f64) {
 /// unmap (with the local INVLPG) and translate, and of a map that must
 /// create its page tables.
 fn mm_costs() -> Result<(), &'static str> {
-    use crate::mem::{self, CONTAINERS, KERNEL_ROOT};
+    use mm::kernel::{self as mem, CONTAINERS, KERNEL_ROOT};
     use mm::{AddressSpace, Owner, Rights};
     const N: u64 = 256;
     let scale = ticks_per_instruction();

@@ -65,7 +65,7 @@ pub fn bsp(handoff: machine::boot::Handoff) -> ! {
     if info.cmdline_value("test").is_some() {
         intr::TEST_MODE.store(true, Ordering::Relaxed);
     }
-    match crate::mem::init(&info) {
+    match mm::kernel::init(&info) {
         Ok(s) => log::info!(
             "mm: {} frames ({} MiB) managed, {} free; table {} KiB; kernel page tables {} pages, direct map {} GiB",
             s.total_frames,
@@ -129,7 +129,7 @@ pub fn bsp(handoff: machine::boot::Handoff) -> ! {
     }
     // The APs are up (they needed the boot identity map to get here): from
     // now on every CPU runs on the kernel's own page tables.
-    crate::mem::activate_kernel_tables();
+    mm::kernel::activate_kernel_tables();
     println!("mc2: {}/{} cpus online", cpus::online_count(), listed);
 
     *STATE.lock() = Some(BootState { info: info.clone(), platform });
@@ -192,7 +192,7 @@ fn start_aps(cpus: &[acpi::CpuEntry], bsp_apic: u32) {
 }
 
 pub fn ap(cpu: usize) -> ! {
-    crate::mem::activate_kernel_tables();
+    mm::kernel::activate_kernel_tables();
     let l = lapic::local();
     l.enable();
     log::info!("cpu{cpu} online (APIC id {})", l.id());

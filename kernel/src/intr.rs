@@ -14,18 +14,10 @@ use machine::trap::{exception_name, vector, TrapFrame};
 use machine::MAX_CPUS;
 
 /// Interrupt vectors mc2 uses (0-31 are exceptions; 0xfe/0xff are the
-/// local APIC's error and spurious vectors).
-pub const TIMER_VECTOR: u8 = 0x20;
-/// IPI: "look at your work" (wakes a halted CPU; the handler does nothing else).
-pub const WAKE_VECTOR: u8 = 0x21;
-/// IPI counted by the self-test.
-pub const TEST_VECTOR: u8 = 0x22;
-/// IPI: invalidate TLB entries (see `mem::shootdown`).
-pub const FLUSH_VECTOR: u8 = 0x23;
-/// COM1 through the I/O APIC.
-pub const SERIAL_VECTOR: u8 = 0x24;
-/// Base of the (masked) legacy PIC vectors, out of everyone's way.
-pub const PIC_BASE: u8 = 0xe0;
+/// local APIC's error and spurious vectors); defined by the machine layer.
+pub use machine::trap::vector::{
+    FLUSH as FLUSH_VECTOR, PIC_BASE, SERIAL as SERIAL_VECTOR, TEST as TEST_VECTOR, TIMER as TIMER_VECTOR, WAKE as WAKE_VECTOR,
+};
 
 /// Per-CPU event counters, read by the self-test and the monitor.
 pub struct Counters {
@@ -74,7 +66,7 @@ pub fn handle(frame: &mut TrapFrame) {
         }
         WAKE_VECTOR => lapic::local().eoi(),
         FLUSH_VECTOR => {
-            crate::mem::handle_flush();
+            mm::kernel::handle_flush();
             lapic::local().eoi();
         }
         SERIAL_VECTOR => {

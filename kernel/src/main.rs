@@ -21,7 +21,6 @@ mod bench;
 mod boot;
 mod cpus;
 mod intr;
-mod mem;
 mod monitor;
 mod rt;
 mod selftest;

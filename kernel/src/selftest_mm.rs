@@ -3,7 +3,7 @@
 extern crate alloc;
 
 use crate::cpus::{self, run_on, run_on_all};
-use crate::mem::{self, CONTAINERS, KERNEL_ROOT, PHYS};
+use mm::kernel::{self as mem, CONTAINERS, KERNEL_ROOT, PHYS};
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -194,7 +194,7 @@ pub fn quota_refused() -> Outcome {
 // ---- TLB shootdown: CPU 1 must see a remap done on CPU 0 ----
 
 const TLB_VA: u64 = 0x2000_0000;
-static TLB_SPACE: SpinLock<Option<AddressSpace<'static, mem::DirectMap>>> = SpinLock::new(None);
+static TLB_SPACE: SpinLock<Option<AddressSpace<'static, mm::kernel::DirectMap>>> = SpinLock::new(None);
 static TLB_ROOT: AtomicU64 = AtomicU64::new(0);
 static TLB_PHASE: AtomicUsize = AtomicUsize::new(0);
 static TLB_SEEN: [AtomicU64; 2] = [const { AtomicU64::new(0) }; 2];

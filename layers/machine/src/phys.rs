@@ -25,7 +25,9 @@ fn check(pa: u64, len: usize) {
 }
 
 /// Virtual address of physical `pa` in the direct map, bounds-checked.
+/// (On the host, where there is no direct map, this panics.)
 pub fn virt(pa: u64, len: usize) -> *mut u8 {
+    assert!(cfg!(mc2_bare), "no direct map of physical memory on the host");
     check(pa, len);
     phys_to_virt(pa) as *mut u8
 }

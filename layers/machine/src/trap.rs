@@ -61,6 +61,20 @@ pub mod vector {
     pub const MACHINE_CHECK: u8 = 18;
     /// First vector free for interrupts.
     pub const FIRST_IRQ: u8 = 32;
+
+    // mc2's interrupt vectors, in one place for every layer.
+    /// Local APIC timer.
+    pub const TIMER: u8 = 0x20;
+    /// IPI: "look at your ready queue" (wakes a halted CPU).
+    pub const WAKE: u8 = 0x21;
+    /// IPI counted by the self-test.
+    pub const TEST: u8 = 0x22;
+    /// IPI: invalidate TLB entries (memory management's shootdown).
+    pub const FLUSH: u8 = 0x23;
+    /// COM1 through the I/O APIC.
+    pub const SERIAL: u8 = 0x24;
+    /// Base of the (masked) legacy PIC vectors, out of everyone's way.
+    pub const PIC_BASE: u8 = 0xe0;
 }
 
 /// Mnemonic and name of an exception vector.

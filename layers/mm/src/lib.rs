@@ -11,6 +11,8 @@
 //! - [`paging`]: x86-64 4-level page tables ([`AddressSpace`]) reached through
 //!   a [`PhysAccess`] trait, page-table pages charged to the space's container,
 //!   TLB work returned to the caller as [`Flush`] values, and [`CpuSet`];
+//! - [`kernel`]: the kernel's instance of all of this (global tables, the
+//!   direct map, the heap as global allocator, TLB shootdowns);
 //! - [`kmap`]: the kernel half (direct map and image with per-section
 //!   rights) that every address space shares;
 //! - [`shm`]: the seed's shared-memory protocol between pairs of processes;
@@ -87,6 +89,7 @@ pub mod container;
 pub mod frames;
 #[allow(unsafe_code)]
 pub mod heap;
+pub mod kernel;
 pub mod kmap;
 pub mod paging;
 pub mod shm;

@@ -1,20 +1,34 @@
-//! Memory-management wiring: the allocation table over the boot memory map,
-//! the root container, the kernel's own page tables (replacing the boot
-//! tables), the kernel heap, and TLB shootdowns between CPUs.
+//! The kernel's instance of memory management: the allocation table over
+//! the boot memory map, the root container, the kernel's own page tables
+//! (replacing the boot tables), the kernel heap, page tables reached through
+//! the direct map, and TLB shootdowns between CPUs.
+//!
+//! Everything that touches hardware (the direct map, CR3, INVLPG, IPIs) is
+//! only compiled for the kernel (`--cfg mc2_bare`); on the host the types
+//! exist so that the layers above build, but the direct map does not.
 
-use crate::intr::FLUSH_VECTOR;
+use crate::heap::{PageSource, SlabHeap};
+use crate::{AllocTable, ContainerId, Containers, CpuSet, Frame, Mm, Owner, PhysAccess};
 use arrayvec::ArrayVec;
 use core::sync::atomic::{AtomicU64, Ordering};
 use lock::{Once, SpinLock};
-use machine::multiboot::{BootInfo, RegionKind};
+#[cfg(mc2_bare)]
+use machine::trap::vector::FLUSH as FLUSH_VECTOR;
 use machine::MAX_CPUS;
-use mm::heap::{PageSource, SlabHeap};
-use mm::kmap::{self, ImageSection, KernelLayout};
-use mm::{AllocTable, ContainerId, Containers, CpuSet, Frame, FrameEntry, Mm, Owner, PhysAccess};
+#[cfg(mc2_bare)]
+use crate::kmap::{self, ImageSection, KernelLayout};
+#[cfg(mc2_bare)]
+use crate::FrameEntry;
+#[cfg(mc2_bare)]
+use machine::multiboot::{BootInfo, RegionKind};
 
 /// Page tables and frames reached through the direct map.
 pub struct DirectMap;
 
+// The direct map is the one place mm touches memory it does not own as Rust
+// objects: page-table pages, addressed by frame.
+
+#[allow(unsafe_code)]
 impl PhysAccess for DirectMap {
     fn read_entry(&self, table: Frame, index: usize) -> u64 {
         // SAFETY: mm only names frames it allocated as page tables (owned by
@@ -59,9 +73,12 @@ pub struct Summary {
 
 pub static SUMMARY: Once<Summary> = Once::new();
 
+#[cfg(mc2_bare)]
 const MIB: u64 = 1 << 20;
 
 /// Build the allocation table, the root container and the kernel page tables.
+#[cfg(mc2_bare)]
+#[allow(unsafe_code)]
 pub fn init(info: &BootInfo) -> Result<Summary, &'static str> {
     let usable: ArrayVec<(u64, u64), 128> =
         info.memory.iter().filter(|r| r.kind == RegionKind::Usable).map(|r| (r.base, r.len)).collect();
@@ -107,6 +124,7 @@ pub fn init(info: &BootInfo) -> Result<Summary, &'static str> {
 }
 
 /// The image sections with the stacks' guard pages cut out (left unmapped).
+#[cfg(mc2_bare)]
 fn image_without_guards() -> ArrayVec<ImageSection, 96> {
     let mut guards: ArrayVec<u64, 80> = machine::boot::guard_pages().collect();
     guards.sort_unstable();
@@ -129,6 +147,7 @@ fn image_without_guards() -> ArrayVec<ImageSection, 96> {
 
 /// First 4 KiB-aligned spot of `bytes` in a usable region, at or above 1 MiB
 /// and below 4 GiB (the boot direct map), clear of every exclusion.
+#[cfg(mc2_bare)]
 fn place(usable: &[(u64, u64)], excl: &[(u64, u64)], bytes: u64) -> Option<u64> {
     for &(base, len) in usable {
         let end = (base + len).min(4 << 30);
@@ -143,7 +162,9 @@ fn place(usable: &[(u64, u64)], excl: &[(u64, u64)], bytes: u64) -> Option<u64> 
     None
 }
 
-/// Load the kernel's page tables on the calling CPU (after [`init`]).
+/// Load the kernel's page tables on the calling CPU (after `init`).
+#[cfg(mc2_bare)]
+#[allow(unsafe_code)]
 pub fn activate_kernel_tables() {
     if let Some(root) = KERNEL_ROOT.get() {
         // SAFETY: the kernel tables map the whole image (with the rights it
@@ -155,6 +176,8 @@ pub fn activate_kernel_tables() {
 }
 
 /// Load `root` (a user address space sharing the kernel half) on this CPU.
+#[cfg(mc2_bare)]
+#[allow(unsafe_code)]
 pub fn activate(root: Frame) {
     // SAFETY: every address space copies the kernel half from KERNEL_ROOT,
     // so the kernel keeps running unchanged after the switch.
@@ -180,7 +203,7 @@ impl PageSource for KernelPages {
     }
 }
 
-#[global_allocator]
+#[cfg_attr(mc2_bare, global_allocator)]
 pub static HEAP: SlabHeap<KernelPages> = SlabHeap::new(KernelPages);
 
 // ---- TLB shootdown ----
@@ -197,7 +220,11 @@ static DONE: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 /// Shootdown IPIs handled per CPU (for the self-test).
 pub static SHOOTDOWNS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 
+#[allow(unsafe_code)]
 fn invalidate(va: Option<u64>) {
+    if !cfg!(mc2_bare) {
+        return;
+    }
     // SAFETY: ring 0; INVLPG and a CR3 reload only drop TLB entries.
     unsafe {
         match va {
@@ -248,6 +275,7 @@ pub fn shootdown(cpus: CpuSet, va: Option<u64>) {
             }
             REQUESTED[c].fetch_add(1, Ordering::AcqRel) + 1
         };
+        #[cfg(mc2_bare)]
         dev::lapic::local().send_ipi(machine::percpu::apic_id(c), FLUSH_VECTOR);
         wait.push((c, gen));
     }
