@@ -24,6 +24,7 @@ pub struct Heap(UnsafeCell<State>);
 unsafe impl Sync for Heap {}
 
 #[cfg_attr(mc2_user, global_allocator)]
+#[cfg_attr(not(mc2_user), allow(dead_code))] // only user builds install it
 static HEAP: Heap = Heap(UnsafeCell::new(State { top: HEAP_BASE, free: [0; CLASSES.len()] }));
 
 fn class_of(layout: &Layout) -> Option<usize> {

@@ -7,7 +7,11 @@
 //!   `Result<_, abi::Error>`;
 //! - [`print!`]/[`println!`] on the console and [`io::read_line`];
 //! - a heap (`alloc` works) grown with `mem_map`;
-//! - a panic handler that reports and exits with status 101.
+//! - a panic handler that reports and exits with status 101;
+//! - helpers shared by the programs: [`text`] (argument parsing), [`check`]
+//!   (checksummed test messages), [`proc`] (quota, CPUs, `ps` lookups, a
+//!   child group that is always reaped), [`shm`] (a shared page seen as
+//!   atomics) and [`time`] (TSC reads and busy loops).
 //!
 //! Programs are single-threaded (an mc2 process is one thread), so the
 //! runtime's global state needs no locking.
@@ -17,9 +21,17 @@ pub extern crate alloc;
 
 use freestanding as _;
 
+#[cfg(test)]
+extern crate std;
+
+pub mod check;
 pub mod heap;
 pub mod io;
+pub mod proc;
+pub mod shm;
 pub mod sys;
+pub mod text;
+pub mod time;
 
 pub use abi::Error;
 
