@@ -1,0 +1,438 @@
+//! shell: the interactive shell on the serial console (prompt `mc2$ `).
+//!
+//! Started by init. With a non-empty argument line it runs that one command
+//! and exits with its status, printing no prompt; otherwise it reads
+//! commands until `exit`/`poweroff` (init then powers the machine off with
+//! the shell's exit status). `help` lists the commands.
+//!
+//! Programs run in the foreground (the shell waits and reports a non-zero
+//! status as `[pid N exited with status S]`) or, with a trailing `&`, in the
+//! background: the shell prints `[pid N running in the background]`, and
+//! before each prompt reaps the background children `ps` shows as exited
+//! (a zombie is reaped without blocking), printing the same status line.
+#![no_std]
+#![no_main]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+use abi::Error;
+use alloc::vec::Vec;
+use rt::text::parse_u64;
+use rt::{print, println, proc, sys};
+
+const PROMPT: &str = "mc2$ ";
+/// Quota of a program started without `-q`, in pages (less if the shell
+/// has less to spare).
+const DEFAULT_QUOTA: u64 = 256;
+/// Default quota for `bench`: ipcbench spawns two processes per CPU.
+const BENCH_QUOTA: u64 = 1024;
+/// Pages the shell keeps for itself when giving quota away.
+const RESERVE: u64 = 32;
+/// Longest argument string `spawn` accepts.
+const MAX_ARGS: usize = 256;
+
+/// Exit status of a command whose program is not in the boot image.
+const NOT_FOUND: u64 = 127;
+/// Exit status of a command used the wrong way.
+const USAGE: u64 = 2;
+
+const HELP: &str = "\
+commands:
+  help                         this list
+  programs                     the programs in the boot image
+  ps                           processes: pid, parent, cpu, state, quota, usage, name
+  mem, sysinfo                 free memory, root container, CPUs online, TSC rate
+  run [-c CPU] [-q PAGES] PROGRAM [ARGS...] [&]
+                               start PROGRAM on CPU (default 0) with PAGES pages of quota
+                               (default 256, less if the shell has less to spare); wait
+                               for it, or with a final `&` leave it in the background
+  PROGRAM [ARGS...] [&]        the same as `run PROGRAM [ARGS...] [&]`
+  bench [-c CPU] [-q PAGES] [ARGS...]
+                               run ipcbench (default quota 1024 pages); `bench` alone
+                               runs every benchmark, see `ipcbench help`
+  kill PID                     end a process (its status becomes 137)
+  wait [PID]                   wait for a background process (default: all of them)
+  sleep MS                     pause for MS milliseconds
+  echo [TEXT...]               print TEXT
+  exit [CODE], poweroff [CODE] leave the shell; init powers off with CODE (default 0)
+";
+
+/// What a command asks the shell to do next.
+enum Flow {
+    /// Carry on; the command's status.
+    Continue(u64),
+    /// Leave the shell with this status.
+    Exit(u64),
+}
+
+struct Shell {
+    me: u64,
+    /// Background children not reaped yet.
+    bg: Vec<u64>,
+}
+
+fn main() -> i32 {
+    let me = sys::getpid().unwrap_or(0);
+    let mut sh = Shell { me, bg: Vec::new() };
+    let command = rt::args().trim();
+    if !command.is_empty() {
+        let (Flow::Continue(s) | Flow::Exit(s)) = sh.exec(command);
+        sys::exit(s);
+    }
+    println!("mc2 shell (pid {me}); `help` lists the commands");
+    let mut buf = [0u8; 512];
+    loop {
+        sh.reap_finished();
+        print!("{PROMPT}");
+        let line = rt::io::read_line(&mut buf);
+        if let Flow::Exit(s) = sh.exec(line) {
+            sys::exit(s);
+        }
+    }
+}
+
+impl Shell {
+    /// Run one command line.
+    fn exec(&mut self, line: &str) -> Flow {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            return Flow::Continue(0);
+        }
+        let (line, background) = match line.strip_suffix('&') {
+            Some(l) => (l.trim_end(), true),
+            None => (line, false),
+        };
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let Some(&cmd) = words.first() else {
+            println!("`&` needs a program to run in the background");
+            return Flow::Continue(USAGE);
+        };
+        let args = &words[1..];
+        let builtin = matches!(cmd, "help" | "programs" | "ps" | "mem" | "sysinfo" | "kill" | "wait" | "sleep" | "echo" | "exit" | "poweroff");
+        if builtin && background {
+            println!("{cmd}: only programs run in the background");
+            return Flow::Continue(USAGE);
+        }
+        let status = match cmd {
+            "help" => {
+                print!("{HELP}");
+                0
+            }
+            "programs" => programs(),
+            "ps" => ps(),
+            "mem" | "sysinfo" => mem(),
+            "run" => self.run(args, None, DEFAULT_QUOTA, background),
+            "bench" => self.run(args, Some("ipcbench"), BENCH_QUOTA, background),
+            "kill" => kill(args),
+            "wait" => self.wait(args),
+            "sleep" => sleep(args),
+            "echo" => {
+                // Print the text as typed, spacing included.
+                println!("{}", line["echo".len()..].trim_start());
+                0
+            }
+            "exit" | "poweroff" => {
+                return match args {
+                    [] => Flow::Exit(0),
+                    [c] => match parse_u64(c) {
+                        Some(code) => Flow::Exit(code),
+                        None => {
+                            println!("{cmd}: CODE must be a number, not `{c}`");
+                            Flow::Continue(USAGE)
+                        }
+                    },
+                    _ => {
+                        println!("usage: {cmd} [CODE]");
+                        Flow::Continue(USAGE)
+                    }
+                };
+            }
+            _ => self.start(cmd, &args.join(" "), 0, None, DEFAULT_QUOTA, background),
+        };
+        Flow::Continue(status)
+    }
+
+    /// `run [-c CPU] [-q PAGES] PROGRAM [ARGS...]`, or `bench [-c CPU] [-q
+    /// PAGES] [ARGS...]` when `program` is given.
+    fn run(&mut self, args: &[&str], program: Option<&str>, default_quota: u64, background: bool) -> u64 {
+        let what = if program.is_some() { "bench" } else { "run" };
+        let mut cpu = 0;
+        let mut quota = None;
+        let mut i = 0;
+        while let Some(&opt) = args.get(i) {
+            let slot = match opt {
+                "-c" => "CPU",
+                "-q" => "PAGES",
+                _ => break,
+            };
+            let Some(v) = args.get(i + 1) else {
+                println!("{what}: {opt} needs a number ({slot})");
+                return USAGE;
+            };
+            let Some(n) = parse_u64(v) else {
+                println!("{what}: {slot} after {opt} must be a number, not `{v}`");
+                return USAGE;
+            };
+            if opt == "-c" {
+                cpu = n;
+            } else {
+                quota = Some(n);
+            }
+            i += 2;
+        }
+        let rest = &args[i..];
+        match program {
+            Some(p) => self.start(p, &rest.join(" "), cpu, quota, default_quota, background),
+            None => match rest.split_first() {
+                Some((p, a)) => self.start(p, &a.join(" "), cpu, quota, default_quota, background),
+                None => {
+                    println!("usage: run [-c CPU] [-q PAGES] PROGRAM [ARGS...] [&]");
+                    USAGE
+                }
+            },
+        }
+    }
+
+    /// Spawn `program` and wait for it (or leave it in the background).
+    fn start(&mut self, program: &str, args: &str, cpu: u64, quota: Option<u64>, default_quota: u64, background: bool) -> u64 {
+        if args.len() > MAX_ARGS {
+            println!("{program}: the arguments are {} bytes long, at most {MAX_ARGS} fit", args.len());
+            return USAGE;
+        }
+        let spare = match proc::spare_pages(RESERVE) {
+            Ok(s) => s,
+            Err(e) => {
+                println!("{program}: cannot read the shell's quota: {e}");
+                return 1;
+            }
+        };
+        let pages = match quota {
+            Some(q) => q,
+            None if spare == 0 => {
+                println!("{program}: the shell has no quota left to give (it keeps {RESERVE} pages)");
+                return 1;
+            }
+            None => default_quota.min(spare),
+        };
+        // Keep room in the list first, so that a spawned child is always recorded.
+        self.bg.reserve(1);
+        let pid = match sys::spawn(program, pages, cpu, args) {
+            Ok(pid) => pid,
+            Err(Error::NoSuchProgram) => {
+                println!("no such program: {program}");
+                return NOT_FOUND;
+            }
+            Err(Error::BadCpu) => {
+                println!("cpu {cpu}: bad CPU");
+                return 1;
+            }
+            Err(Error::QuotaExceeded) => {
+                println!("{program}: quota exceeded: asked for {pages} pages, the shell has {spare} to spare");
+                return 1;
+            }
+            Err(e) => {
+                println!("{program}: cannot start it: {e}");
+                return 1;
+            }
+        };
+        if background {
+            self.bg.push(pid);
+            println!("[pid {pid} running in the background]");
+            return 0;
+        }
+        match sys::wait(pid) {
+            Ok((_, status)) => {
+                if status != 0 {
+                    println!("[pid {pid} exited with status {status}]");
+                }
+                status
+            }
+            Err(e) => {
+                println!("wait for pid {pid}: {e}");
+                1
+            }
+        }
+    }
+
+    /// `wait [PID]`.
+    fn wait(&mut self, args: &[&str]) -> u64 {
+        let pids: Vec<u64> = match args {
+            [] if self.bg.is_empty() => {
+                println!("wait: no background processes");
+                return 0;
+            }
+            [] => self.bg.clone(),
+            [p] => match parse_u64(p) {
+                Some(pid) => alloc::vec![pid],
+                None => {
+                    println!("wait: PID must be a number, not `{p}`");
+                    return USAGE;
+                }
+            },
+            _ => {
+                println!("usage: wait [PID]");
+                return USAGE;
+            }
+        };
+        let mut last = 0;
+        for pid in pids {
+            match sys::wait(pid) {
+                Ok((_, status)) => {
+                    println!("[pid {pid} exited with status {status}]");
+                    last = status;
+                }
+                Err(e) => {
+                    println!("wait {pid}: {e}");
+                    last = 1;
+                }
+            }
+            // Reaped, or not ours to reap: either way no longer a job.
+            self.bg.retain(|&b| b != pid);
+        }
+        last
+    }
+
+    /// Reap background children that have exited, without blocking: only
+    /// those `ps` shows as zombies are waited for.
+    fn reap_finished(&mut self) {
+        if self.bg.is_empty() {
+            return;
+        }
+        let list = match proc::list() {
+            Ok(l) => l,
+            Err(e) => {
+                println!("shell: ps: {e}");
+                return;
+            }
+        };
+        let mut i = 0;
+        while i < self.bg.len() {
+            let pid = self.bg[i];
+            match list.iter().find(|p| p.pid as u64 == pid) {
+                Some(p) if p.state == proc::ZOMBIE && p.parent as u64 == self.me => {
+                    match sys::wait(pid) {
+                        Ok((_, status)) => println!("[pid {pid} exited with status {status}]"),
+                        Err(e) => println!("wait {pid}: {e}"),
+                    }
+                    self.bg.remove(i);
+                }
+                Some(_) => i += 1,
+                // Gone without us: nothing left to reap.
+                None => {
+                    self.bg.remove(i);
+                }
+            }
+        }
+    }
+}
+
+/// `programs`: one name a line.
+fn programs() -> u64 {
+    let mut buf = alloc::vec![0u8; 4096];
+    match sys::programs(&mut buf) {
+        Ok(n) => {
+            for name in buf[..n.min(buf.len())].split(|&b| b == 0).filter(|s| !s.is_empty()) {
+                println!("{}", core::str::from_utf8(name).unwrap_or("?"));
+            }
+            0
+        }
+        Err(e) => {
+            println!("programs: {e}");
+            1
+        }
+    }
+}
+
+/// `ps`: a table of every process.
+fn ps() -> u64 {
+    match proc::list() {
+        Ok(list) => {
+            println!("  PID  PPID  CPU  STATE      QUOTA   USAGE  NAME");
+            for p in &list {
+                println!(
+                    "{:>5} {:>5} {:>4}  {:<8} {:>7} {:>7}  {}",
+                    p.pid,
+                    p.parent,
+                    p.cpu,
+                    proc::state_name(p.state),
+                    p.quota,
+                    p.usage,
+                    p.name()
+                );
+            }
+            0
+        }
+        Err(e) => {
+            println!("ps: {e}");
+            1
+        }
+    }
+}
+
+/// `mem` / `sysinfo`.
+fn mem() -> u64 {
+    let si = match sys::sysinfo() {
+        Ok(s) => s,
+        Err(e) => {
+            println!("sysinfo: {e}");
+            return 1;
+        }
+    };
+    let (quota, usage) = match sys::quota() {
+        Ok(q) => q,
+        Err(e) => {
+            println!("quota: {e}");
+            return 1;
+        }
+    };
+    let mib = |pages: u64| pages * abi::PAGE_SIZE / (1024 * 1024);
+    println!("memory:    {} of {} pages free ({} of {} MiB)", si.free_pages, si.total_pages, mib(si.free_pages), mib(si.total_pages));
+    println!("root:      quota {} pages, usage {} pages", si.root_quota, si.root_usage);
+    println!("shell:     quota {quota} pages, usage {usage} pages");
+    println!("cpus:      {} online", si.cpus_online);
+    println!("tsc:       {} ticks/ms ({} MHz)", si.tsc_per_ms, si.tsc_per_ms / 1000);
+    println!("processes: {}, timer ticks: {}", si.processes, si.ticks);
+    0
+}
+
+/// `kill PID`.
+fn kill(args: &[&str]) -> u64 {
+    let [p] = args else {
+        println!("usage: kill PID");
+        return USAGE;
+    };
+    let Some(pid) = parse_u64(p) else {
+        println!("kill: PID must be a number, not `{p}`");
+        return USAGE;
+    };
+    match sys::kill(pid) {
+        Ok(_) => 0,
+        Err(e) => {
+            println!("kill {pid}: {e}");
+            1
+        }
+    }
+}
+
+/// `sleep MS`.
+fn sleep(args: &[&str]) -> u64 {
+    match args {
+        [ms] => match parse_u64(ms) {
+            Some(ms) => {
+                sys::sleep_ms(ms);
+                0
+            }
+            None => {
+                println!("sleep: MS must be a number, not `{ms}`");
+                USAGE
+            }
+        },
+        _ => {
+            println!("usage: sleep MS");
+            USAGE
+        }
+    }
+}
+
+rt::entry!(main);
