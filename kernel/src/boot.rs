@@ -6,6 +6,9 @@ use core::sync::atomic::Ordering;
 use dev::console::{self, CONSOLE};
 use dev::{ioapic, lapic, pic, println};
 use lock::SpinLock;
+extern crate alloc;
+use alloc::format;
+use alloc::string::String;
 use machine::acpi::{self, Platform};
 use machine::multiboot::BootInfo;
 use machine::physmem::BootPhysMap;
@@ -35,8 +38,29 @@ impl machine::smp::StartupIpi for Ipis {
     }
 }
 
+/// What this boot runs once the CPUs are up.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Processes: init, the shell, ...
+    User,
+    /// Kernel-level modes (self-test, benchmarks, monitor): APs serve `cpus::run_on`.
+    Kernel,
+}
+
+static MODE: lock::Once<Mode> = lock::Once::new();
+
+fn mode() -> Mode {
+    MODE.get().copied().unwrap_or(Mode::Kernel)
+}
+
 pub fn bsp(handoff: machine::boot::Handoff) -> ! {
     machine::trap::set_handler(intr::handle);
+    machine::trap::set_syscall_handler(trap::syscall_entry);
+    // SAFETY: per-CPU block set up by machine; the entry is the trap layer's.
+    #[allow(unsafe_code)]
+    unsafe {
+        machine::trap::init_syscall()
+    };
     let serial_ok = CONSOLE.init().is_ok();
     console::init_logger(log::LevelFilter::Info);
     println!("\nmc2 {} (lock: {})", env!("CARGO_PKG_VERSION"), lock_kind());
@@ -65,6 +89,8 @@ pub fn bsp(handoff: machine::boot::Handoff) -> ! {
     if info.cmdline_value("test").is_some() {
         intr::TEST_MODE.store(true, Ordering::Relaxed);
     }
+    let kernel_mode = ["test", "bench", "monitor"].iter().any(|k| info.cmdline_value(k).is_some());
+    let _ = MODE.set(if kernel_mode { Mode::Kernel } else { Mode::User });
     match mm::kernel::init(&info) {
         Ok(s) => log::info!(
             "mm: {} frames ({} MiB) managed, {} free; table {} KiB; kernel page tables {} pages, direct map {} GiB",
@@ -132,17 +158,20 @@ pub fn bsp(handoff: machine::boot::Handoff) -> ! {
     mm::kernel::activate_kernel_tables();
     println!("mc2: {}/{} cpus online", cpus::online_count(), listed);
 
+    trap::set_pm1a(platform.as_ref().and_then(|p| p.pm1a_control));
     *STATE.lock() = Some(BootState { info: info.clone(), platform });
 
+    // Everything after ` -- ` on the command line is one command to run
+    // before powering off (`cargo xtask run -- COMMAND`).
+    let command = info.cmdline.split_once(" -- ").map(|(_, c)| c).or_else(|| info.cmdline.strip_prefix("-- "));
     if let Some(which) = info.cmdline_value("test") {
         crate::selftest::run(which, &info)
     } else if let Some(which) = info.cmdline_value("bench") {
         crate::bench::run(which)
-    } else {
-        // Everything after ` -- ` on the command line is one monitor command
-        // to run before powering off (`cargo xtask run -- COMMAND`).
-        let command = info.cmdline.split_once(" -- ").map(|(_, c)| c).or_else(|| info.cmdline.strip_prefix("-- "));
+    } else if info.cmdline_value("monitor").is_some() {
         crate::monitor::run(command)
+    } else {
+        user_space(&info, command.unwrap_or(""))
     }
 }
 
@@ -193,11 +222,59 @@ fn start_aps(cpus: &[acpi::CpuEntry], bsp_apic: u32) {
 
 pub fn ap(cpu: usize) -> ! {
     mm::kernel::activate_kernel_tables();
+    // SAFETY: this CPU's per-CPU block is set up; the entry is the trap layer's.
+    #[allow(unsafe_code)]
+    unsafe {
+        machine::trap::init_syscall()
+    };
     let l = lapic::local();
     l.enable();
     log::info!("cpu{cpu} online (APIC id {})", l.id());
+    if mode() == Mode::User {
+        thread::SCHED.init_idle(cpu, kernel_cr3());
+        cpus::set_online(cpu);
+        schedule(cpu)
+    }
     cpus::set_online(cpu);
     cpus::ap_loop(cpu)
+}
+
+fn kernel_cr3() -> u64 {
+    mm::kernel::KERNEL_ROOT.get().map(|f| f.addr()).unwrap_or(0)
+}
+
+/// This CPU's part of user mode: the scheduler clock, then the idle loop
+/// (which runs whatever becomes ready here).
+fn schedule(cpu: usize) -> ! {
+    lapic::local().start_periodic(intr::TIMER_VECTOR, 1_000_000 / trap::TICK_HZ);
+    trap::bkl::enter();
+    let _ = cpu;
+    thread::SCHED.idle(cpu, trap::bkl::leave, trap::bkl::enter)
+}
+
+/// Start user space: the program bundle, console input, init on CPU 0.
+fn user_space(info: &BootInfo, command: &str) -> ! {
+    CONSOLE.set_interrupt_driven(true);
+    let bundle = info.modules.iter().find_map(|m| {
+        let bytes = mm::kernel::boot_module(m.start, m.end);
+        trap::programs::set_bundle(bytes).ok().map(|n| (n, m.name))
+    });
+    match bundle {
+        Some((n, name)) => log::info!("boot bundle \"{name}\": {n} programs"),
+        None => intr::fatal(format_args!("no program bundle among the {} boot modules: nothing to run (boot with -initrd bundle.img)", info.modules.len()), Some(0)),
+    }
+    if let Err(e) = trap::console::init() {
+        intr::fatal(format_args!("console input: {e}"), Some(0));
+    }
+    let mask = (0..machine::MAX_CPUS).filter(|&c| cpus::is_online(c)).fold(0u64, |m, c| m | 1 << c);
+    trap::process::set_cpus(mask);
+    thread::SCHED.init_idle(0, kernel_cr3());
+    let first = info.cmdline_value("init").filter(|p| !p.is_empty()).unwrap_or("init");
+    match trap::process::start_init(first, command, 0) {
+        Ok(pid) => log::info!("init started (pid {pid}){}", if command.is_empty() { String::new() } else { format!(", command \"{command}\"") }),
+        Err(e) => intr::fatal(format_args!("cannot start init: {e}"), Some(0)),
+    }
+    schedule(0)
 }
 
 pub fn lock_kind() -> &'static str {

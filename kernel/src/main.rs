@@ -1,16 +1,17 @@
 //! # mc2 kernel binary
 //!
 //! The bare-metal image. It owns no mechanism of its own: it wires the layers
-//! together in boot order (see [`boot`]), installs the trap handler that
-//! dispatches to them ([`intr`]), and offers the boot-time modes selected on
-//! the kernel command line:
+//! together in boot order (see [`boot`]), installs the trap layer's handlers,
+//! and offers the boot-time modes selected on the kernel command line:
 //!
 //! | command line        | what runs                                               |
 //! |---------------------|---------------------------------------------------------|
-//! | (nothing)           | the kernel monitor on the serial console                |
+//! | (nothing)           | user space: `init` from the boot bundle, which starts the shell |
+//! | `-- COMMAND`        | user space; the shell runs COMMAND, then init powers off |
+//! | `monitor`           | the kernel monitor on the serial console (no processes) |
 //! | `test`              | the in-kernel test suite, then exit (QEMU/Bochs)        |
-//! | `test=fault`, `test=panic`, `test=hang` | deliberate failures the harness must catch |
-//! | `bench=locks`       | the lock benchmark on 1..N CPUs, then exit              |
+//! | `test=fault`, `test=panic`, `test=hang`, `test=wxorx` | deliberate failures the harness must catch |
+//! | `bench=locks`, `bench=mm` | in-kernel benchmarks on 1..N CPUs, then exit       |
 //!
 //! It assumes the layer crates were built with `--cfg mc2_bare` and linked
 //! with `machine`'s linker script (both done by `cargo xtask`).
@@ -20,7 +21,10 @@
 mod bench;
 mod boot;
 mod cpus;
-mod intr;
+mod intr {
+    //! The trap layer's handler, under the name the kernel's modules use.
+    pub use trap::intr::*;
+}
 mod monitor;
 mod rt;
 mod selftest;

@@ -282,6 +282,10 @@ mc2_enter_user_at:
 
 /// Size of the FXSAVE area the interrupt path keeps below each frame.
 pub const FXSAVE_SIZE: usize = 512;
+/// Bytes at the top of a thread's kernel stack that [`enter_user`]
+/// overwrites (frame + FXSAVE area, rounded up): a thread that will enter
+/// user mode must start its kernel life below them.
+pub const USER_ENTRY_RESERVE: usize = 1024;
 
 /// Leave the kernel for user mode with the registers in `frame`, on a fresh
 /// kernel stack whose top is `kstack_top`: the frame and a clean FPU/SSE
@@ -290,8 +294,9 @@ pub const FXSAVE_SIZE: usize = 512;
 ///
 /// # Safety
 /// `kstack_top` is the top of the current thread's kernel stack (the value
-/// `percpu::set_kernel_stack` was given), 16-byte aligned, with at least
-/// 1 KiB of room; nothing live remains on that stack. `frame` must describe
+/// `percpu::set_kernel_stack` was given), 16-byte aligned; the current stack
+/// pointer (and `frame`) lie below `kstack_top - USER_ENTRY_RESERVE`, and
+/// nothing on the stack is needed after the call. `frame` must describe
 /// ring-3 code (`cs`/`ss` the user selectors).
 #[cfg(mc2_bare)]
 pub unsafe fn enter_user(frame: &TrapFrame, kstack_top: u64) -> ! {

@@ -288,3 +288,155 @@ pub fn shootdown(cpus: CpuSet, va: Option<u64>) {
         }
     }
 }
+
+// ---- copying between user space and the kernel ----
+
+/// Which side of a user-to-user copy faulted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    Source,
+    Destination,
+}
+
+/// The frame behind user address `va` of `space`, if the page is mapped for
+/// user mode (and writable when `write`).
+fn user_frame(space: &crate::AddressSpace<'_, DirectMap>, va: u64, write: bool) -> Result<Frame, crate::MmError> {
+    match space.translate(va & !(crate::PAGE_SIZE - 1)) {
+        Some((f, r)) if r.user && (r.write || !write) => Ok(f),
+        Some(_) => Err(crate::MmError::NotMapped),
+        None => Err(crate::MmError::NotMapped),
+    }
+}
+
+/// Check that `[va, va + len)` lies in the user half and every page of it
+/// is mapped for user mode (writable when `write`).
+pub fn check_user_range(space: &crate::AddressSpace<'_, DirectMap>, va: u64, len: usize, write: bool) -> Result<(), crate::MmError> {
+    if len == 0 {
+        return Ok(());
+    }
+    let end = va.checked_add(len as u64).ok_or(crate::MmError::NonCanonical)?;
+    if end > crate::paging::USER_END {
+        return Err(crate::MmError::KernelAddress);
+    }
+    let mut page = va & !(crate::PAGE_SIZE - 1);
+    while page < end {
+        user_frame(space, page, write)?;
+        page += crate::PAGE_SIZE;
+    }
+    Ok(())
+}
+
+/// Walk `[va, va + len)` page by page, giving each piece's physical address.
+fn for_each_piece(
+    space: &crate::AddressSpace<'_, DirectMap>,
+    va: u64,
+    len: usize,
+    write: bool,
+    mut f: impl FnMut(u64, usize, usize),
+) -> Result<(), crate::MmError> {
+    check_user_range(space, va, len, write)?;
+    let mut done = 0;
+    while done < len {
+        let at = va + done as u64;
+        let off = (at & (crate::PAGE_SIZE - 1)) as usize;
+        let n = (crate::PAGE_SIZE as usize - off).min(len - done);
+        let frame = user_frame(space, at, write)?;
+        f(frame.addr() + off as u64, done, n);
+        done += n;
+    }
+    Ok(())
+}
+
+/// Copy `buf.len()` bytes from user address `va` of `space` (every page
+/// mapped user-readable) into `buf`.
+#[allow(unsafe_code)]
+pub fn copy_from_user(space: &crate::AddressSpace<'_, DirectMap>, va: u64, buf: &mut [u8]) -> Result<(), crate::MmError> {
+    let len = buf.len();
+    for_each_piece(space, va, len, false, |pa, off, n| {
+        // SAFETY: pa..pa+n lies in a frame mapped user-readable in `space`,
+        // i.e. owned by its container (or shared with it); reading is allowed.
+        unsafe { machine::phys::read(pa, &mut buf[off..off + n]) }
+    })
+}
+
+/// Copy `data` to user address `va` of `space` (every page mapped
+/// user-writable).
+#[allow(unsafe_code)]
+pub fn copy_to_user(space: &crate::AddressSpace<'_, DirectMap>, va: u64, data: &[u8]) -> Result<(), crate::MmError> {
+    for_each_piece(space, va, data.len(), true, |pa, off, n| {
+        // SAFETY: pa..pa+n lies in a frame mapped user-writable in `space`:
+        // the process may write it, so the kernel may on its behalf.
+        unsafe { machine::phys::write(pa, &data[off..off + n]) }
+    })
+}
+
+/// Copy `len` bytes from user memory of one space to another (IPC), without
+/// a kernel buffer. Both ranges are checked first, so nothing is copied
+/// unless all of it can be.
+#[allow(unsafe_code)]
+pub fn copy_between(
+    src: &crate::AddressSpace<'_, DirectMap>,
+    src_va: u64,
+    dst: &crate::AddressSpace<'_, DirectMap>,
+    dst_va: u64,
+    len: usize,
+) -> Result<(), (Side, crate::MmError)> {
+    check_user_range(src, src_va, len, false).map_err(|e| (Side::Source, e))?;
+    check_user_range(dst, dst_va, len, true).map_err(|e| (Side::Destination, e))?;
+    let mut done = 0;
+    while done < len {
+        let (s, d) = (src_va + done as u64, dst_va + done as u64);
+        let room = |a: u64| crate::PAGE_SIZE as usize - (a & (crate::PAGE_SIZE - 1)) as usize;
+        let n = room(s).min(room(d)).min(len - done);
+        let sf = user_frame(src, s, false).map_err(|e| (Side::Source, e))?;
+        let df = user_frame(dst, d, true).map_err(|e| (Side::Destination, e))?;
+        let (sp, dp) = (sf.addr() + (s & (crate::PAGE_SIZE - 1)), df.addr() + (d & (crate::PAGE_SIZE - 1)));
+        // SAFETY: the source bytes are mapped user-readable in `src` and the
+        // destination bytes user-writable in `dst`, as just checked; a shared
+        // frame may be both, which `copy` (memmove) tolerates.
+        unsafe { machine::phys::copy(dp, sp, n) };
+        done += n;
+    }
+    Ok(())
+}
+
+/// Write `data` into `frame` at byte `offset` (loading programs into fresh frames).
+#[allow(unsafe_code)]
+pub fn write_frame(frame: Frame, offset: usize, data: &[u8]) {
+    assert!(offset + data.len() <= crate::PAGE_SIZE as usize);
+    // SAFETY: callers pass frames they just allocated (owned by them).
+    unsafe { machine::phys::write(frame.addr() + offset as u64, data) }
+}
+
+/// Zero a whole frame.
+#[allow(unsafe_code)]
+pub fn zero_frame(frame: Frame) {
+    // SAFETY: callers pass frames they own.
+    unsafe { machine::phys::zero(frame.addr(), crate::PAGE_SIZE as usize) }
+}
+
+/// Read bytes of physical memory that belong to the boot image (modules).
+#[allow(unsafe_code)]
+pub fn boot_module(start: u64, end: u64) -> &'static [u8] {
+    let len = (end - start) as usize;
+    // SAFETY: boot modules are excluded from the allocation table at init,
+    // so their bytes are never reused; they are only ever read.
+    unsafe { core::slice::from_raw_parts(machine::phys::virt(start, len), len) }
+}
+
+/// Lay out a new thread's kernel stack in `pages` contiguous frames from
+/// `first` (just allocated by the caller) so that the first switch to it
+/// calls `entry(arg)`, leaving the top `machine::trap::USER_ENTRY_RESERVE`
+/// bytes free for the frame that takes it to user mode. Returns (saved stack
+/// pointer, stack top).
+#[allow(unsafe_code)]
+pub fn init_kernel_stack(first: Frame, pages: usize, entry: extern "C" fn(u64) -> !, arg: u64) -> (u64, u64) {
+    let bytes = pages * crate::PAGE_SIZE as usize;
+    let base = machine::phys::virt(first.addr(), bytes);
+    // SAFETY: the frames are contiguous, direct-mapped, page aligned and
+    // owned by the caller, who hands them to this thread alone.
+    let stack = unsafe { core::slice::from_raw_parts_mut(base as *mut u64, bytes / 8) };
+    let below = stack.len() - machine::trap::USER_ENTRY_RESERVE / 8;
+    let rsp = machine::context::init_stack(&mut stack[..below], entry, arg);
+    (rsp, base as u64 + bytes as u64)
+}

@@ -9,7 +9,8 @@
 //!   sleep (block on a wait queue, or until a tick) and wakeup, usable across
 //!   CPUs; idle threads; zombie reaping once a thread is off its CPU.
 //!
-//! Assumes from below: `machine::cpu::id()` and `MAX_CPUS`, kernel context
+//! Assumes from below: `machine::cpu::id()` and `MAX_CPUS`, wake-up IPIs
+//! through the local APIC (`dev`), kernel context
 //! switches (`machine::context`) and the per-CPU kernel-stack slot
 //! (`percpu::set_kernel_stack`); `lock::SpinLock` for every shared queue.
 //!
@@ -31,4 +32,4 @@ pub mod spec;
 /// Thread id: an index into the thread tables (`0..MAX_CPUS` are the idle threads).
 pub type Tid = u32;
 
-pub use sched::{Scheduler, State, MAX_THREADS};
+pub use sched::{Scheduler, State, MAX_THREADS, SCHED};

@@ -82,6 +82,9 @@ pub struct Scheduler {
     home: [AtomicU32; MAX_THREADS],
     saved_rsp: [AtomicU64; MAX_THREADS],
     kstack_top: [AtomicU64; MAX_THREADS],
+    /// Page-table root each thread runs with (its process's address space;
+    /// the kernel's tables for idle threads).
+    cr3: [AtomicU64; MAX_THREADS],
     /// Still executing on its CPU (cleared by the next thread after the switch).
     on_cpu: [AtomicBool; MAX_THREADS],
     current: [AtomicU32; MAX_CPUS],
@@ -91,8 +94,10 @@ pub struct Scheduler {
     /// Which wait queues are handed out (bit i = queue FIRST_WAIT_QUEUE + i).
     wait_alloc: SpinLock<[u64; MAX_WAIT_QUEUES / 64]>,
     slots: SpinLock<()>,
-    kick: SpinLock<Option<fn(usize)>>,
 }
+
+/// The kernel's scheduler.
+pub static SCHED: Scheduler = Scheduler::new();
 
 impl Default for Scheduler {
     fn default() -> Self {
@@ -108,6 +113,7 @@ impl Scheduler {
             home: [const { AtomicU32::new(0) }; MAX_THREADS],
             saved_rsp: [const { AtomicU64::new(0) }; MAX_THREADS],
             kstack_top: [const { AtomicU64::new(0) }; MAX_THREADS],
+            cr3: [const { AtomicU64::new(0) }; MAX_THREADS],
             on_cpu: [const { AtomicBool::new(false) }; MAX_THREADS],
             current: [const { AtomicU32::new(0) }; MAX_CPUS],
             switched_from: [const { AtomicU32::new(crate::queue::NIL) }; MAX_CPUS],
@@ -115,21 +121,16 @@ impl Scheduler {
             sleepers: [const { SpinLock::new(Sleepers { list: [(0, 0); MAX_THREADS], len: 0 }) }; MAX_CPUS],
             wait_alloc: SpinLock::new([0; MAX_WAIT_QUEUES / 64]),
             slots: SpinLock::new(()),
-            kick: SpinLock::new(None),
         }
     }
 
-    /// The function that interrupts a CPU so it looks at its ready queue
-    /// (the kernel sends a wake-up IPI).
-    pub fn set_kick(&self, f: fn(usize)) {
-        *self.kick.lock() = Some(f);
-    }
-
+    /// Interrupt `cpu` so it looks at its ready queue: a wake-up IPI (a
+    /// halted CPU wakes; a busy one notices at its next kernel exit).
     fn kick(&self, cpu: usize) {
-        let f = *self.kick.lock();
-        if let Some(f) = f {
-            f(cpu);
-        }
+        #[cfg(mc2_bare)]
+        dev::lapic::local().send_ipi(machine::percpu::apic_id(cpu), machine::trap::vector::WAKE);
+        #[cfg(not(mc2_bare))]
+        let _ = cpu;
     }
 
     pub fn state(&self, t: Tid) -> State {
@@ -150,6 +151,12 @@ impl Scheduler {
         self.current[cpu].load(Ordering::Acquire)
     }
 
+    /// Change the page tables `t` runs with (a process tearing down its space
+    /// moves to the kernel's first).
+    pub fn set_cr3(&self, t: Tid, cr3: u64) {
+        self.cr3[t as usize].store(cr3, Ordering::Relaxed);
+    }
+
     /// Top of `t`'s kernel stack.
     pub fn kstack_top(&self, t: Tid) -> u64 {
         self.kstack_top[t as usize].load(Ordering::Relaxed)
@@ -160,9 +167,11 @@ impl Scheduler {
         self.ticks[cpu].load(Ordering::Relaxed)
     }
 
-    /// Adopt the calling context as `cpu`'s idle thread (thread id = cpu).
-    pub fn init_idle(&self, cpu: usize) {
+    /// Adopt the calling context as `cpu`'s idle thread (thread id = cpu),
+    /// running on page tables `cr3`.
+    pub fn init_idle(&self, cpu: usize, cr3: u64) {
         let t = cpu as Tid;
+        self.cr3[cpu].store(cr3, Ordering::Relaxed);
         self.home[cpu].store(cpu as u32, Ordering::Relaxed);
         self.set_state(t, State::Running);
         self.on_cpu[cpu].store(true, Ordering::Release);
@@ -181,10 +190,17 @@ impl Scheduler {
         Err(SchedError::NoThreadSlot)
     }
 
+    /// Give back a slot reserved by `alloc_thread` that was never started.
+    pub fn release_slot(&self, t: Tid) {
+        if (t as usize) >= MAX_CPUS && (t as usize) < MAX_THREADS && self.state(t) == State::Blocked && self.queues.home(t).is_none() {
+            self.set_state(t, State::Free);
+        }
+    }
+
     /// Make a reserved thread runnable on `cpu`, starting from the kernel
     /// context `rsp` (from `machine::context::init_stack`) on the stack whose
-    /// top is `kstack_top`.
-    pub fn start(&self, t: Tid, cpu: usize, rsp: u64, kstack_top: u64) -> Result<(), SchedError> {
+    /// top is `kstack_top`, with page tables `cr3`.
+    pub fn start(&self, t: Tid, cpu: usize, rsp: u64, kstack_top: u64, cr3: u64) -> Result<(), SchedError> {
         if cpu >= MAX_CPUS {
             return Err(SchedError::BadCpu);
         }
@@ -194,8 +210,15 @@ impl Scheduler {
         self.home[t as usize].store(cpu as u32, Ordering::Relaxed);
         self.saved_rsp[t as usize].store(rsp, Ordering::Relaxed);
         self.kstack_top[t as usize].store(kstack_top, Ordering::Relaxed);
+        self.cr3[t as usize].store(cr3, Ordering::Relaxed);
         self.make_ready(t);
         Ok(())
+    }
+
+    /// Make a blocked thread that is in no queue (taken from a wait queue by
+    /// the caller) runnable on its CPU.
+    pub fn make_runnable(&self, t: Tid) {
+        self.make_ready(t)
     }
 
     /// Put `t` (not in any queue) on its CPU's ready queue and kick that CPU.
@@ -382,6 +405,14 @@ impl Scheduler {
             if next as usize >= MAX_CPUS {
                 machine::percpu::set_kernel_stack(self.kstack_top(next));
             }
+            let cr3 = self.cr3[next as usize].load(Ordering::Relaxed);
+            // SAFETY: every thread's cr3 is the kernel's tables or an address
+            // space that shares the kernel half (mm::AddressSpace::new), live
+            // until the thread is reaped, which waits for it to be off-CPU.
+            if cr3 != 0 && unsafe { machine::x86::read_cr3() } != cr3 {
+                // SAFETY: as above.
+                unsafe { machine::x86::write_cr3(cr3) };
+            }
             let save = self.saved_rsp[cur as usize].as_ptr();
             let to = self.saved_rsp[next as usize].load(Ordering::Relaxed);
             // SAFETY: `to` was stored by an earlier switch away from `next`
@@ -416,7 +447,10 @@ impl Scheduler {
             }
             before_halt();
             // SAFETY: ring 0 with the IDT installed; this is the idle point.
-            unsafe { machine::x86::wait_for_interrupt() };
+            #[allow(unsafe_code)]
+            unsafe {
+                machine::x86::wait_for_interrupt()
+            };
             after_halt();
         }
     }

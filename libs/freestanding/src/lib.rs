@@ -4,7 +4,8 @@
 //! (`x86_64-unknown-linux-gnu`) with the prebuilt `core`, which calls
 //! `memcpy`, `memmove`, `memset`, `memcmp` and `bcmp` (on linux-gnu these come
 //! from libc, which mc2 does not link) and references `rust_eh_personality`
-//! (it was built with unwinding; mc2 aborts on panic, so it is never called).
+//! and `_Unwind_Resume` (it was built with unwinding; mc2 aborts on panic, so
+//! they are never called).
 //!
 //! Everything here is compiled only for freestanding builds (`--cfg mc2_bare`
 //! for the kernel, `--cfg mc2_user` for user programs); on the host the crate
@@ -85,4 +86,14 @@ mod imp {
     /// Referenced by the prebuilt `core`; never called (panics abort).
     #[no_mangle]
     extern "C" fn rust_eh_personality() {}
+
+    /// Referenced by the landing pads of the prebuilt `alloc` (built with
+    /// unwinding); never reached, since mc2 aborts on panic instead of
+    /// unwinding. Halting here beats returning into a landing pad.
+    #[no_mangle]
+    extern "C" fn _Unwind_Resume() -> ! {
+        loop {
+            core::hint::spin_loop();
+        }
+    }
 }

@@ -1,6 +1,11 @@
 //! The trap handler installed into `machine`: exceptions, device interrupts
 //! and inter-processor interrupts, and the fatal-error path.
 //!
+//! An exception in user mode ends that process with a report (exit status
+//! 128 + vector); one in kernel mode is a kernel bug and fatal. The timer
+//! drives the scheduler's clock and preempts user code; the serial interrupt
+//! wakes console readers.
+//!
 //! A fatal error (a kernel exception, a panic) prints a full report on the
 //! console, stops every other CPU with an NMI and, when running the test
 //! suite, ends the emulator with a failure status, so a failure can never
@@ -42,6 +47,11 @@ pub static TEST_MODE: AtomicBool = AtomicBool::new(false);
 /// Installed with `machine::trap::set_handler`.
 pub fn handle(frame: &mut TrapFrame) {
     let cpu = machine::cpu::id();
+    let from_user = frame.from_user();
+    crate::bkl::enter();
+    if from_user && frame.vector < 32 && frame.vector != vector::NMI as u64 {
+        user_exception(frame);
+    }
     match frame.vector as u8 {
         vector::BREAKPOINT => {
             COUNTERS.breakpoint[cpu].fetch_add(1, Ordering::Relaxed);
@@ -59,6 +69,10 @@ pub fn handle(frame: &mut TrapFrame) {
         TIMER_VECTOR => {
             COUNTERS.timer[cpu].fetch_add(1, Ordering::Relaxed);
             lapic::local().eoi();
+            thread::SCHED.tick(cpu);
+            if from_user && thread::SCHED.has_ready(cpu) {
+                thread::SCHED.yield_now(cpu);
+            }
         }
         TEST_VECTOR => {
             COUNTERS.test_ipi[cpu].fetch_add(1, Ordering::Relaxed);
@@ -72,6 +86,7 @@ pub fn handle(frame: &mut TrapFrame) {
         SERIAL_VECTOR => {
             CONSOLE.handle_irq();
             lapic::local().eoi();
+            crate::console::input_arrived();
         }
         // A spurious interrupt is not in service: no EOI (SDM Vol. 3A §11.9).
         lapic::SPURIOUS_VECTOR => {
@@ -90,6 +105,29 @@ pub fn handle(frame: &mut TrapFrame) {
             log::warn!("unexpected interrupt vector {v:#x}");
         }
     }
+    if from_user {
+        crate::process::check_killed();
+    }
+    crate::bkl::leave();
+}
+
+/// An exception in user mode: report it and end the process.
+fn user_exception(frame: &TrapFrame) -> ! {
+    let (mnemonic, name) = exception_name(frame.vector);
+    let pid = crate::process::current_pid();
+    let pname = proc::table::PROCS.get(pid as u64).map(|p| p.name).unwrap_or_default();
+    if frame.vector == vector::PAGE_FAULT as u64 {
+        // SAFETY: ring 0; reading CR2 has no side effect.
+        let cr2 = unsafe { machine::x86::read_cr2() };
+        dev::println!(
+            "mc2: pid {pid} ({pname}) killed: {mnemonic} {name} at rip {:#x}, address {cr2:#x} ({})",
+            frame.rip,
+            PfCode(frame.error_code)
+        );
+    } else {
+        dev::println!("mc2: pid {pid} ({pname}) killed: {mnemonic} {name} at rip {:#x} (error code {:#x})", frame.rip, frame.error_code);
+    }
+    crate::process::exit_current(128 + frame.vector)
 }
 
 /// Overwrite every SSE register, as any handler using SSE may: the self-test

@@ -1,0 +1,436 @@
+//! Process life cycle: spawn (load a program from the boot image into a new
+//! address space and container, start its thread), exit (release everything
+//! the process holds), wait (reap a child: its kernel stack, thread slot and
+//! container, returning the quota to the parent) and kill; plus the user
+//! memory helpers every system call uses.
+//!
+//! What a process owns, all charged to its container: its page tables, its
+//! program and stack pages, its heap (`mem_map`), its shared pages if it
+//! offered first, and its 16 KiB kernel stack.
+
+use crate::programs;
+use abi::Error;
+use arrayvec::ArrayVec;
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use lock::SpinLock;
+use machine::gdt::{USER_CS, USER_DS};
+use machine::trap::TrapFrame;
+use machine::MAX_CPUS;
+use mm::kernel::{self as kmm, DirectMap, CONTAINERS};
+use mm::{AddressSpace, ContainerId, CpuSet, Frame, MmError, Owner, Rights};
+use proc::ipc::{CopyFault, Copier, CHANNELS};
+use proc::objects::OBJECTS;
+use proc::table::{PState, PROCS};
+use proc::{Pid, MAX_PROCS};
+use thread::{MAX_THREADS, SCHED};
+
+pub type Space = AddressSpace<'static, DirectMap>;
+
+/// Each process's address space (pid-indexed).
+pub static SPACES: [SpinLock<Option<Space>>; MAX_PROCS] = [const { SpinLock::new(None) }; MAX_PROCS];
+/// Each process's kernel stack (first of its frames).
+static KSTACKS: [SpinLock<Option<Frame>>; MAX_PROCS] = [const { SpinLock::new(None) }; MAX_PROCS];
+/// Where each new process starts in user mode: entry, stack, args pointer, args length.
+static START: [SpinLock<[u64; 4]>; MAX_PROCS] = [const { SpinLock::new([0; 4]) }; MAX_PROCS];
+/// The process each thread belongs to (0: a kernel thread).
+static PID_OF: [AtomicU32; MAX_THREADS] = [const { AtomicU32::new(0) }; MAX_THREADS];
+/// The shared-memory table (mC2's protocol, `mm::shm`).
+pub static SHM: SpinLock<mm::Shm> = SpinLock::new(mm::Shm::new());
+/// CPUs processes may run on (bit per CPU).
+static CPUS: AtomicU64 = AtomicU64::new(0);
+
+/// Pages of a kernel stack.
+pub const KSTACK_PAGES: usize = 4;
+/// The user stack: `STACK_PAGES` pages ending at `STACK_TOP`.
+pub const STACK_TOP: u64 = 0x0000_7fff_0000_0000;
+pub const STACK_PAGES: u64 = 16;
+/// Largest argument string for `spawn`.
+pub const MAX_ARGS: usize = 256;
+
+/// Declare which CPUs run processes.
+pub fn set_cpus(mask: u64) {
+    CPUS.store(mask, Ordering::Relaxed);
+}
+
+pub fn cpu_usable(cpu: u64) -> bool {
+    cpu < MAX_CPUS as u64 && CPUS.load(Ordering::Relaxed) & (1 << cpu) != 0
+}
+
+/// The process the running thread belongs to (0 for kernel threads).
+pub fn current_pid() -> Pid {
+    PID_OF[SCHED.current(machine::cpu::id()) as usize].load(Ordering::Relaxed)
+}
+
+pub fn mm_error(e: MmError) -> Error {
+    match e {
+        MmError::OutOfMemory => Error::NoMemory,
+        MmError::QuotaExceeded => Error::QuotaExceeded,
+        MmError::Misaligned => Error::Misaligned,
+        MmError::NonCanonical | MmError::KernelAddress | MmError::BadFrame => Error::BadAddress,
+        MmError::AlreadyMapped => Error::AlreadyMapped,
+        MmError::NotMapped => Error::NotMapped,
+        MmError::SelfShare => Error::SelfShare,
+        MmError::UnknownId => Error::NoSuchProcess,
+        MmError::AlreadyOffered | MmError::AlreadyShared | MmError::StillShared => Error::Busy,
+        MmError::TooManyContainers => Error::TableFull,
+        MmError::NoSuchContainer => Error::NoSuchProcess,
+        _ => Error::Invalid,
+    }
+}
+
+fn container_of(pid: Pid) -> Result<ContainerId, Error> {
+    if pid == 0 {
+        return kmm::ROOT.get().copied().ok_or(Error::NotSupported);
+    }
+    Ok(ContainerId::new(PROCS.get(pid as u64)?.container))
+}
+
+/// Run `f` on `pid`'s address space.
+pub fn with_space<R>(pid: Pid, f: impl FnOnce(&mut Space) -> R) -> Result<R, Error> {
+    let mut g = SPACES.get(pid as usize).ok_or(Error::NoSuchProcess)?.lock();
+    let s = g.as_mut().ok_or(Error::NoSuchProcess)?;
+    Ok(f(s))
+}
+
+/// Copy from the caller's memory.
+pub fn copy_in(pid: Pid, va: u64, buf: &mut [u8]) -> Result<(), Error> {
+    with_space(pid, |s| kmm::copy_from_user(s, va, buf))?.map_err(|_| Error::BadAddress)
+}
+
+/// Copy to the caller's memory.
+pub fn copy_out(pid: Pid, va: u64, data: &[u8]) -> Result<(), Error> {
+    with_space(pid, |s| kmm::copy_to_user(s, va, data))?.map_err(|_| Error::BadAddress)
+}
+
+/// IPC copies straight between two address spaces (locks taken in pid
+/// order; never together with the shared-memory table's).
+pub struct SpaceCopier;
+
+impl Copier for SpaceCopier {
+    fn copy(&self, src: Pid, src_va: u64, dst: Pid, dst_va: u64, len: usize) -> Result<(), CopyFault> {
+        if src == dst {
+            return Err(CopyFault::Destination);
+        }
+        let (lo, hi) = (src.min(dst) as usize, src.max(dst) as usize);
+        let (Some(a), Some(b)) = (SPACES.get(lo), SPACES.get(hi)) else { return Err(CopyFault::Source) };
+        let ga = a.lock();
+        let gb = b.lock();
+        let (s, d) = if src as usize == lo { (ga.as_ref(), gb.as_ref()) } else { (gb.as_ref(), ga.as_ref()) };
+        let s = s.ok_or(CopyFault::Source)?;
+        let d = d.ok_or(CopyFault::Destination)?;
+        kmm::copy_between(s, src_va, d, dst_va, len).map_err(|(side, _)| match side {
+            kmm::Side::Source => CopyFault::Source,
+            kmm::Side::Destination => CopyFault::Destination,
+        })
+    }
+}
+
+// ---- spawn ----
+
+/// Start program `name` as a child of `parent` (0: the kernel starting init).
+pub fn spawn(parent: Pid, name: &str, quota: u64, cpu: u64, args: &[u8]) -> Result<Pid, Error> {
+    if !cpu_usable(cpu) {
+        return Err(Error::BadCpu);
+    }
+    if args.len() > MAX_ARGS || core::str::from_utf8(args).is_err() {
+        return Err(Error::Invalid);
+    }
+    let file = programs::find(name).ok_or(Error::NoSuchProgram)?;
+    let prog = proc::elf::parse(file, mm::paging::USER_END).map_err(|_| Error::Invalid)?;
+    let c = CONTAINERS.split(container_of(parent)?, quota).map_err(mm_error)?;
+    let pid = match PROCS.reserve(&SCHED, parent, name, cpu as usize, c.index() as u16) {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = CONTAINERS.destroy(c);
+            return Err(e);
+        }
+    };
+    match build(pid, c, &prog, file, cpu as usize, args) {
+        Ok(()) => Ok(pid),
+        Err(e) => {
+            free_space(pid, c);
+            free_kstack(pid, c);
+            PROCS.unreserve(&SCHED, pid);
+            let _ = CONTAINERS.destroy(c);
+            Err(e)
+        }
+    }
+}
+
+fn build(pid: Pid, c: ContainerId, prog: &proc::elf::Program, file: &[u8], cpu: usize, args: &[u8]) -> Result<(), Error> {
+    let m = kmm::mm();
+    let mut space = AddressSpace::new(m, c, kmm::KERNEL_ROOT.get().copied()).map_err(mm_error)?;
+    // Keep the space where `free_space` finds it if anything below fails.
+    let load = (|| -> Result<(), Error> {
+        for seg in &prog.segments {
+            let rights = Rights { write: seg.write, exec: seg.exec, user: true };
+            let first = seg.vaddr & !4095;
+            let end = (seg.vaddr + seg.memsz).div_ceil(4096) * 4096;
+            let mut page = first;
+            while page < end {
+                let f = CONTAINERS.alloc_page(m.frames, c).map_err(mm_error)?;
+                kmm::zero_frame(f);
+                // The part of the file that lands in this page.
+                let (lo, hi) = (page.max(seg.vaddr), (page + 4096).min(seg.vaddr + seg.filesz));
+                if lo < hi {
+                    let off = (seg.offset + (lo - seg.vaddr)) as usize;
+                    kmm::write_frame(f, (lo - page) as usize, &file[off..off + (hi - lo) as usize]);
+                }
+                if let Err(e) = space.map(page, f, rights) {
+                    let _ = CONTAINERS.free_page(m.frames, c, f);
+                    return Err(mm_error(e));
+                }
+                page += 4096;
+            }
+        }
+        for i in 1..=STACK_PAGES {
+            let f = CONTAINERS.alloc_page(m.frames, c).map_err(mm_error)?;
+            kmm::zero_frame(f);
+            if let Err(e) = space.map(STACK_TOP - i * 4096, f, Rights::USER_RW) {
+                let _ = CONTAINERS.free_page(m.frames, c, f);
+                return Err(mm_error(e));
+            }
+        }
+        Ok(())
+    })();
+    *SPACES[pid as usize].lock() = Some(space);
+    load?;
+    // Arguments at the top of the stack; the stack pointer below them.
+    let args_va = STACK_TOP - MAX_ARGS as u64;
+    copy_out(pid, args_va, args)?;
+    *START[pid as usize].lock() = [prog.entry, args_va - 64, args_va, args.len() as u64];
+
+    CONTAINERS.charge(c, KSTACK_PAGES as u64).map_err(mm_error)?;
+    let kstack = match m.frames.alloc_contiguous(KSTACK_PAGES, 1, Owner::Container(c)) {
+        Ok(f) => f,
+        Err(e) => {
+            let _ = CONTAINERS.uncharge(c, KSTACK_PAGES as u64);
+            return Err(mm_error(e));
+        }
+    };
+    *KSTACKS[pid as usize].lock() = Some(kstack);
+    let tid = SCHED.alloc_thread().map_err(|_| Error::TableFull)?;
+    let (rsp, top) = kmm::init_kernel_stack(kstack, KSTACK_PAGES, process_start, pid as u64);
+    let cr3 = with_space(pid, |s| s.root().addr())?;
+    PID_OF[tid as usize].store(pid, Ordering::Relaxed);
+    PROCS.start(pid, tid);
+    if SCHED.start(tid, cpu, rsp, top, cr3).is_err() {
+        // Cannot happen (fresh slot, valid CPU); undo the slot.
+        PID_OF[tid as usize].store(0, Ordering::Relaxed);
+        SCHED.release_slot(tid);
+        return Err(Error::TableFull);
+    }
+    Ok(())
+}
+
+/// First code of a new process's thread, on its kernel stack: go to user mode.
+extern "C" fn process_start(pid: u64) -> ! {
+    let cpu = machine::cpu::id();
+    SCHED.finish_switch(cpu);
+    let [entry, rsp, args_va, args_len] = *START[pid as usize].lock();
+    let frame = TrapFrame {
+        rip: entry,
+        cs: USER_CS as u64,
+        rflags: 0x202, // IF set: user mode always runs with interrupts on
+        rsp,
+        ss: USER_DS as u64,
+        rdi: args_va,
+        rsi: args_len,
+        ..TrapFrame::default()
+    };
+    crate::bkl::leave();
+    let top = SCHED.kstack_top(SCHED.current(cpu));
+    #[cfg(mc2_bare)]
+    #[allow(unsafe_code)]
+    // SAFETY: `top` is this thread's own kernel stack top (set by the scheduler
+    // as the TSS/system-call stack), nothing live is on it but this frame's
+    // caller, which never returns; the frame is ring-3 code of this process,
+    // whose address space the scheduler loaded.
+    unsafe {
+        machine::trap::enter_user(&frame, top)
+    }
+    #[cfg(not(mc2_bare))]
+    {
+        let _ = (frame, top);
+        unreachable!("processes only run on bare metal")
+    }
+}
+
+// ---- exit, wait, kill ----
+
+/// Free `pid`'s address space and the pages mapped in it (shared pages must
+/// have been revoked first).
+fn free_space(pid: Pid, c: ContainerId) {
+    let Some(space) = SPACES[pid as usize].lock().take() else { return };
+    let frames = kmm::frames();
+    let _ = space.destroy(|_, f, _| {
+        if let Err(e) = CONTAINERS.free_page(frames, c, f) {
+            log::error!("pid {pid}: page {:#x} not freed: {e}", f.addr());
+        }
+    });
+}
+
+fn free_kstack(pid: Pid, c: ContainerId) {
+    if let Some(f) = KSTACKS[pid as usize].lock().take() {
+        match kmm::frames().free_contiguous(f, KSTACK_PAGES, Owner::Container(c)) {
+            Ok(()) => {
+                let _ = CONTAINERS.uncharge(c, KSTACK_PAGES as u64);
+            }
+            Err(e) => log::error!("pid {pid}: kernel stack not freed: {e}"),
+        }
+    }
+}
+
+/// Revoke every shared page of `pid`, then shoot down the TLB entries the
+/// revocation left on other CPUs (after the locks are dropped).
+fn revoke_shared(pid: Pid) {
+    let mut host = ShmHost { flushes: ArrayVec::new() };
+    let _ = SHM.lock().revoke_all(&mut host, pid as usize);
+    host.shoot();
+}
+
+/// The calling process ends with `code`. Never returns.
+pub fn exit_current(code: u64) -> ! {
+    let cpu = machine::cpu::id();
+    let tid = SCHED.current(cpu);
+    let pid = PID_OF[tid as usize].load(Ordering::Relaxed);
+    CHANNELS.process_exit(&SCHED, pid);
+    OBJECTS.process_exit(&SCHED, pid, tid);
+    revoke_shared(pid);
+    // Leave our own page tables before they go.
+    let kernel_cr3 = kmm::KERNEL_ROOT.get().map(|f| f.addr()).unwrap_or(0);
+    SCHED.set_cr3(tid, kernel_cr3);
+    #[cfg(mc2_bare)]
+    kmm::activate_kernel_tables();
+    if let Ok(c) = container_of(pid) {
+        free_space(pid, c);
+    }
+    PROCS.exit(&SCHED, pid, code);
+    SCHED.exit_current(cpu);
+    unreachable!("a zombie was scheduled again")
+}
+
+/// Wait for a child of `parent`, reap it, return (pid, exit code).
+pub fn wait(parent: Pid, which: u64) -> Result<(u64, u64), Error> {
+    let (child, p) = PROCS.wait(&SCHED, parent, which)?;
+    let c = ContainerId::new(p.container);
+    if p.tid != 0 {
+        let _ = SCHED.reap(p.tid); // waits until it is off its CPU
+        PID_OF[p.tid as usize].store(0, Ordering::Relaxed);
+    }
+    free_space(child, c); // normally gone already (exit frees it)
+    free_kstack(child, c);
+    if let Err(e) = CONTAINERS.destroy(c) {
+        log::error!("pid {child} ({}): container not destroyed: {e}", p.name);
+    }
+    PROCS.release(&SCHED, child);
+    Ok((child as u64, p.exit_code))
+}
+
+/// `killer` ends its descendant `target`.
+pub fn kill(killer: Pid, target: u64) -> Result<(), Error> {
+    let tid = PROCS.kill(killer, target)?;
+    if tid != 0 {
+        SCHED.interrupt(tid);
+        #[cfg(mc2_bare)]
+        {
+            let cpu = SCHED.home_cpu(tid);
+            if cpu != machine::cpu::id() {
+                dev::lapic::local().send_ipi(machine::percpu::apic_id(cpu), machine::trap::vector::WAKE);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Exit code of a killed process.
+pub const KILLED: u64 = 137;
+
+/// Before returning to user mode: a killed process exits instead.
+pub fn check_killed() {
+    let pid = current_pid();
+    if pid != 0 && PROCS.killed(pid) {
+        exit_current(KILLED);
+    }
+}
+
+// ---- shared memory glue ----
+
+/// `mm::ShmHost` over the kernel's spaces: every effect locks just the space
+/// it touches (the shared-memory table's lock is taken first, by the caller).
+pub struct ShmHost {
+    flushes: ArrayVec<(Pid, u64), 8>,
+}
+
+impl ShmHost {
+    pub fn new() -> Self {
+        ShmHost { flushes: ArrayVec::new() }
+    }
+
+    /// Invalidate the pages unmapped from spaces live on other CPUs.
+    pub fn shoot(self) {
+        for (pid, va) in self.flushes {
+            if let Ok(p) = PROCS.get(pid as u64) {
+                if p.state == PState::Alive || p.state == PState::Starting {
+                    kmm::shootdown(CpuSet::EMPTY.with(p.cpu as usize), Some(va));
+                }
+            }
+        }
+    }
+}
+
+impl Default for ShmHost {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl mm::ShmHost for ShmHost {
+    fn container(&self, id: usize) -> Option<ContainerId> {
+        let p = PROCS.get(id as u64).ok()?;
+        matches!(p.state, PState::Alive | PState::Starting).then(|| ContainerId::new(p.container))
+    }
+    fn translate(&self, id: usize, va: u64) -> Option<Frame> {
+        with_space(id as Pid, |s| s.translate(va).map(|(f, _)| f)).ok().flatten()
+    }
+    fn alloc_page(&mut self, c: ContainerId) -> Result<Frame, MmError> {
+        let f = CONTAINERS.alloc_page(kmm::frames(), c)?;
+        kmm::zero_frame(f);
+        Ok(f)
+    }
+    fn share_page(&mut self, frame: Frame) -> Result<(), MmError> {
+        kmm::frames().get_ref(frame).map(|_| ())
+    }
+    fn put_page(&mut self, c: ContainerId, frame: Frame) -> Result<bool, MmError> {
+        CONTAINERS.put_page(kmm::frames(), c, frame)
+    }
+    fn map(&mut self, id: usize, va: u64, frame: Frame) -> Result<(), MmError> {
+        with_space(id as Pid, |s| s.map(va, frame, Rights::USER_RW)).map_err(|_| MmError::UnknownId)?
+    }
+    fn unmap(&mut self, id: usize, va: u64) -> Result<Frame, MmError> {
+        let (f, flush) = with_space(id as Pid, |s| s.unmap(va)).map_err(|_| MmError::UnknownId)??;
+        let _ = self.flushes.try_push((id as Pid, flush.va()));
+        Ok(f)
+    }
+}
+
+/// Pages the process with `pid` has shared at `va` (mem_unmap must not touch them).
+pub fn is_shared(pid: Pid, va: u64) -> bool {
+    let shm = SHM.lock();
+    (1..MAX_PROCS).any(|peer| {
+        matches!(shm.status(pid as usize, peer), Ok(mm::ShmStatus::Offered { va: v }) | Ok(mm::ShmStatus::Ready { va: v }) if v == va)
+    })
+}
+
+/// Processes that exist (for sysinfo).
+pub fn count() -> usize {
+    PROCS.count()
+}
+
+/// Start the first process (pid 1, normally `init`) with `args`, with all
+/// of the root container's quota.
+pub fn start_init(program: &str, args: &str, cpu: usize) -> Result<Pid, Error> {
+    let root = kmm::ROOT.get().copied().ok_or(Error::NotSupported)?;
+    let free = CONTAINERS.remaining(root).map_err(mm_error)?;
+    spawn(0, program, free, cpu as u64, args.as_bytes())
+}
