@@ -1,6 +1,11 @@
 //! The user heap: size classes of 16..2048 bytes carved from 4 KiB pages,
 //! and whole-page runs for larger blocks, all mapped on demand with
 //! `mem_map` in a reserved region (charged to the process's container).
+//!
+//! A freed large block is unmapped (its pages go back to the quota) and its
+//! address range is remembered, so the next large block of that size or
+//! less reuses it: a program that allocates and frees a buffer in a loop
+//! stays within the same page tables instead of walking up the region.
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::cell::UnsafeCell;
@@ -9,12 +14,22 @@ use core::cell::UnsafeCell;
 pub const HEAP_BASE: u64 = 0x0000_1000_0000_0000;
 const PAGE: usize = 4096;
 const CLASSES: [usize; 8] = [16, 32, 64, 128, 256, 512, 1024, 2048];
+/// Unmapped ranges remembered for reuse.
+const HOLES: usize = 16;
+
+#[derive(Clone, Copy)]
+struct Hole {
+    addr: u64,
+    pages: u64,
+}
 
 struct State {
     /// Next unmapped address of the region (grows up).
     top: u64,
     /// Free lists per size class (address of the first free block, 0 = none).
     free: [usize; CLASSES.len()],
+    /// Unmapped ranges below `top` (pages 0 = unused slot).
+    holes: [Hole; HOLES],
 }
 
 pub struct Heap(UnsafeCell<State>);
@@ -25,7 +40,7 @@ unsafe impl Sync for Heap {}
 
 #[cfg_attr(mc2_user, global_allocator)]
 #[cfg_attr(not(mc2_user), allow(dead_code))] // only user builds install it
-static HEAP: Heap = Heap(UnsafeCell::new(State { top: HEAP_BASE, free: [0; CLASSES.len()] }));
+static HEAP: Heap = Heap(UnsafeCell::new(State { top: HEAP_BASE, free: [0; CLASSES.len()], holes: [Hole { addr: 0, pages: 0 }; HOLES] }));
 
 fn class_of(layout: &Layout) -> Option<usize> {
     let need = layout.size().max(layout.align());
@@ -44,12 +59,56 @@ impl Heap {
             Err(_) => core::ptr::null_mut(),
         }
     }
+
+    /// Map `pages` pages for a large block: in the smallest remembered hole
+    /// that fits, else at the top of the region.
+    fn alloc_run(st: &mut State, pages: usize) -> *mut u8 {
+        let need = pages as u64;
+        let best = (0..HOLES).filter(|&i| st.holes[i].pages >= need).min_by_key(|&i| st.holes[i].pages);
+        let Some(i) = best else {
+            return Self::grow(st, pages);
+        };
+        let at = st.holes[i].addr;
+        if crate::sys::mem_map(at, need, abi::prot::WRITE).is_err() {
+            return core::ptr::null_mut();
+        }
+        st.holes[i].addr += need * PAGE as u64;
+        st.holes[i].pages -= need;
+        at as *mut u8
+    }
+
+    /// Unmap a large block and remember its range (forgotten if every slot
+    /// is taken: only address space is lost then).
+    fn free_run(st: &mut State, addr: u64, pages: usize) {
+        if crate::sys::mem_unmap(addr, pages as u64).is_err() {
+            return;
+        }
+        let pages = pages as u64;
+        let end = addr + pages * PAGE as u64;
+        // Join a neighbouring hole where there is one.
+        for h in st.holes.iter_mut().filter(|h| h.pages > 0) {
+            if h.addr + h.pages * PAGE as u64 == addr {
+                h.pages += pages;
+                return;
+            }
+            if end == h.addr {
+                h.addr = addr;
+                h.pages += pages;
+                return;
+            }
+        }
+        if let Some(h) = st.holes.iter_mut().find(|h| h.pages == 0) {
+            *h = Hole { addr, pages };
+        }
+    }
 }
 
 // SAFETY: blocks handed out are disjoint (each class block comes off a free
 // list or a freshly mapped page split into same-size blocks; large blocks are
-// fresh page runs), aligned to their class size (a power of two dividing the
-// page size) or to the page, and live until dealloc returns them.
+// page runs freshly mapped at the top or in a hole, and holes only hold the
+// ranges of large blocks already freed and unmapped), aligned to their class
+// size (a power of two dividing the page size) or to the page, and live until
+// dealloc returns them.
 unsafe impl GlobalAlloc for Heap {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: single-threaded, not re-entered (see the Sync impl).
@@ -79,7 +138,7 @@ unsafe impl GlobalAlloc for Heap {
                 if layout.align() > PAGE {
                     return core::ptr::null_mut();
                 }
-                Self::grow(st, layout.size().div_ceil(PAGE))
+                Self::alloc_run(st, layout.size().div_ceil(PAGE))
             }
         }
     }
@@ -93,9 +152,7 @@ unsafe impl GlobalAlloc for Heap {
                 unsafe { *(ptr as *mut usize) = st.free[c] };
                 st.free[c] = ptr as usize;
             }
-            None => {
-                let _ = crate::sys::mem_unmap(ptr as u64, layout.size().div_ceil(PAGE) as u64);
-            }
+            None => Self::free_run(st, ptr as u64, layout.size().div_ceil(PAGE)),
         }
     }
 }

@@ -49,10 +49,13 @@ macro_rules! println {
 
 /// Read a line from the console with echo and backspace editing; returns
 /// the line without its terminator.
+///
+/// Reads one byte per call, so that nothing after the line's end is taken
+/// from the console (pasted or scripted input may hold several lines).
 pub fn read_line(buf: &mut [u8]) -> &str {
     let mut len = 0;
     loop {
-        let mut c = [0u8; 16];
+        let mut c = [0u8; 1];
         let n = match crate::sys::console_read(&mut c) {
             Ok(n) => n as usize,
             Err(_) => 0,
@@ -63,11 +66,9 @@ pub fn read_line(buf: &mut [u8]) -> &str {
                     print!("\n");
                     return core::str::from_utf8(&buf[..len]).unwrap_or("");
                 }
-                0x08 | 0x7f => {
-                    if len > 0 {
-                        len -= 1;
-                        print!("\x08 \x08");
-                    }
+                0x08 | 0x7f if len > 0 => {
+                    len -= 1;
+                    print!("\x08 \x08");
                 }
                 0x20..=0x7e if len < buf.len() => {
                     buf[len] = b;

@@ -50,6 +50,11 @@ impl SharedPage {
         Err(Error::Busy)
     }
 
+    /// Give up the page: from here on the peer may exit (and the page
+    /// vanish) at any time; consuming the handle makes any later access a
+    /// compile-time error.
+    pub fn release(self) {}
+
     pub fn peer(&self) -> u64 {
         self.peer
     }
