@@ -33,12 +33,27 @@ struct Ends {
     len: u32,
 }
 
+/// Deliberate bugs the refinement checks must catch (feature `mutants`;
+/// set [`QueueSet::mutant`] to one of these; 0 is none).
+#[cfg(feature = "mutants")]
+pub mod mutant {
+    /// `remove` unlinks the thread from whichever queue holds it, under the
+    /// lock of the queue it was asked to remove it from.
+    pub const REMOVE_IGNORES_HOME: u8 = 1;
+    /// Unlinking leaves the thread's home word set, so it can never be
+    /// queued again.
+    pub const UNLINK_KEEPS_HOME: u8 = 2;
+}
+
 /// `Q` queues over `T` thread ids.
 pub struct QueueSet<const Q: usize, const T: usize> {
     ends: [SpinLock<Ends>; Q],
     next: [AtomicU32; T],
     prev: [AtomicU32; T],
     home: [AtomicU32; T],
+    /// Which deliberate bug is on (see [`mutant`]).
+    #[cfg(feature = "mutants")]
+    pub mutant: core::sync::atomic::AtomicU8,
 }
 
 impl<const Q: usize, const T: usize> Default for QueueSet<Q, T> {
@@ -54,6 +69,8 @@ impl<const Q: usize, const T: usize> QueueSet<Q, T> {
             next: [const { AtomicU32::new(NIL) }; T],
             prev: [const { AtomicU32::new(NIL) }; T],
             home: [const { AtomicU32::new(NIL) }; T],
+            #[cfg(feature = "mutants")]
+            mutant: core::sync::atomic::AtomicU8::new(0),
         }
     }
 
@@ -108,6 +125,11 @@ impl<const Q: usize, const T: usize> QueueSet<Q, T> {
         }
         let mut e = self.ends[q].lock();
         if self.home[t as usize].load(Ordering::Acquire) != q as u32 {
+            #[cfg(feature = "mutants")]
+            if self.mutant.load(Ordering::Relaxed) == mutant::REMOVE_IGNORES_HOME && self.home[t as usize].load(Ordering::Acquire) != NIL {
+                self.unlink(&mut e, t);
+                return true;
+            }
             return false;
         }
         self.unlink(&mut e, t);
@@ -131,6 +153,10 @@ impl<const Q: usize, const T: usize> QueueSet<Q, T> {
         self.next[ti].store(NIL, Ordering::Relaxed);
         self.prev[ti].store(NIL, Ordering::Relaxed);
         e.len -= 1;
+        #[cfg(feature = "mutants")]
+        if self.mutant.load(Ordering::Relaxed) == mutant::UNLINK_KEEPS_HOME {
+            return;
+        }
         self.home[ti].store(NIL, Ordering::Release);
     }
 

@@ -69,6 +69,18 @@ pub enum SchedError {
     QueueBusy,
 }
 
+/// Deliberate bugs the refinement checks must catch (feature `mutants`;
+/// set [`Scheduler::mutant`] to one of these; 0 is none).
+#[cfg(feature = "mutants")]
+pub mod mutant {
+    /// `start` keeps the home CPU the slot had before (a stale one after
+    /// the slot is reused).
+    pub const START_KEEPS_HOME: u8 = 1;
+    /// `block_on` drops the caller's lock before the thread is in the wait
+    /// queue (a waker can then miss it: lost wake-up).
+    pub const BLOCK_RELEASES_EARLY: u8 = 2;
+}
+
 /// Sleeping threads of one CPU: (wake-up tick, thread).
 struct Sleepers {
     list: [(u64, Tid); MAX_THREADS],
@@ -94,6 +106,9 @@ pub struct Scheduler {
     /// Which wait queues are handed out (bit i = queue FIRST_WAIT_QUEUE + i).
     wait_alloc: SpinLock<[u64; MAX_WAIT_QUEUES / 64]>,
     slots: SpinLock<()>,
+    /// Which deliberate bug is on (see [`mutant`]).
+    #[cfg(feature = "mutants")]
+    pub mutant: AtomicU8,
 }
 
 /// The kernel's scheduler.
@@ -121,6 +136,8 @@ impl Scheduler {
             sleepers: [const { SpinLock::new(Sleepers { list: [(0, 0); MAX_THREADS], len: 0 }) }; MAX_CPUS],
             wait_alloc: SpinLock::new([0; MAX_WAIT_QUEUES / 64]),
             slots: SpinLock::new(()),
+            #[cfg(feature = "mutants")]
+            mutant: AtomicU8::new(0),
         }
     }
 
@@ -207,7 +224,13 @@ impl Scheduler {
         if (t as usize) < MAX_CPUS || t as usize >= MAX_THREADS || self.state(t) != State::Blocked || self.queues.home(t).is_some() {
             return Err(SchedError::BadThread);
         }
+        #[cfg(feature = "mutants")]
+        let old_home = self.home[t as usize].load(Ordering::Relaxed);
         self.home[t as usize].store(cpu as u32, Ordering::Relaxed);
+        #[cfg(feature = "mutants")]
+        if self.mutant.load(Ordering::Relaxed) == mutant::START_KEEPS_HOME {
+            self.home[t as usize].store(old_home, Ordering::Relaxed);
+        }
         self.saved_rsp[t as usize].store(rsp, Ordering::Relaxed);
         self.kstack_top[t as usize].store(kstack_top, Ordering::Relaxed);
         self.cr3[t as usize].store(cr3, Ordering::Relaxed);
@@ -279,6 +302,14 @@ impl Scheduler {
     /// queue and before it switches away, so a waker that takes the same lock
     /// always finds it there. Returns when the thread has been woken.
     pub fn block_on<G>(&self, cpu: usize, q: usize, release: G) {
+        #[cfg(feature = "mutants")]
+        let release = {
+            let mut release = Some(release);
+            if self.mutant.load(Ordering::Relaxed) == mutant::BLOCK_RELEASES_EARLY {
+                drop(release.take());
+            }
+            release
+        };
         let cur = self.current(cpu);
         self.set_state(cur, State::Blocked);
         let _ = self.queues.enqueue(q, cur);
@@ -341,6 +372,18 @@ impl Scheduler {
                 i += 1;
             }
         }
+    }
+
+    /// One pass of [`idle`](Self::idle) without the halt: if `cpu` runs its
+    /// idle thread and another thread is ready, switch to it; whether it did.
+    /// (The host has no idle loop; the refinement checks drive this.)
+    #[cfg(any(test, feature = "spec"))]
+    pub fn idle_step(&self, cpu: usize) -> bool {
+        if self.current(cpu) as usize != cpu || !self.has_ready(cpu) {
+            return false;
+        }
+        self.switch_to_next(cpu);
+        true
     }
 
     /// Is any thread other than the running one ready on `cpu`?
