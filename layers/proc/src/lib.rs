@@ -30,6 +30,8 @@ extern crate std;
 pub mod elf;
 pub mod ipc;
 pub mod objects;
+#[cfg(any(test, feature = "spec"))]
+pub mod spec;
 pub mod table;
 pub mod wait;
 
