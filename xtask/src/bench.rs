@@ -14,8 +14,9 @@ pub fn run(args: &[String]) -> Result<()> {
     match args.first().map(String::as_str) {
         Some("locks") => locks(&args[1..]),
         Some("mm") => mm(),
-        Some(other) => Err(format!("unknown benchmark `{other}` (available: locks, mm)")),
-        None => Err("which benchmark? (available: locks, mm)".into()),
+        Some("ipc") => ipc(&args[1..]),
+        Some(other) => Err(format!("unknown benchmark `{other}` (available: locks, mm, ipc)")),
+        None => Err("which benchmark? (available: locks, mm, ipc)".into()),
     }
 }
 
@@ -248,4 +249,140 @@ fn mm() -> Result<()> {
     }
     println!("\nwrote {} and {}", json_path.display(), svg_path.display());
     Ok(())
+}
+
+/// Boot mc2 user space with one shell command and return the `BENCH ipc`
+/// lines it printed.
+fn mc2_command(elf: &std::path::Path, bundle: &std::path::Path, smp: usize, tcg: Tcg, icount: bool, command: &str) -> Result<Vec<String>> {
+    let cmdline = format!("-- {command}");
+    let extra: &[&str] = if icount { &["-icount", "shift=0"] } else { &[] };
+    let o = QemuOpts { smp, cmdline: &cmdline, tcg, bundle: Some(bundle), extra, ..Default::default() };
+    let cap = emu::qemu_capture(elf, &o, Duration::from_secs(600), None)?;
+    if cap.timed_out || !cap.output.contains("init powered off with status 0") {
+        return Err(format!("`{command}` on mc2 did not finish cleanly:\n{}", cap.output));
+    }
+    Ok(cap.output.lines().filter_map(|l| l.trim_end_matches('\r').strip_prefix("BENCH ipc ").map(str::to_string)).collect())
+}
+
+fn value(lines: &[String], name: &str, key: &str) -> Option<f64> {
+    lines.iter().filter(|l| l.split_whitespace().next() == Some(name)).find_map(|l| field(l, key)).and_then(|v| v.parse().ok())
+}
+
+/// The seed's client/server experiment (throughput and speedup, fine-grained
+/// kernel against the big-kernel-lock build) plus the null system call and
+/// the IPC round trip in retired instructions next to Linux's pipe round trip
+/// in the same QEMU configuration.
+fn ipc(args: &[String]) -> Result<()> {
+    let ms: u64 = crate::flag_value(args, "--ms").map(|v| v.parse().map_err(|_| format!("--ms takes a number, not `{v}`"))).transpose()?.unwrap_or(300);
+    let max_cpus: usize = crate::flag_value(args, "--cpus").map(|v| v.parse().map_err(|_| format!("--cpus takes a number, not `{v}`"))).transpose()?.unwrap_or_else(|| host_cpus().clamp(1, 16));
+    let payloads = [0u64, 500, 1000, 2000];
+    let fine = kbuild::build(LockKind::Ticket, true)?;
+    let bkl = kbuild::build_variant(LockKind::Ticket, true, true)?;
+    let bundle = crate::user::build_bundle()?;
+
+    println!("== instructions (QEMU TCG -icount shift=0, 1 CPU: the TSC counts retired instructions)");
+    let null = mc2_command(&fine, &bundle, 1, Tcg::SingleThreaded, true, "ipcbench null 10000")?;
+    let rtt = mc2_command(&fine, &bundle, 1, Tcg::SingleThreaded, true, "ipcbench rtt 2000 0")?;
+    let null_i = value(&null, "null_syscall", "cycles_per_call").ok_or("no null_syscall result")?;
+    let rtt_i = value(&rtt, "roundtrip", "cycles_per_roundtrip").ok_or("no roundtrip result")?;
+    println!("  mc2   null system call  {null_i:>9.0}   IPC round trip (8 bytes, call/recv+send) {rtt_i:>9.0}");
+    let (linux_null, linux_rtt) = linux_ipc()?;
+    println!("  Linux null system call  {linux_null:>9.0}   pipe round trip (8 bytes, write/read x2)  {linux_rtt:>9.0}");
+    println!("  ratio mc2/Linux         {:>9.2}                                            {:>9.2}", null_i / linux_null, rtt_i / linux_rtt);
+
+    println!("\n== throughput: transactions per ms over {ms} ms, QEMU TCG multi-threaded, one vCPU per host core");
+    let mut rows = Vec::new();
+    let mut table: Vec<(String, usize, u64, f64)> = Vec::new();
+    for (label, elf) in [("fine", &fine), ("bkl", &bkl)] {
+        for cpus in 1..=max_cpus {
+            for &p in &payloads {
+                let lines = mc2_command(elf, &bundle, cpus, Tcg::MultiThreaded, false, &format!("ipcbench tput {cpus} {p} {ms}"))?;
+                let per_ms = value(&lines, "tput", "per_ms").ok_or(format!("no tput result for {label} cpus={cpus} payload={p}"))?;
+                println!("  {label:<5} cpus={cpus} payload={p:<5} {per_ms:>10.2} /ms");
+                table.push((label.to_string(), cpus, p, per_ms));
+            }
+        }
+    }
+    let tput = |l: &str, c: usize, p: u64| table.iter().find(|r| r.0 == l && r.1 == c && r.2 == p).map(|r| r.3).unwrap_or(f64::NAN);
+    let mut figures = serde_json::Map::new();
+    figures.insert("null_syscall_instructions".into(), json!(null_i));
+    figures.insert("ipc_roundtrip_instructions".into(), json!(rtt_i));
+    figures.insert("linux_null_syscall_instructions".into(), json!(linux_null));
+    figures.insert("linux_pipe_roundtrip_instructions".into(), json!(linux_rtt));
+    figures.insert("ipc_roundtrip_over_linux_pipe".into(), json!(rtt_i / linux_rtt));
+    println!("\n== speedup over 1 CPU (each kernel against its own 1-CPU throughput)");
+    for (label, _) in [("fine", ()), ("bkl", ())] {
+        for cpus in 1..=max_cpus {
+            for &p in &payloads {
+                let s = tput(label, cpus, p) / tput(label, 1, p);
+                rows.push(json!({"kernel": label, "cpus": cpus, "payload": p, "per_ms": tput(label, cpus, p), "speedup": s}));
+                if cpus > 1 {
+                    println!("  {label:<5} cpus={cpus} payload={p:<5} speedup {s:.2}");
+                    figures.insert(format!("speedup_{cpus}cpu_payload{p}_{label}"), json!(s));
+                }
+            }
+        }
+    }
+    let result = json!({
+        "benchmark": "ipc",
+        "figures": figures,
+        "instructions": {"environment": "QEMU TCG, 1 vCPU, -icount shift=0; mc2: ipcbench; Linux: Debian's kernel package with a static test program as /init", "mc2": {"null_syscall": null_i, "ipc_roundtrip": rtt_i}, "linux": {"null_syscall": linux_null, "pipe_roundtrip": linux_rtt}},
+        "throughput": {"environment": format!("QEMU TCG multi-threaded, one vCPU per host core ({} cores), {ms} ms per point", host_cpus()), "rows": rows},
+    });
+    let dir = out_dir()?;
+    let json_path = dir.join("ipc.json");
+    std::fs::write(&json_path, serde_json::to_string_pretty(&result).unwrap()).map_err(|e| e.to_string())?;
+    let speed_series = |label: &str| -> Vec<Series> {
+        payloads
+            .iter()
+            .map(|&p| Series::new(format!("{label} payload {p}"), (1..=max_cpus).map(|c| (c as f64, tput(label, c, p) / tput(label, 1, p))).collect()))
+            .collect()
+    };
+    let mut series = speed_series("fine");
+    series.extend(speed_series("bkl"));
+    let speedup = svg::line_chart("Client/server throughput speedup over 1 CPU (mc2 vs mc2-bl)", "CPUs", "speedup", &series);
+    let instr = svg::bar_chart(
+        "Retired instructions (QEMU -icount): mc2 vs Linux",
+        "operation",
+        "instructions",
+        &["null system call".to_string(), "round trip".to_string()],
+        &[Series::new("mc2", vec![(0.0, null_i), (1.0, rtt_i)]), Series::new("Linux 6.1 (pipe)", vec![(0.0, linux_null), (1.0, linux_rtt)])],
+    );
+    let svg_path = dir.join("ipc.svg");
+    std::fs::write(&svg_path, svg::page(&[speedup, instr])).map_err(|e| e.to_string())?;
+    println!("\nwrote {} and {}", json_path.display(), svg_path.display());
+    Ok(())
+}
+
+/// Boot Debian's Linux with the static `linux-ipc` program as /init under
+/// the same QEMU configuration; returns (null syscall, pipe round trip) in
+/// retired instructions.
+fn linux_ipc() -> Result<(f64, f64)> {
+    let vmlinuz = crate::linux::kernel()?;
+    let dir = target_dir().join("linux-bench");
+    let mut c = cargo();
+    c.args(["build", "--release", "--quiet", "-p", "bench", "--bin", "linux-ipc", "--target", crate::kbuild::HOST_TARGET, "--target-dir"]).arg(&dir);
+    c.env("RUSTFLAGS", "-C target-feature=+crt-static");
+    if !c.status().map_err(|e| e.to_string())?.success() {
+        return Err("building the Linux test program failed".into());
+    }
+    let init = dir.join(crate::kbuild::HOST_TARGET).join("release").join("linux-ipc");
+    let cpio = dir.join("linux-ipc.cpio");
+    crate::linux::initramfs_with_init(&init, &cpio)?;
+    crate::provision::ensure(&[crate::provision::Tool::Qemu])?;
+    let mut q = std::process::Command::new("qemu-system-x86_64");
+    q.args(["-machine", "pc", "-cpu", "qemu64", "-smp", "1", "-m", "256", "-icount", "shift=0", "-display", "none", "-no-reboot", "-serial", "stdio"])
+        .arg("-kernel")
+        .arg(&vmlinuz)
+        .arg("-initrd")
+        .arg(&cpio)
+        .args(["-append", "console=ttyS0 quiet panic=-1"]);
+    let cap = crate::util::run_captured(&mut q, Duration::from_secs(300), None, None)?;
+    if !cap.output.contains("BENCH linux DONE") {
+        return Err(format!("the Linux run did not finish:\n{}", cap.output));
+    }
+    let lines: Vec<String> = cap.output.lines().filter_map(|l| l.trim_end_matches('\r').strip_prefix("BENCH linux ").map(str::to_string)).collect();
+    let null = value(&lines, "null_syscall", "cycles_per_call").ok_or("no Linux null_syscall result")?;
+    let rtt = value(&lines, "pipe_roundtrip", "cycles_per_roundtrip").ok_or("no Linux pipe_roundtrip result")?;
+    Ok((null, rtt))
 }

@@ -28,12 +28,14 @@ pub struct QemuOpts<'a> {
     pub memory_mib: usize,
     /// Interactive: serial multiplexed with the QEMU monitor on the terminal.
     pub interactive: bool,
+    /// The program bundle, loaded as a Multiboot module.
+    pub bundle: Option<&'a Path>,
     pub extra: &'a [&'a str],
 }
 
 impl Default for QemuOpts<'_> {
     fn default() -> Self {
-        QemuOpts { smp: 4, cmdline: "", tcg: Tcg::MultiThreaded, memory_mib: 256, interactive: false, extra: &[] }
+        QemuOpts { smp: 4, cmdline: "", tcg: Tcg::MultiThreaded, memory_mib: 256, interactive: false, bundle: None, extra: &[] }
     }
 }
 
@@ -57,6 +59,9 @@ pub fn qemu_command(elf: &Path, o: &QemuOpts<'_>) -> Result<Command> {
     if !o.cmdline.is_empty() {
         c.arg("-append").arg(o.cmdline);
     }
+    if let Some(b) = o.bundle {
+        c.arg("-initrd").arg(b);
+    }
     c.args(o.extra);
     Ok(c)
 }
@@ -66,16 +71,24 @@ pub fn qemu_capture(elf: &Path, o: &QemuOpts<'_>, timeout: Duration, typed: Opti
     run_captured(&mut qemu_command(elf, o)?, timeout, typed, None)
 }
 
-/// Make a GRUB rescue ISO that boots `elf` with `cmdline` (BIOS PCs, Bochs).
-pub fn make_iso(elf: &Path, cmdline: &str, out: &Path) -> Result<()> {
+/// Make a GRUB rescue ISO that boots `elf` with `cmdline` and the program
+/// bundle as a module (BIOS PCs, Bochs).
+pub fn make_iso(elf: &Path, bundle: Option<&Path>, cmdline: &str, out: &Path) -> Result<()> {
     ensure(&[Tool::GrubIso])?;
     let stage = out.with_extension("d");
     let _ = std::fs::remove_dir_all(&stage);
     std::fs::create_dir_all(stage.join("boot/grub")).map_err(|e| e.to_string())?;
     std::fs::copy(elf, stage.join("boot/mc2.elf")).map_err(|e| e.to_string())?;
+    let module = match bundle {
+        Some(b) => {
+            std::fs::copy(b, stage.join("boot/bundle.img")).map_err(|e| e.to_string())?;
+            "  module /boot/bundle.img bundle\n"
+        }
+        None => "",
+    };
     let cfg = format!(
         "set timeout=0\nset default=0\nserial --unit=0 --speed=115200\nterminal_input serial console\nterminal_output serial console\n\
-         menuentry \"mc2\" {{\n  multiboot /boot/mc2.elf {cmdline}\n  boot\n}}\n"
+         menuentry \"mc2\" {{\n  multiboot /boot/mc2.elf {cmdline}\n{module}  boot\n}}\n"
     );
     std::fs::write(stage.join("boot/grub/grub.cfg"), cfg).map_err(|e| e.to_string())?;
     let out_ = Command::new("grub-mkrescue").arg("-o").arg(out).arg(&stage).output().map_err(|e| e.to_string())?;

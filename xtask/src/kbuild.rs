@@ -38,11 +38,23 @@ pub const KERNEL_RUSTFLAGS: &[&str] = &[
 
 /// Build the kernel and check its image layout; returns the ELF path.
 pub fn build(lock: LockKind, quiet: bool) -> Result<PathBuf> {
-    let dir = target_dir().join(format!("kernel-{}", lock.name()));
+    build_variant(lock, false, quiet)
+}
+
+/// Build a kernel variant: lock kind, and the big kernel lock (mC2-bl) or not.
+pub fn build_variant(lock: LockKind, bkl: bool, quiet: bool) -> Result<PathBuf> {
+    let dir = target_dir().join(format!("kernel-{}{}", lock.name(), if bkl { "-bkl" } else { "" }));
     let mut c = cargo();
     c.args(["build", "--release", "-p", "kernel", "--target", HOST_TARGET, "--target-dir"]).arg(&dir);
+    let mut features = Vec::new();
     if lock == LockKind::Mcs {
-        c.args(["--features", "mcs"]);
+        features.push("mcs");
+    }
+    if bkl {
+        features.push("bkl");
+    }
+    if !features.is_empty() {
+        c.args(["--features", &features.join(",")]);
     }
     if quiet {
         c.arg("--quiet");

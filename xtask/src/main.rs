@@ -12,6 +12,7 @@ mod bench;
 mod emu;
 mod image;
 mod kbuild;
+mod linux;
 mod provision;
 mod svg;
 mod test;
@@ -29,13 +30,14 @@ usage: cargo xtask <command>
         --mcs                   build with the MCS lock instead of the ticket lock
         --bochs                 boot the GRUB ISO in Bochs (VT-x capable CPU model)
         --iso                   only write target/mc2.iso (boots in Bochs or on a real PC)
-        --cmdline ARGS          extra kernel command line (e.g. `test`, `bench=locks`)
-        -- COMMAND              run one monitor command, then power off
+        --cmdline ARGS          extra kernel command line (e.g. `test`, `bench=locks`, `monitor`)
+        --bkl                   build the big-kernel-lock kernel (mC2-bl)
+        -- COMMAND              run one shell command, then power off
         (QEMU: Ctrl-A X quits, Ctrl-A C toggles the QEMU monitor)
   test  [--quick]               run every check; ends with `N passed, N failed`
                                 (--quick skips loom/shuttle and Bochs)
   bench locks [--smp N]         the seed's lock experiment (host + in mc2 under QEMU)
-  build [--mcs]                 build the kernel image and check its layout
+  build [--mcs] [--bkl]         build the kernel image (checking its layout) and the program bundle
   deps                          install QEMU, Bochs and the GRUB tools (Debian/Ubuntu)
 ";
 
@@ -50,7 +52,7 @@ fn main() -> ExitCode {
         "run" => run(rest),
         "test" => return test::run(test::TestOpts { quick: rest.iter().any(|a| a == "--quick") }),
         "bench" => bench::run(rest),
-        "build" => kbuild::build(lock_kind(rest), false).and_then(|k| {
+        "build" => kbuild::build_variant(lock_kind(rest), rest.iter().any(|a| a == "--bkl"), false).and_then(|k| {
             let b = user::build_bundle()?;
             println!("{}\n{}", k.display(), b.display());
             Ok(())
@@ -101,17 +103,18 @@ fn run(args: &[String]) -> util::Result<()> {
         // The kernel runs everything after ` -- ` as a command, then powers off.
         cmdline = format!("{cmdline} -- {command}").trim().to_string();
     }
-    let elf = kbuild::build(lock_kind(opts), false)?;
+    let elf = kbuild::build_variant(lock_kind(opts), opts.iter().any(|a| a == "--bkl"), false)?;
+    let bundle = user::build_bundle()?;
     if opts.iter().any(|a| a == "--iso") {
         let iso = emu::iso_path("mc2");
-        emu::make_iso(&elf, &cmdline, &iso)?;
+        emu::make_iso(&elf, Some(&bundle), &cmdline, &iso)?;
         println!("wrote {}\n  Bochs: cargo xtask run --bochs\n  real PC: write it to a USB stick (dd if={} of=/dev/sdX bs=4M) and boot it in BIOS/CSM mode; the console is on COM1 (115200 8N1)", iso.display(), iso.display());
         return Ok(());
     }
     if opts.iter().any(|a| a == "--bochs") {
         provision::ensure(&[provision::Tool::Bochs])?;
         let iso = emu::iso_path("mc2-bochs");
-        emu::make_iso(&elf, &cmdline, &iso)?;
+        emu::make_iso(&elf, Some(&bundle), &cmdline, &iso)?;
         let dir = util::target_dir().join("bochs").join("run");
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
         let rc = dir.join("bochsrc");
@@ -123,7 +126,7 @@ fn run(args: &[String]) -> util::Result<()> {
         let _ = c.status();
         return Ok(());
     }
-    let o = emu::QemuOpts { smp, cmdline: &cmdline, interactive: true, ..Default::default() };
+    let o = emu::QemuOpts { smp, cmdline: &cmdline, interactive: true, bundle: Some(&bundle), ..Default::default() };
     let mut c = emu::qemu_command(&elf, &o)?;
     eprintln!("xtask: QEMU TCG with {smp} CPUs (Ctrl-A X quits)");
     let status = c.status().map_err(|e| e.to_string())?;

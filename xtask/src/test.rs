@@ -91,9 +91,34 @@ pub fn run(opts: TestOpts) -> ExitCode {
         }
     }
 
+    let bundle = match crate::user::build_bundle() {
+        Ok(b) => {
+            t.ok("user programs build into the boot bundle");
+            Some(b)
+        }
+        Err(e) => {
+            t.fail("user programs build", &e);
+            None
+        }
+    };
+    let bkl = match kbuild::build_variant(LockKind::Ticket, true, true) {
+        Ok(elf) => {
+            t.ok("big-kernel-lock kernel (mC2-bl) builds and passes the layout check");
+            Some(elf)
+        }
+        Err(e) => {
+            t.fail("big-kernel-lock kernel builds", &e);
+            None
+        }
+    };
+
     if !kernels.is_empty() {
         section("boot under QEMU TCG");
         boot_tests(&mut t, &kernels);
+        if let Some(b) = &bundle {
+            section("user space under QEMU TCG (init, shell, programs, utest)");
+            user_tests(&mut t, &kernels, bkl.as_deref(), b);
+        }
         if !opts.quick {
             section("boot under Bochs (GRUB ISO, VT-x capable CPU model)");
             bochs_tests(&mut t, &kernels[0].1);
@@ -321,11 +346,78 @@ fn bochs_tests(t: &mut Tally, elf: &Path) {
         let iso = target_dir().join("bochs").join(format!("test-smp{cpus}.iso"));
         let r = std::fs::create_dir_all(iso.parent().unwrap())
             .map_err(|e| e.to_string())
-            .and_then(|_| emu::make_iso(elf, &format!("test expect_cpus={cpus}"), &iso))
+            .and_then(|_| emu::make_iso(elf, None, &format!("test expect_cpus={cpus}"), &iso))
             .and_then(|_| emu::bochs_capture(&iso, cpus, &format!("smp{cpus}"), Duration::from_secs(240)));
         match r {
             Ok(cap) => tally_suite(t, &scenario, &cap, false, |c| summary_line(c, cpus, cpus)),
             Err(e) => t.fail(&scenario, &e),
         }
     }
+}
+
+/// User space: the `utest` suite through init and the shell on each kernel
+/// variant, the demo programs, and an interactive shell session.
+fn user_tests(t: &mut Tally, kernels: &[(LockKind, PathBuf)], bkl: Option<&Path>, bundle: &Path) {
+    let timeout = Duration::from_secs(300);
+    let par = host_cpus().clamp(2, 4);
+    let mut runs: Vec<(String, &Path, usize, Tcg)> = Vec::new();
+    for (kind, elf) in kernels {
+        runs.push((format!("user {} smp4 tcg-1thread", kind.name()), elf.as_path(), 4, Tcg::SingleThreaded));
+    }
+    if let Some((_, elf)) = kernels.first() {
+        runs.push((format!("user ticket smp{par} tcg-mthread"), elf.as_path(), par, Tcg::MultiThreaded));
+    }
+    if let Some(elf) = bkl {
+        runs.push(("user big-kernel-lock smp4 tcg-1thread".to_string(), elf, 4, Tcg::SingleThreaded));
+    }
+    for (scenario, elf, smp, tcg) in &runs {
+        let o = QemuOpts { smp: *smp, cmdline: "-- utest", tcg: *tcg, bundle: Some(bundle), ..Default::default() };
+        match emu::qemu_capture(elf, &o, timeout, None) {
+            Ok(cap) => tally_suite(t, scenario, &cap, true, |c| {
+                if c.output.contains("mc2: init powered off with status 0") {
+                    Ok(())
+                } else {
+                    Err("init did not power off with status 0".into())
+                }
+            }),
+            Err(e) => t.fail(scenario, &e),
+        }
+    }
+    let Some((_, elf)) = kernels.first() else { return };
+    // The demos, each through the shell's one-command mode.
+    let demos: [(&str, &[&str]); 4] = [
+        ("pingpong 100", &["pingpong:", " ok"]),
+        ("prodcons 2000", &["prodcons:", "sum 2001000 ok"]),
+        ("shmdemo", &["shmdemo: ok"]),
+        ("hello from the shell", &["hello from pid"]),
+    ];
+    for (cmd, want) in demos {
+        let cmdline = format!("-- {cmd}");
+        let o = QemuOpts { smp: 4, cmdline: &cmdline, tcg: Tcg::SingleThreaded, bundle: Some(bundle), ..Default::default() };
+        let name = format!("user demo `{cmd}` prints its result and init powers off cleanly");
+        let r = emu::qemu_capture(elf, &o, timeout, None).and_then(|cap| {
+            if cap.timed_out || cap.code() != Some(QEMU_SUCCESS) {
+                return Err(format!("status {:?}, timed out {}:\n{}", cap.code(), cap.timed_out, cap.output));
+            }
+            for w in want {
+                if !cap.output.contains(w) {
+                    return Err(format!("output lacks `{w}`:\n{}", cap.output));
+                }
+            }
+            Ok(())
+        });
+        t.check(&name, r);
+    }
+    // An interactive session: commands typed at the shell's prompt.
+    let o = QemuOpts { smp: 2, cmdline: "", tcg: Tcg::MultiThreaded, bundle: Some(bundle), ..Default::default() };
+    let typed = Typed { after: "mc2$ ", input: "programs\rps\rrun -c 1 hello typed\rnosuchprog\rexit 0\r" };
+    let r = emu::qemu_capture(elf, &o, Duration::from_secs(60), Some(typed)).and_then(|cap| {
+        for w in ["utest", "PID", "shell", "hello from pid", "no such program: nosuchprog", "mc2: init powered off with status 0"] {
+            if !cap.output.contains(w) {
+                return Err(format!("the session lacks `{w}`:\n{}", cap.output));
+            }
+        }
+        Ok(())
+    });
+    t.check("interactive shell: programs, ps, run on cpu 1, a bad command, exit", r);
 }

@@ -127,7 +127,7 @@ impl Channels {
                     // The receiver is the only thread in its queue.
                     if s.take(ch.receiving) == Some(r.tid) {
                         RESULTS.set(r.tid, Ok(len as u64), pid as u64);
-                        s.wake(r.tid);
+                        s.wake_peer(r.tid);
                     }
                     return Ok(0);
                 }
@@ -176,7 +176,7 @@ impl Channels {
             match c.copy(w.pid, w.va, pid, va, w.len) {
                 Ok(()) => {
                     RESULTS.set(t, Ok(0), 0);
-                    s.wake(t);
+                    s.wake_peer(t);
                     return Ok((w.len as u64, w.pid as u64));
                 }
                 Err(CopyFault::Source) => {

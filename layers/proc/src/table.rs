@@ -60,6 +60,9 @@ const FREE: Proc = Proc {
 
 pub struct ProcTable {
     procs: SpinLock<[Proc; MAX_PROCS]>,
+    /// `killed` of each pid, readable without the lock (checked on every
+    /// return to user mode).
+    killed: [core::sync::atomic::AtomicBool; MAX_PROCS],
 }
 
 impl Default for ProcTable {
@@ -74,7 +77,7 @@ fn index(pid: u64) -> Result<usize, Error> {
 
 impl ProcTable {
     pub const fn new() -> Self {
-        ProcTable { procs: SpinLock::new([FREE; MAX_PROCS]) }
+        ProcTable { procs: SpinLock::new([FREE; MAX_PROCS]), killed: [const { core::sync::atomic::AtomicBool::new(false) }; MAX_PROCS] }
     }
 
     /// Reserve a pid for a child of `parent` (0 for init).
@@ -92,6 +95,7 @@ impl ProcTable {
                 break;
             }
         }
+        self.killed[pid].store(false, core::sync::atomic::Ordering::Relaxed);
         t[pid] = Proc { state: PState::Starting, tid: 0, parent, cpu: cpu as u32, name: n, container, exit_code: 0, killed: false, child_queue };
         Ok(pid as Pid)
     }
@@ -221,11 +225,12 @@ impl ProcTable {
             hops += 1;
         }
         t[i].killed = true;
+        self.killed[i].store(true, core::sync::atomic::Ordering::Release);
         Ok(t[i].tid)
     }
 
     pub fn killed(&self, pid: Pid) -> bool {
-        self.procs.lock().get(pid as usize).is_some_and(|p| p.killed)
+        self.killed.get(pid as usize).is_some_and(|k| k.load(core::sync::atomic::Ordering::Acquire))
     }
 
     /// Live and zombie processes (for `ps`), in pid order.

@@ -21,6 +21,11 @@ pub trait Sched {
     fn take(&self, q: usize) -> Option<Tid>;
     /// Make a thread taken from a queue runnable.
     fn wake(&self, t: Tid);
+    /// Like `wake`, for a peer of synchronous IPC: if it shares the caller's
+    /// CPU it may run next, since the caller usually blocks right after.
+    fn wake_peer(&self, t: Tid) {
+        self.wake(t)
+    }
     /// Put a taken (still blocked) thread back at the tail of `q`.
     fn requeue(&self, q: usize, t: Tid);
 }
@@ -43,6 +48,9 @@ impl Sched for Scheduler {
     }
     fn wake(&self, t: Tid) {
         self.make_runnable(t)
+    }
+    fn wake_peer(&self, t: Tid) {
+        self.wake_handoff(t)
     }
     fn requeue(&self, q: usize, t: Tid) {
         let _ = self.queues.enqueue(q, t);

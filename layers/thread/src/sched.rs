@@ -100,6 +100,9 @@ pub struct Scheduler {
     /// Still executing on its CPU (cleared by the next thread after the switch).
     on_cpu: [AtomicBool; MAX_THREADS],
     current: [AtomicU32; MAX_CPUS],
+    /// A thread to run next on this CPU ahead of the ready queue (the
+    /// direct switch of synchronous IPC), or NIL.
+    handoff: [AtomicU32; MAX_CPUS],
     switched_from: [AtomicU32; MAX_CPUS],
     ticks: [AtomicU64; MAX_CPUS],
     sleepers: [SpinLock<Sleepers>; MAX_CPUS],
@@ -131,6 +134,7 @@ impl Scheduler {
             cr3: [const { AtomicU64::new(0) }; MAX_THREADS],
             on_cpu: [const { AtomicBool::new(false) }; MAX_THREADS],
             current: [const { AtomicU32::new(0) }; MAX_CPUS],
+            handoff: [const { AtomicU32::new(crate::queue::NIL) }; MAX_CPUS],
             switched_from: [const { AtomicU32::new(crate::queue::NIL) }; MAX_CPUS],
             ticks: [const { AtomicU64::new(0) }; MAX_CPUS],
             sleepers: [const { SpinLock::new(Sleepers { list: [(0, 0); MAX_THREADS], len: 0 }) }; MAX_CPUS],
@@ -244,6 +248,31 @@ impl Scheduler {
         self.make_ready(t)
     }
 
+    /// Make `t` (taken from a wait queue) runnable, and if it lives on this
+    /// CPU, run it next, ahead of the ready queue: the direct switch of
+    /// synchronous IPC, where the waker is about to block (a client calling
+    /// a server). If the waker does not block after all, its kernel exit
+    /// calls [`flush_handoff`](Self::flush_handoff) and `t` joins the ready
+    /// queue as usual.
+    pub fn wake_handoff(&self, t: Tid) {
+        let cpu = machine::cpu::id();
+        if self.home_cpu(t) == cpu && self.handoff[cpu].load(Ordering::Relaxed) == crate::queue::NIL {
+            self.set_state(t, State::Ready);
+            self.handoff[cpu].store(t, Ordering::Relaxed);
+        } else {
+            self.make_ready(t);
+        }
+    }
+
+    /// Move a pending hand-off of `cpu` to its ready queue (at kernel exit).
+    #[inline]
+    pub fn flush_handoff(&self, cpu: usize) {
+        let t = self.handoff[cpu].swap(crate::queue::NIL, Ordering::Relaxed);
+        if t != crate::queue::NIL {
+            let _ = self.queues.enqueue(cpu, t);
+        }
+    }
+
     /// Put `t` (not in any queue) on its CPU's ready queue and kick that CPU.
     fn make_ready(&self, t: Tid) {
         let cpu = self.home_cpu(t);
@@ -289,7 +318,7 @@ impl Scheduler {
     /// if another thread is ready.
     pub fn yield_now(&self, cpu: usize) {
         let cur = self.current(cpu);
-        if self.queues.is_empty(cpu) || cur as usize == cpu {
+        if !self.has_ready(cpu) || cur as usize == cpu {
             return;
         }
         self.set_state(cur, State::Ready);
@@ -388,7 +417,7 @@ impl Scheduler {
 
     /// Is any thread other than the running one ready on `cpu`?
     pub fn has_ready(&self, cpu: usize) -> bool {
-        !self.queues.is_empty(cpu)
+        self.handoff[cpu].load(Ordering::Relaxed) != crate::queue::NIL || !self.queues.is_empty(cpu)
     }
 
     /// Leave the current thread of `cpu` for good: it becomes a zombie until
@@ -434,7 +463,8 @@ impl Scheduler {
     /// thread must already be queued, blocked or a zombie.
     fn switch_to_next(&self, cpu: usize) {
         let cur = self.current(cpu);
-        let next = self.queues.dequeue(cpu).unwrap_or(cpu as Tid);
+        let h = self.handoff[cpu].swap(crate::queue::NIL, Ordering::Relaxed);
+        let next = if h != crate::queue::NIL { h } else { self.queues.dequeue(cpu).unwrap_or(cpu as Tid) };
         self.set_state(next, State::Running);
         if next == cur {
             return; // woken before it got away: keep running

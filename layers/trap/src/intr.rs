@@ -106,6 +106,7 @@ pub fn handle(frame: &mut TrapFrame) {
         }
     }
     if from_user {
+        thread::SCHED.flush_handoff(cpu);
         crate::process::check_killed();
     }
     crate::bkl::leave();

@@ -53,6 +53,7 @@ pub fn syscall_entry(frame: &mut machine::trap::TrapFrame) {
     let r = syscall::dispatch(pid, frame.rax, args);
     frame.rax = abi::encode(r.map(|v| v.0));
     frame.rdx = r.map(|v| v.1).unwrap_or(0);
+    thread::SCHED.flush_handoff(machine::cpu::id());
     process::check_killed();
     bkl::leave();
 }
