@@ -190,13 +190,15 @@ fn catches_unlink_keeping_home() {
     assert!(e.contains("home") || e.contains("AlreadyQueued"), "{e}");
 }
 
-/// Four OS threads (CPUs) each own some thread ids and move them between
+/// Three OS threads (CPUs) each own some thread ids and move them between
 /// the queues (enqueue, dequeue anything, remove their own) for a while;
 /// afterwards every id is in exactly one queue or held by exactly one
-/// worker, and every queue's links agree with its count.
+/// worker, and every queue's links agree with its count. (Few threads and
+/// few rounds: spinning threads on an oversubscribed host convoy behind a
+/// preempted lock holder, which costs time, not coverage.)
 #[test]
 fn storm_keeps_every_thread_once() {
-    const W: usize = 4;
+    const W: usize = 3;
     const TT: usize = 32;
     let qs: &'static QueueSet<Q, TT> = Box::leak(Box::new(QueueSet::new()));
     let held: Vec<Vec<Tid>> = std::thread::scope(|sc| {
@@ -206,7 +208,7 @@ fn storm_keeps_every_thread_once() {
                     // Ids w, w+W, ... start in this worker's hands.
                     let mut mine: Vec<Tid> = (w..TT).step_by(W).map(|t| t as Tid).collect();
                     let mut x = 0x9e37_79b9_u32.wrapping_mul(w as u32 + 1);
-                    for _ in 0..20_000 {
+                    for _ in 0..4_000 {
                         x ^= x << 13;
                         x ^= x >> 17;
                         x ^= x << 5;
