@@ -1,0 +1,338 @@
+//! ipcbench: IPC micro-benchmarks and the seed's client/server throughput
+//! benchmark. Every result is one line `BENCH ipc NAME key=value ...`
+//! (parsed by the xtask); progress and errors go on other lines.
+//!
+//! ```text
+//! ipcbench                        all three, with their defaults (tput on every CPU, payload 0, 100 ms)
+//! ipcbench null [N]               N getpid calls (default 10000)
+//!   BENCH ipc null_syscall cycles_per_call=X calls=N
+//! ipcbench rtt [N] [CPU]          N round trips of 8-byte messages (default 2000) with a server on
+//!                                 CPU (default: the caller's own CPU); the client uses `call`
+//!   BENCH ipc roundtrip cycles_per_roundtrip=X bytes=8 rounds=N client_cpu=A server_cpu=B
+//! ipcbench tput CPUS PAYLOAD MS   a server and a client on each CPU k < CPUS for MS milliseconds
+//!   BENCH ipc tput cpus=C payload=P transactions=T ms=M per_ms=X
+//! ```
+//!
+//! Cycles are TSC ticks (under QEMU `-icount` the TSC counts instructions).
+//! `per_ms` has two decimals.
+//!
+//! Throughput, as in the seed: server k receives on channel `16+2k`, spins
+//! PAYLOAD cycles on the TSC and replies on `17+2k`; client k spins 500
+//! cycles, then `call`s (sends on `16+2k`, receives the reply on `17+2k`).
+//! The driver claims a result channel, spawns `ipcbench server RECV SEND
+//! PAYLOAD RESULT K` and `ipcbench client SEND RECV MS RESULT K` on CPU k,
+//! waits until all have claimed their channels (each reports on RESULT),
+//! sends every client a start time (a TSC value 5 ms ahead), collects each
+//! client's count of transactions completed within MS ms of the start,
+//! stops the servers with a 4-byte `STOP` message and reaps everyone.
+#![no_std]
+#![no_main]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+use abi::Error;
+use alloc::format;
+use alloc::string::String;
+use rt::text::Words;
+use rt::{println, proc, sys, time};
+
+const USAGE: &str = "usage: ipcbench [null [N] | rtt [N] [CPU] | tput CPUS PAYLOAD MS]";
+const NULL_CALLS: u64 = 10_000;
+const RTT_ROUNDS: u64 = 2_000;
+const TPUT_MS: u64 = 100;
+/// First channel of the throughput benchmark's pairs.
+const CHAN_BASE: u64 = 16;
+/// Channels are numbered below this.
+const CHANNELS: u64 = 128;
+/// A client's own work between transactions, in TSC cycles.
+const CLIENT_PAYLOAD: u64 = 500;
+/// Most pages given to each helper process (less if the driver has less).
+const CHILD_QUOTA: u64 = 64;
+const RESERVE: u64 = 16;
+/// Ends a server.
+const STOP: &[u8] = b"STOP";
+
+/// Kinds of the 24-byte reports helpers send on the result channel:
+/// (kind, k, value) as three little-endian u64.
+mod report {
+    pub const SERVER_READY: u64 = 1;
+    pub const CLIENT_READY: u64 = 2;
+    /// value: transactions completed.
+    pub const RESULT: u64 = 3;
+    /// value: an `abi::Error` code.
+    pub const ERROR: u64 = 4;
+}
+
+fn main() -> i32 {
+    let args = rt::args();
+    let mut w = Words::new(args);
+    let r = match w.next() {
+        None => all(),
+        Some("null") => null(&mut w),
+        Some("rtt") => rtt(&mut w),
+        Some("tput") => tput(&mut w),
+        Some("rttserver") => rtt_server(&mut w),
+        Some("server") => server(&mut w),
+        Some("client") => client(&mut w),
+        Some("help") => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        Some(other) => Err(format!("unknown benchmark `{other}`\n{USAGE}")),
+    };
+    match r {
+        Ok(()) => 0,
+        Err(e) => {
+            println!("ipcbench: {e}");
+            1
+        }
+    }
+}
+
+fn all() -> Result<(), String> {
+    let cpus = proc::cpus().map_err(|e| format!("sysinfo: {e}"))?;
+    null(&mut Words::new(""))?;
+    rtt(&mut Words::new(""))?;
+    tput(&mut Words::new(&format!("{cpus} 0 {TPUT_MS}")))
+}
+
+fn clock() -> Result<u64, String> {
+    sys::clock().map(|(t, _)| t).map_err(|e| format!("clock: {e}"))
+}
+
+fn null(w: &mut Words) -> Result<(), String> {
+    let n = w.next_u64("N")?.unwrap_or(NULL_CALLS).max(1);
+    w.end()?;
+    for _ in 0..100 {
+        sys::getpid().map_err(|e| format!("getpid: {e}"))?;
+    }
+    let t0 = clock()?;
+    for _ in 0..n {
+        sys::getpid().map_err(|e| format!("getpid: {e}"))?;
+    }
+    let t1 = clock()?;
+    println!("BENCH ipc null_syscall cycles_per_call={} calls={n}", t1.wrapping_sub(t0) / n);
+    Ok(())
+}
+
+fn rtt(w: &mut Words) -> Result<(), String> {
+    let n = w.next_u64("N")?.unwrap_or(RTT_ROUNDS).max(1);
+    let my_cpu = proc::my_cpu().map_err(|e| format!("ps: {e}"))?;
+    let cpu = w.next_u64("CPU")?.unwrap_or(my_cpu);
+    w.end()?;
+    let mine = sys::chan_create(u64::MAX).map_err(|e| format!("cannot claim a channel: {e}"))?;
+    let quota = proc::spare_pages(RESERVE).map_err(|e| format!("quota: {e}"))?.min(CHILD_QUOTA);
+    let mut kids = proc::Children::new();
+    let server = kids.spawn("ipcbench", quota, cpu, &format!("rttserver {mine}")).map_err(|e| spawn_error("the server", cpu, quota, e))?;
+    let mut buf = [0u8; 8];
+    let (len, from) = sys::recv(mine, &mut buf).map_err(|e| format!("waiting for the server's channel: {e}"))?;
+    if len != 8 || from != server {
+        return Err(format!("expected the server's channel (8 bytes from pid {server}), got {len} bytes from pid {from}"));
+    }
+    let srv = u64::from_le_bytes(buf);
+    let mut round = |i: u64| -> Result<(), String> {
+        let (len, _) = sys::call_chan(srv, &i.to_le_bytes(), mine, &mut buf).map_err(|e| format!("round {i}: call: {e}"))?;
+        if len != 8 || u64::from_le_bytes(buf) != i + 1 {
+            return Err(format!("round {i}: wrong reply ({len} bytes)"));
+        }
+        Ok(())
+    };
+    for i in 0..100 {
+        round(i)?;
+    }
+    let t0 = time::rdtsc();
+    for i in 0..n {
+        round(i)?;
+    }
+    let t1 = time::rdtsc();
+    sys::send(srv, STOP).map_err(|e| format!("stopping the server: {e}"))?;
+    kids.wait_all_ok("the server")?;
+    println!("BENCH ipc roundtrip cycles_per_roundtrip={} bytes=8 rounds={n} client_cpu={my_cpu} server_cpu={cpu}", t1.wrapping_sub(t0) / n);
+    Ok(())
+}
+
+/// The round-trip server: reply `v + 1` to every 8-byte `v`; stop on `STOP`.
+fn rtt_server(w: &mut Words) -> Result<(), String> {
+    let reply = w.need_u64("the reply channel")?;
+    let mine = sys::chan_create(u64::MAX).map_err(|e| format!("server: cannot claim a channel: {e}"))?;
+    sys::send(reply, &mine.to_le_bytes()).map_err(|e| format!("server: sending my channel: {e}"))?;
+    let mut buf = [0u8; 8];
+    loop {
+        let (len, _) = sys::recv(mine, &mut buf).map_err(|e| format!("server: recv: {e}"))?;
+        if &buf[..len as usize] == STOP {
+            return Ok(());
+        }
+        let v = u64::from_le_bytes(buf).wrapping_add(1);
+        sys::send(reply, &v.to_le_bytes()).map_err(|e| format!("server: reply: {e}"))?;
+    }
+}
+
+fn spawn_error(what: &str, cpu: u64, quota: u64, e: Error) -> String {
+    match e {
+        Error::BadCpu => format!("cpu {cpu}: bad CPU"),
+        Error::QuotaExceeded => format!(
+            "cannot start {what} on CPU {cpu} with {quota} pages: {e} (ipcbench shares out its own quota; the shell's `bench` gives it 1024 pages, or use `run -q PAGES ipcbench ...`)"
+        ),
+        e => format!("cannot start {what} on CPU {cpu} with {quota} pages: {e}"),
+    }
+}
+
+fn encode(kind: u64, k: u64, value: u64) -> [u8; 24] {
+    let mut b = [0u8; 24];
+    b[..8].copy_from_slice(&kind.to_le_bytes());
+    b[8..16].copy_from_slice(&k.to_le_bytes());
+    b[16..].copy_from_slice(&value.to_le_bytes());
+    b
+}
+
+fn decode(b: &[u8]) -> Option<(u64, u64, u64)> {
+    if b.len() != 24 {
+        return None;
+    }
+    let word = |i: usize| u64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
+    Some((word(0), word(1), word(2)))
+}
+
+fn error_name(code: u64) -> String {
+    match Error::from_code(code) {
+        Some(e) => format!("{e}"),
+        None => format!("error {code}"),
+    }
+}
+
+fn tput(w: &mut Words) -> Result<(), String> {
+    let cpus = w.need_u64("CPUS").map_err(|e| format!("{e}\n{USAGE}"))?;
+    let payload = w.need_u64("PAYLOAD").map_err(|e| format!("{e}\n{USAGE}"))?;
+    let ms = w.need_u64("MS").map_err(|e| format!("{e}\n{USAGE}"))?;
+    w.end()?;
+    let online = proc::cpus().map_err(|e| format!("sysinfo: {e}"))?;
+    if cpus == 0 || cpus > online {
+        return Err(format!("CPUS must be 1..={online} (the CPUs online), not {cpus}"));
+    }
+    if ms == 0 {
+        return Err("MS must be at least 1".into());
+    }
+    let result = sys::chan_create(u64::MAX).map_err(|e| format!("cannot claim a result channel: {e}"))?;
+    // Keep the pairs' channels clear of the result channel.
+    let base = if (CHAN_BASE..CHAN_BASE + 2 * cpus).contains(&result) { result + 1 } else { CHAN_BASE };
+    if base + 2 * cpus > CHANNELS {
+        return Err(format!("no room for {} channels from {base}", 2 * cpus));
+    }
+    let spare = proc::spare_pages(RESERVE).map_err(|e| format!("quota: {e}"))?;
+    let quota = (spare / (2 * cpus)).min(CHILD_QUOTA);
+    if quota == 0 {
+        return Err(format!("no quota for {} processes ({spare} pages to spare); give ipcbench more (run -q PAGES)", 2 * cpus));
+    }
+
+    let mut kids = proc::Children::new();
+    for k in 0..cpus {
+        let (req, rep) = (base + 2 * k, base + 2 * k + 1);
+        kids.spawn("ipcbench", quota, k, &format!("server {req} {rep} {payload} {result} {k}"))
+            .map_err(|e| spawn_error(&format!("server {k}"), k, quota, e))?;
+        kids.spawn("ipcbench", quota, k, &format!("client {req} {rep} {ms} {result} {k}"))
+            .map_err(|e| spawn_error(&format!("client {k}"), k, quota, e))?;
+    }
+
+    let mut buf = [0u8; 24];
+    let mut recv_report = |what: &str| -> Result<(u64, u64, u64), String> {
+        let (len, from) = sys::recv(result, &mut buf).map_err(|e| format!("waiting for {what}: {e}"))?;
+        let r = decode(&buf[..len as usize]).ok_or_else(|| format!("a {len}-byte report from pid {from}"))?;
+        if r.0 == report::ERROR {
+            return Err(format!("pid {from} (pair {}) failed: {}", r.1, error_name(r.2)));
+        }
+        Ok(r)
+    };
+    for _ in 0..2 * cpus {
+        let (kind, k, _) = recv_report("the helpers to start")?;
+        if kind != report::SERVER_READY && kind != report::CLIENT_READY {
+            return Err(format!("unexpected report {kind} from pair {k}"));
+        }
+    }
+
+    // Start together, a little ahead so that every client has its start time.
+    let per_ms = time::ticks_per_ms();
+    let start = time::rdtsc() + 5 * per_ms;
+    for k in 0..cpus {
+        sys::send(base + 2 * k + 1, &start.to_le_bytes()).map_err(|e| format!("starting client {k}: {e}"))?;
+    }
+    let mut transactions = 0;
+    for _ in 0..cpus {
+        let (kind, k, count) = recv_report("the clients' counts")?;
+        if kind != report::RESULT {
+            return Err(format!("unexpected report {kind} from pair {k}"));
+        }
+        transactions += count;
+    }
+    for k in 0..cpus {
+        sys::send(base + 2 * k, STOP).map_err(|e| format!("stopping server {k}: {e}"))?;
+    }
+    kids.wait_all_ok("a helper")?;
+    let rate_x100 = transactions * 100 / ms;
+    println!(
+        "BENCH ipc tput cpus={cpus} payload={payload} transactions={transactions} ms={ms} per_ms={}.{:02}",
+        rate_x100 / 100,
+        rate_x100 % 100
+    );
+    Ok(())
+}
+
+/// Report to the driver: errors are reported too, so that it never waits forever.
+fn report_to(result: u64, kind: u64, k: u64, value: u64) -> Result<(), String> {
+    sys::send(result, &encode(kind, k, value)).map(|_| ()).map_err(|e| format!("report to channel {result}: {e}"))
+}
+
+fn fail(result: u64, k: u64, what: &str, e: Error) -> String {
+    let _ = report_to(result, report::ERROR, k, e.code());
+    format!("{what}: {e}")
+}
+
+/// A throughput server: receive, spin PAYLOAD cycles, reply; until `STOP`.
+fn server(w: &mut Words) -> Result<(), String> {
+    let (req, rep, payload, result, k) = (w.need_u64("RECV")?, w.need_u64("SEND")?, w.need_u64("PAYLOAD")?, w.need_u64("RESULT")?, w.need_u64("K")?);
+    sys::chan_create(req).map_err(|e| fail(result, k, &format!("server {k}: claiming channel {req}"), e))?;
+    report_to(result, report::SERVER_READY, k, 0)?;
+    let mut buf = [0u8; 8];
+    let reply = [0u8; 8];
+    loop {
+        let (len, _) = sys::recv(req, &mut buf).map_err(|e| format!("server {k}: recv: {e}"))?;
+        if &buf[..len as usize] == STOP {
+            return Ok(());
+        }
+        time::spin(payload);
+        sys::send(rep, &reply).map_err(|e| format!("server {k}: reply on {rep}: {e}"))?;
+    }
+}
+
+/// A throughput client: wait for the start time, then spin 500 cycles and
+/// `call` the server, counting the transactions that complete within MS ms.
+fn client(w: &mut Words) -> Result<(), String> {
+    let (req, rep, ms, result, k) = (w.need_u64("SEND")?, w.need_u64("RECV")?, w.need_u64("MS")?, w.need_u64("RESULT")?, w.need_u64("K")?);
+    sys::chan_create(rep).map_err(|e| fail(result, k, &format!("client {k}: claiming channel {rep}"), e))?;
+    report_to(result, report::CLIENT_READY, k, 0)?;
+    let mut buf = [0u8; 8];
+    let (len, _) = sys::recv(rep, &mut buf).map_err(|e| fail(result, k, &format!("client {k}: waiting for the start"), e))?;
+    if len != 8 {
+        return Err(fail(result, k, &format!("client {k}: a {len}-byte start message"), Error::Invalid));
+    }
+    let per_ms = time::ticks_per_ms();
+    // Do not trust a start time far ahead (another CPU's TSC may differ).
+    let start = u64::from_le_bytes(buf).min(time::rdtsc() + 100 * per_ms);
+    time::spin_until(start);
+    let end = start + ms * per_ms;
+    let request = [0u8; 8];
+    let mut count = 0;
+    loop {
+        time::spin(CLIENT_PAYLOAD);
+        if let Err(e) = sys::call_chan(req, &request, rep, &mut buf) {
+            return Err(fail(result, k, &format!("client {k}: call on {req}"), e));
+        }
+        if time::rdtsc() > end {
+            break;
+        }
+        count += 1;
+    }
+    report_to(result, report::RESULT, k, count)
+}
+
+rt::entry!(main);
