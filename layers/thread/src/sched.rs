@@ -79,6 +79,8 @@ pub mod mutant {
     /// `block_on` drops the caller's lock before the thread is in the wait
     /// queue (a waker can then miss it: lost wake-up).
     pub const BLOCK_RELEASES_EARLY: u8 = 2;
+    /// `wake_handoff` hands a thread of another CPU to the caller's CPU.
+    pub const HANDOFF_IGNORES_HOME: u8 = 3;
 }
 
 /// Sleeping threads of one CPU: (wake-up tick, thread).
@@ -256,6 +258,12 @@ impl Scheduler {
     /// queue as usual.
     pub fn wake_handoff(&self, t: Tid) {
         let cpu = machine::cpu::id();
+        #[cfg(feature = "mutants")]
+        if self.mutant.load(Ordering::Relaxed) == mutant::HANDOFF_IGNORES_HOME && self.handoff[cpu].load(Ordering::Relaxed) == crate::queue::NIL {
+            self.set_state(t, State::Ready);
+            self.handoff[cpu].store(t, Ordering::Relaxed);
+            return;
+        }
         if self.home_cpu(t) == cpu && self.handoff[cpu].load(Ordering::Relaxed) == crate::queue::NIL {
             self.set_state(t, State::Ready);
             self.handoff[cpu].store(t, Ordering::Relaxed);

@@ -5,7 +5,8 @@
 //!   appends (refused if the thread is in any queue), `dequeue` pops the
 //!   head, `remove` deletes wherever it is.
 //! - [`SchedSpec`]: per thread a state and home CPU, per CPU the running
-//!   thread, the ready sequence, the tick count and the set of sleepers,
+//!   thread, the ready sequence, the hand-off slot (a thread to run next,
+//!   ahead of the ready sequence), the tick count and the set of sleepers,
 //!   plus the wait queues handed out; yield, block, wake, sleep, tick, exit,
 //!   reap as atomic steps. Where the implementation may choose (the order in
 //!   which one tick wakes several sleepers), the step takes the choice as a
@@ -80,6 +81,8 @@ pub enum Where {
     Wait(usize),
     /// Among CPU `c`'s sleepers.
     Sleep(usize),
+    /// In CPU `c`'s hand-off slot.
+    Handoff(usize),
 }
 
 /// Abstract scheduler: what each CPU runs and what waits where.
@@ -87,15 +90,18 @@ pub enum Where {
 /// Thread ids `0..cpus` are the idle threads: idle thread `c` is pinned to
 /// CPU `c`, always `Running` (it is the CPU's fallback, also while another
 /// thread runs) and never queued. Every other thread is `Free`, `Blocked`
-/// (reserved and not started, or waiting in a wait queue or asleep),
-/// `Ready` (in exactly its home CPU's ready sequence), `Running` (current of
-/// its home CPU) or `Zombie`. See [`check`](Self::check).
+/// (reserved and not started, taken from a wait queue and not yet woken,
+/// waiting in a wait queue or asleep), `Ready` (in exactly its home CPU's
+/// ready sequence or hand-off slot), `Running` (current of its home CPU) or
+/// `Zombie`. See [`check`](Self::check).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SchedSpec {
     pub state: Vec<State>,
     pub home: Vec<usize>,
     pub current: Vec<Tid>,
     pub ready: Vec<VecDeque<Tid>>,
+    /// Per CPU, a thread to run next ahead of the ready sequence.
+    pub handoff: Vec<Option<Tid>>,
     /// Wait queues handed out (by the implementation's ids), with their waiters.
     pub waiting: BTreeMap<usize, VecDeque<Tid>>,
     /// Ids [`alloc_queue`](Self::alloc_queue) hands out, lowest free first.
@@ -115,6 +121,7 @@ impl SchedSpec {
             home: alloc::vec![0; threads],
             current: (0..cpus as Tid).collect(),
             ready: (0..cpus).map(|_| VecDeque::new()).collect(),
+            handoff: alloc::vec![None; cpus],
             waiting: BTreeMap::new(),
             wait_ids,
             ticks: alloc::vec![0; cpus],
@@ -145,6 +152,9 @@ impl SchedSpec {
         if let Some(c) = self.ready.iter().position(|r| r.contains(&t)) {
             return Some(Where::Ready(c));
         }
+        if let Some(c) = self.handoff.iter().position(|&h| h == Some(t)) {
+            return Some(Where::Handoff(c));
+        }
         if let Some((&q, _)) = self.waiting.iter().find(|(_, w)| w.contains(&t)) {
             return Some(Where::Wait(q));
         }
@@ -152,7 +162,7 @@ impl SchedSpec {
     }
 
     fn run_next(&mut self, cpu: usize) {
-        let next = self.ready[cpu].pop_front().unwrap_or(self.idle(cpu));
+        let next = self.handoff[cpu].take().or_else(|| self.ready[cpu].pop_front()).unwrap_or(self.idle(cpu));
         self.state[next as usize] = State::Running;
         self.current[cpu] = next;
     }
@@ -215,7 +225,7 @@ impl SchedSpec {
     }
 
     pub fn has_ready(&self, cpu: usize) -> bool {
-        !self.ready[cpu].is_empty()
+        self.handoff[cpu].is_some() || !self.ready[cpu].is_empty()
     }
 
     /// The running thread of `cpu` goes to the back of the ready sequence if
@@ -223,7 +233,7 @@ impl SchedSpec {
     /// by [`idle_step`](Self::idle_step)).
     pub fn yield_now(&mut self, cpu: usize) {
         let cur = self.current[cpu];
-        if self.ready[cpu].is_empty() || cur as usize == cpu {
+        if !self.has_ready(cpu) || cur as usize == cpu {
             return;
         }
         self.make_ready(cur);
@@ -232,7 +242,7 @@ impl SchedSpec {
 
     /// The idle loop's step: leave the idle thread for the first ready one.
     pub fn idle_step(&mut self, cpu: usize) -> bool {
-        if self.current[cpu] as usize != cpu || self.ready[cpu].is_empty() {
+        if self.current[cpu] as usize != cpu || !self.has_ready(cpu) {
             return false;
         }
         self.run_next(cpu);
@@ -270,6 +280,42 @@ impl SchedSpec {
             n += 1;
         }
         n
+    }
+
+    /// Take the oldest waiter out of `q` without waking it (it stays
+    /// blocked, in no queue, until [`make_runnable`](Self::make_runnable),
+    /// [`wake_handoff`](Self::wake_handoff) or [`requeue`](Self::requeue)).
+    pub fn take(&mut self, q: usize) -> Option<Tid> {
+        self.waiting.get_mut(&q)?.pop_front()
+    }
+
+    /// A taken thread joins its home CPU's ready sequence.
+    pub fn make_runnable(&mut self, t: Tid) {
+        self.make_ready(t);
+    }
+
+    /// A taken thread goes back to the tail of `q`.
+    pub fn requeue(&mut self, q: usize, t: Tid) {
+        self.waiting.entry(q).or_default().push_back(t);
+    }
+
+    /// A taken thread is woken by a thread running on `cpu`: if it lives
+    /// there and the hand-off slot is free, it runs next on that CPU, ahead
+    /// of the ready sequence; otherwise as [`make_runnable`](Self::make_runnable).
+    pub fn wake_handoff(&mut self, cpu: usize, t: Tid) {
+        if self.home[t as usize] == cpu && self.handoff[cpu].is_none() {
+            self.state[t as usize] = State::Ready;
+            self.handoff[cpu] = Some(t);
+        } else {
+            self.make_ready(t);
+        }
+    }
+
+    /// `cpu`'s hand-off slot, if taken, goes to the back of its ready sequence.
+    pub fn flush_handoff(&mut self, cpu: usize) {
+        if let Some(t) = self.handoff[cpu].take() {
+            self.ready[cpu].push_back(t);
+        }
     }
 
     /// Wake `t` if it waits in `q`.
@@ -369,12 +415,13 @@ impl SchedSpec {
         for t in self.cpus()..self.state.len() {
             let tt = t as Tid;
             let n = self.ready.iter().chain(self.waiting.values()).map(|q| q.iter().filter(|&&x| x == tt).count()).sum::<usize>()
-                + self.sleeping.iter().filter(|s| s.contains_key(&tt)).count();
+                + self.sleeping.iter().filter(|s| s.contains_key(&tt)).count()
+                + self.handoff.iter().filter(|&&h| h == Some(tt)).count();
             let running_on = self.current.iter().filter(|&&x| x == tt).count();
             let ok = match self.state[t] {
-                State::Ready => n == 1 && self.where_is(tt) == Some(Where::Ready(self.home[t])),
+                State::Ready => n == 1 && matches!(self.where_is(tt), Some(Where::Ready(c) | Where::Handoff(c)) if c == self.home[t]),
                 State::Running => n == 0 && running_on == 1 && self.current[self.home[t]] == tt,
-                State::Blocked => n <= 1 && !matches!(self.where_is(tt), Some(Where::Ready(_))),
+                State::Blocked => n <= 1 && !matches!(self.where_is(tt), Some(Where::Ready(_) | Where::Handoff(_))),
                 State::Free | State::Zombie => n == 0,
             };
             if !ok || (self.state[t] != State::Running && running_on != 0) {

@@ -2,21 +2,26 @@
 //!
 //! On the host the scheduler runs its state machine without switching
 //! stacks, so a proptest state machine can drive one `Scheduler` (16 CPUs'
-//! worth of tables, all idle threads adopted; operations on CPUs 0..3, each
+//! worth of tables, all idle threads adopted; operations on three CPUs, each
 //! passed explicitly) and the spec side by side: allocate, start, release a
 //! slot, yield, the idle loop's step, block on a wait queue (also with a
 //! wake-up arriving between the lock's release and the switch, through the
-//! guard), wake one / all / a given thread, interrupt, sleep until a tick,
+//! guard), wake one / all / a given thread, take a waiter and then make it
+//! runnable, hand it off to run next (`wake_handoff`, as the calling CPU) or
+//! put it back in a queue, flush a hand-off, interrupt, sleep until a tick,
 //! tick, exit, reap, hand out and take back wait queues; with hostile
 //! arguments (idle, free, running, queued or out-of-range threads, bad
-//! CPUs, queues never handed out or not wait queues).
+//! CPUs, queues never handed out or not wait queues). The first driven CPU
+//! is the test thread's own host CPU index (`machine::cpu::id()`), which is
+//! the CPU `wake_handoff` acts for.
 //!
 //! After every step the results must be equal, and so must every thread's
 //! state, home CPU and queue, every CPU's current thread, ready queue, tick
 //! count and sleepers, every wait queue's contents and the number of wait
 //! queues in use. The implementation's state must also satisfy the layer's
 //! invariants, read through its public interface alone (a Ready thread is
-//! in exactly its home CPU's ready queue; each CPU runs exactly one thread;
+//! in exactly its home CPU's ready queue, or is the one thread in its hand-off
+//! slot; each CPU runs exactly one thread;
 //! a Running thread is current of its home CPU; idle threads are never
 //! queued), and so must the spec's (`SchedSpec::check`). The mutants in
 //! `sched::mutant` must be caught.
@@ -38,6 +43,18 @@ use machine::MAX_CPUS;
 
 /// CPUs the operations run on (the other CPUs stay idle, and are compared too).
 const CPUS: usize = 3;
+
+/// The driven CPUs: the calling OS thread's own host CPU index first (the
+/// CPU `wake_handoff` acts for), then the next two.
+fn driven() -> [usize; CPUS] {
+    let me = machine::cpu::id();
+    [me, (me + 1) % MAX_CPUS, (me + 2) % MAX_CPUS]
+}
+
+/// Model CPU `k` (an index into `driven()`), or a CPU that does not exist.
+fn real(k: usize) -> usize {
+    driven().get(k).copied().unwrap_or(MAX_CPUS)
+}
 /// Wait queue ids (the implementation numbers them after the ready and sleep queues).
 const FIRST_WAIT: usize = 2 * MAX_CPUS;
 
@@ -68,6 +85,13 @@ enum Op {
     WakeOne(QPick),
     WakeAll(QPick),
     WakeThread(QPick, Pick),
+    /// Take the oldest waiter, then make it runnable (proc's take + wake).
+    TakeWake(QPick),
+    /// Take the oldest waiter, then hand it off as the calling CPU (`driven()[0]`).
+    TakeHandoff(QPick),
+    /// Take the oldest waiter of one queue and put it at the tail of another.
+    TakeRequeue(QPick, QPick),
+    Flush(usize),
     Interrupt(Pick),
     Sleep(usize, u64),
     Tick(usize),
@@ -77,8 +101,9 @@ enum Op {
     FreeQueue(QPick),
 }
 
+/// A driven CPU, the caller's own (where hand-offs happen) more often.
 fn cpu() -> impl Strategy<Value = usize> {
-    0..CPUS
+    prop_oneof![2 => Just(0), 1 => 1..CPUS]
 }
 
 fn pick() -> impl Strategy<Value = Pick> {
@@ -109,7 +134,7 @@ fn op() -> BoxedStrategy<Op> {
     prop_oneof![
         4 => Just(Op::Alloc),
         1 => pick().prop_map(Op::Release),
-        5 => (pick(), prop_oneof![6 => cpu(), 1 => Just(MAX_CPUS)]).prop_map(|(p, c)| Op::Start(p, c)),
+        5 => (pick(), prop_oneof![6 => cpu(), 1 => Just(CPUS)]).prop_map(|(p, c)| Op::Start(p, c)),
         4 => cpu().prop_map(Op::Yield),
         6 => cpu().prop_map(Op::Idle),
         8 => (cpu(), qpick()).prop_map(|(c, q)| Op::Block(c, q)),
@@ -117,6 +142,10 @@ fn op() -> BoxedStrategy<Op> {
         2 => qpick().prop_map(Op::WakeOne),
         1 => qpick().prop_map(Op::WakeAll),
         1 => (qpick(), pick()).prop_map(|(q, p)| Op::WakeThread(q, p)),
+        1 => qpick().prop_map(Op::TakeWake),
+        3 => qpick().prop_map(Op::TakeHandoff),
+        1 => (qpick(), qpick()).prop_map(|(a, b)| Op::TakeRequeue(a, b)),
+        2 => cpu().prop_map(Op::Flush),
         1 => pick().prop_map(Op::Interrupt),
         3 => (cpu(), 0u64..4).prop_map(|(c, d)| Op::Sleep(c, d)),
         4 => cpu().prop_map(Op::Tick),
@@ -156,6 +185,31 @@ fn queue_of(s: &SchedSpec, q: QPick) -> usize {
     }
 }
 
+/// Put a taken thread back into a handed-out queue: `b` if it is one, else `a`.
+fn requeue_to(s: &SchedSpec, a: usize, b: usize) -> usize {
+    if s.waiting.contains_key(&b) {
+        b
+    } else {
+        a
+    }
+}
+
+/// `op` with its model CPUs replaced by real ones.
+fn real_op(op: Op) -> Op {
+    match op {
+        Op::Start(p, c) => Op::Start(p, real(c)),
+        Op::Yield(c) => Op::Yield(real(c)),
+        Op::Idle(c) => Op::Idle(real(c)),
+        Op::Block(c, q) => Op::Block(real(c), q),
+        Op::BlockWokenEarly(c, q) => Op::BlockWokenEarly(real(c), q),
+        Op::Flush(c) => Op::Flush(real(c)),
+        Op::Sleep(c, d) => Op::Sleep(real(c), d),
+        Op::Tick(c) => Op::Tick(real(c)),
+        Op::Exit(c) => Op::Exit(real(c)),
+        op => op,
+    }
+}
+
 /// Blocking operations are for a running non-idle thread and a handed-out
 /// wait queue; anything else is outside their contract (skipped).
 fn can_block(s: &SchedSpec, cpu: usize, q: Option<usize>) -> bool {
@@ -165,6 +219,7 @@ fn can_block(s: &SchedSpec, cpu: usize, q: Option<usize>) -> bool {
 /// Apply `op` to the spec alone; the result as text. `tick_order` is the
 /// implementation's wake-up order for a tick (`None`: the spec's own).
 fn apply_model(s: &mut SchedSpec, op: Op, tick_order: Option<&[Tid]>) -> String {
+    let op = real_op(op);
     match op {
         Op::Alloc => format!("{:?}", s.alloc_thread()),
         Op::Release(p) => {
@@ -197,6 +252,26 @@ fn apply_model(s: &mut SchedSpec, op: Op, tick_order: Option<&[Tid]>) -> String 
         Op::WakeOne(q) => format!("{:?}", s.wake_one(queue_of(s, q))),
         Op::WakeAll(q) => format!("{:?}", s.wake_all(queue_of(s, q))),
         Op::WakeThread(q, p) => format!("{:?}", s.wake_thread(queue_of(s, q), thread_of(s, p))),
+        Op::TakeWake(q) => {
+            let t = s.take(queue_of(s, q));
+            t.inspect(|&t| s.make_runnable(t));
+            format!("{t:?}")
+        }
+        Op::TakeHandoff(q) => {
+            let t = s.take(queue_of(s, q));
+            t.inspect(|&t| s.wake_handoff(real(0), t));
+            format!("{t:?}")
+        }
+        Op::TakeRequeue(a, b) => {
+            let (a, b) = (queue_of(s, a), queue_of(s, b));
+            let t = s.take(a);
+            t.inspect(|&t| s.requeue(requeue_to(s, a, b), t));
+            format!("{t:?}")
+        }
+        Op::Flush(c) => {
+            s.flush_handoff(c);
+            String::new()
+        }
         Op::Interrupt(p) => format!("{:?}", s.interrupt(thread_of(s, p))),
         Op::Sleep(c, d) => {
             if can_block(s, c, None) {
@@ -282,6 +357,8 @@ impl Sut {
     fn step(&mut self, op: Op) -> Result<(), String> {
         let (s, m) = (&*self.sched, &mut self.model);
         let mut order = None;
+        let model_op = op;
+        let op = real_op(op);
         // Resolve picks and preconditions on the spec before the step.
         let got = match op {
             Op::Alloc => format!("{:?}", s.alloc_thread()),
@@ -312,6 +389,26 @@ impl Sut {
             Op::WakeOne(q) => format!("{:?}", s.wake_one(queue_of(m, q))),
             Op::WakeAll(q) => format!("{:?}", s.wake_all(queue_of(m, q))),
             Op::WakeThread(q, p) => format!("{:?}", s.wake_thread(queue_of(m, q), thread_of(m, p))),
+            Op::TakeWake(q) => {
+                let t = s.queues.dequeue(queue_of(m, q));
+                t.inspect(|&t| s.make_runnable(t));
+                format!("{t:?}")
+            }
+            Op::TakeHandoff(q) => {
+                let t = s.queues.dequeue(queue_of(m, q));
+                t.inspect(|&t| s.wake_handoff(t));
+                format!("{t:?}")
+            }
+            Op::TakeRequeue(a, b) => {
+                let (a, b) = (queue_of(m, a), queue_of(m, b));
+                let t = s.queues.dequeue(a);
+                t.inspect(|&t| s.queues.enqueue(requeue_to(m, a, b), t).unwrap());
+                format!("{t:?}")
+            }
+            Op::Flush(c) => {
+                s.flush_handoff(c);
+                String::new()
+            }
             Op::Interrupt(p) => format!("{:?}", s.interrupt(thread_of(m, p))),
             Op::Sleep(c, d) => {
                 if can_block(m, c, None) {
@@ -335,7 +432,7 @@ impl Sut {
             Op::AllocQueue => format!("{:?}", s.alloc_queue()),
             Op::FreeQueue(q) => format!("{:?}", s.free_queue(queue_of(m, q))),
         };
-        let want = apply_model(m, op, order.as_deref());
+        let want = apply_model(m, model_op, order.as_deref());
         if got != want {
             return Err(format!("{op:?}: scheduler gave {got:?}, spec {want:?}"));
         }
@@ -345,13 +442,17 @@ impl Sut {
     }
 }
 
-/// Where the implementation holds `t`, in the spec's terms.
+/// Where the implementation holds `t`, in the spec's terms. (The hand-off
+/// slot cannot be read: a Ready thread in no queue is taken to be there,
+/// and `invariants` checks there is at most one per CPU.)
 fn where_impl(s: &Scheduler, t: Tid) -> Option<Where> {
-    s.queues.home(t).map(|q| match q {
-        q if q < MAX_CPUS => Where::Ready(q),
-        q if q < 2 * MAX_CPUS => Where::Sleep(q - MAX_CPUS),
-        q => Where::Wait(q),
-    })
+    match s.queues.home(t) {
+        Some(q) if q < MAX_CPUS => Some(Where::Ready(q)),
+        Some(q) if q < 2 * MAX_CPUS => Some(Where::Sleep(q - MAX_CPUS)),
+        Some(q) => Some(Where::Wait(q)),
+        None if s.state(t) == State::Ready && (t as usize) >= MAX_CPUS => Some(Where::Handoff(s.home_cpu(t))),
+        None => None,
+    }
 }
 
 /// Every observable of the scheduler against the spec.
@@ -373,6 +474,7 @@ fn compare(s: &Scheduler, m: &SchedSpec) -> Result<(), String> {
             return Err(format!("CPU {c} runs {}, spec {}", s.current(c), m.current[c]));
         }
         let (ready, want) = (snapshot(s, c), Vec::from(m.ready[c].clone()));
+        // (The hand-off slot: compared through where_impl and has_ready.)
         if ready != want || s.has_ready(c) != m.has_ready(c) {
             return Err(format!("CPU {c}: ready {ready:?}, spec {want:?}"));
         }
@@ -415,11 +517,20 @@ fn invariants(s: &Scheduler) -> Result<(), String> {
             }
         }
     }
+    let mut handoffs = [0; MAX_CPUS];
     for t in MAX_CPUS as Tid..MAX_THREADS as Tid {
         let on = (0..MAX_CPUS).filter(|&c| s.current(c) == t).count();
         let home = s.queues.home(t);
+        if s.state(t) == State::Ready && home.is_none() {
+            // In its CPU's hand-off slot: one at most, and the CPU knows.
+            let c = s.home_cpu(t);
+            handoffs[c] += 1;
+            if handoffs[c] > 1 || !s.has_ready(c) {
+                return Err(format!("thread {t}: Ready in no queue, CPU {c} has {} such, has_ready {}", handoffs[c], s.has_ready(c)));
+            }
+        }
         let ok = match s.state(t) {
-            State::Ready => home == Some(s.home_cpu(t)),
+            State::Ready => home.is_none_or(|q| q == s.home_cpu(t)),
             State::Running => on == 1 && s.current(s.home_cpu(t)) == t && home.is_none(),
             State::Blocked => home.is_none_or(|q| q >= MAX_CPUS),
             State::Free | State::Zombie => home.is_none(),
@@ -429,7 +540,7 @@ fn invariants(s: &Scheduler) -> Result<(), String> {
         }
     }
     // Outside the driven CPUs nothing ever happens.
-    for c in CPUS..MAX_CPUS {
+    for c in (0..MAX_CPUS).filter(|c| !driven().contains(c)) {
         if s.current(c) != c as Tid || s.has_ready(c) {
             return Err(format!("CPU {c} was touched"));
         }
@@ -491,14 +602,32 @@ fn catches_block_releasing_the_lock_early() {
     assert!(e.contains("BlockWokenEarly"), "{e}");
 }
 
+#[test]
+fn catches_hand_off_to_a_foreign_cpu() {
+    let e = run(mutant::HANDOFF_IGNORES_HOME, 500).expect_err("mutant not caught");
+    assert!(e.contains("TakeHandoff"), "{e}");
+}
+
 /// The spec's reachable states satisfy its own invariants, and the op mix
 /// reaches the interesting ones (over plain random runs of the spec).
 #[test]
 fn op_mix_reaches_every_state() {
     let mut runner = TestRunner::new(Config { failure_persistence: None, ..Config::default() });
     let strat = Ref::sequential_strategy(1..120);
-    let names = ["Free", "Ready", "Running", "Blocked", "Zombie", "two waiters in a queue", "a sleeper", "a tick woke a sleeper", "an early wake-up kept its CPU"];
-    let mut seen = [false; 9];
+    let names = [
+        "Free",
+        "Ready",
+        "Running",
+        "Blocked",
+        "Zombie",
+        "two waiters in a queue",
+        "a sleeper",
+        "a tick woke a sleeper",
+        "an early wake-up kept its CPU",
+        "a hand-off",
+        "a hand-off ran ahead of a ready queue",
+    ];
+    let mut seen = [false; 11];
     for _ in 0..128 {
         let (init, ops, _) = strat.new_tree(&mut runner).unwrap().current();
         let mut s = init;
@@ -511,8 +640,10 @@ fn op_mix_reaches_every_state() {
             }
             seen[5] |= s.waiting.values().any(|w| w.len() > 1);
             seen[6] |= s.sleeping.iter().any(|x| !x.is_empty());
-            seen[7] |= matches!(op, Op::Tick(c) if !before.due(c).is_empty());
-            seen[8] |= matches!(op, Op::BlockWokenEarly(c, _) if before.current[c] == s.current[c] && !s.is_idle(s.current[c]));
+            seen[7] |= matches!(real_op(op), Op::Tick(c) if !before.due(c).is_empty());
+            seen[8] |= matches!(real_op(op), Op::BlockWokenEarly(c, _) if before.current[c] == s.current[c] && !s.is_idle(s.current[c]));
+            seen[9] |= s.handoff.iter().any(|h| h.is_some());
+            seen[10] |= (0..MAX_CPUS).any(|c| before.handoff[c].is_some() && s.current[c] == before.handoff[c].unwrap() && !before.ready[c].is_empty());
         }
     }
     let missed: Vec<_> = names.iter().zip(seen).filter(|(_, s)| !s).map(|(n, _)| n).collect();
