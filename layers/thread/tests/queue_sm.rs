@@ -193,9 +193,9 @@ fn catches_unlink_keeping_home() {
 /// Three OS threads (CPUs) each own some thread ids and move them between
 /// the queues (enqueue, dequeue anything, remove their own) for a while;
 /// afterwards every id is in exactly one queue or held by exactly one
-/// worker, and every queue's links agree with its count. (Few threads and
-/// few rounds: spinning threads on an oversubscribed host convoy behind a
-/// preempted lock holder, which costs time, not coverage.)
+/// worker, and every queue's links agree with its count. (Few threads, for
+/// 100 ms: spinning threads on an oversubscribed host convoy behind a
+/// preempted lock holder, so a fixed number of rounds can take very long.)
 #[test]
 fn storm_keeps_every_thread_once() {
     const W: usize = 3;
@@ -208,7 +208,10 @@ fn storm_keeps_every_thread_once() {
                     // Ids w, w+W, ... start in this worker's hands.
                     let mut mine: Vec<Tid> = (w..TT).step_by(W).map(|t| t as Tid).collect();
                     let mut x = 0x9e37_79b9_u32.wrapping_mul(w as u32 + 1);
-                    for _ in 0..4_000 {
+                    let end = std::time::Instant::now() + std::time::Duration::from_millis(100);
+                    let mut rounds = 0u32;
+                    while rounds % 64 != 0 || std::time::Instant::now() < end {
+                        rounds += 1;
                         x ^= x << 13;
                         x ^= x >> 17;
                         x ^= x << 5;
