@@ -411,7 +411,7 @@ impl Scheduler {
         }
     }
 
-    /// One pass of [`idle`](Self::idle) without the halt: if `cpu` runs its
+    /// One pass of the idle loop (`idle`) without the halt: if `cpu` runs its
     /// idle thread and another thread is ready, switch to it; whether it did.
     /// (The host has no idle loop; the refinement checks drive this.)
     #[cfg(any(test, feature = "spec"))]
