@@ -171,10 +171,20 @@ fn rtt_server(w: &mut Words) -> Result<(), String> {
 fn spawn_error(what: &str, cpu: u64, quota: u64, e: Error) -> String {
     match e {
         Error::BadCpu => format!("cpu {cpu}: bad CPU"),
-        Error::QuotaExceeded => format!(
-            "cannot start {what} on CPU {cpu} with {quota} pages: {e} (ipcbench shares out its own quota; the shell's `bench` gives it 1024 pages, or use `run -q PAGES ipcbench ...`)"
-        ),
         e => format!("cannot start {what} on CPU {cpu} with {quota} pages: {e}"),
+    }
+}
+
+/// Quota ipcbench would need for `helpers` helper processes: each is this
+/// same program, so it needs about what this process uses now (program,
+/// stack, page tables, kernel stack), plus a little heap.
+fn quota_hint(helpers: u64) -> String {
+    match sys::quota() {
+        Ok((_, own)) => {
+            let need = ((helpers + 1) * (own + 8) + RESERVE).next_multiple_of(64);
+            format!(" (ipcbench shares its quota out among {helpers} helpers of about {} pages each: give it about {need} pages, e.g. `run -q {need} ipcbench ...`; the shell's `bench` gives 1024)", own + 8)
+        }
+        Err(_) => String::new(),
     }
 }
 
@@ -229,9 +239,9 @@ fn tput(w: &mut Words) -> Result<(), String> {
     for k in 0..cpus {
         let (req, rep) = (base + 2 * k, base + 2 * k + 1);
         kids.spawn("ipcbench", quota, k, &format!("server {req} {rep} {payload} {result} {k}"))
-            .map_err(|e| spawn_error(&format!("server {k}"), k, quota, e))?;
+            .map_err(|e| spawn_error(&format!("server {k}"), k, quota, e) + &if e == Error::QuotaExceeded { quota_hint(2 * cpus) } else { String::new() })?;
         kids.spawn("ipcbench", quota, k, &format!("client {req} {rep} {ms} {result} {k}"))
-            .map_err(|e| spawn_error(&format!("client {k}"), k, quota, e))?;
+            .map_err(|e| spawn_error(&format!("client {k}"), k, quota, e) + &if e == Error::QuotaExceeded { quota_hint(2 * cpus) } else { String::new() })?;
     }
 
     let mut buf = [0u8; 24];

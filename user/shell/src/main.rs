@@ -25,7 +25,9 @@ const PROMPT: &str = "mc2$ ";
 /// Quota of a program started without `-q`, in pages (less if the shell
 /// has less to spare).
 const DEFAULT_QUOTA: u64 = 256;
-/// Default quota for `bench`: ipcbench spawns two processes per CPU.
+/// Default quota for `bench` (at least; ipcbench's throughput benchmark
+/// spawns two processes per CPU, so [`bench_quota`] gives more on machines
+/// with many CPUs).
 const BENCH_QUOTA: u64 = 1024;
 /// Pages the shell keeps for itself when giving quota away.
 const RESERVE: u64 = 32;
@@ -49,7 +51,8 @@ commands:
                                for it, or with a final `&` leave it in the background
   PROGRAM [ARGS...] [&]        the same as `run PROGRAM [ARGS...] [&]`
   bench [-c CPU] [-q PAGES] [ARGS...]
-                               run ipcbench (default quota 1024 pages); `bench` alone
+                               run ipcbench (default quota 1024 pages, 128 per CPU
+                               with more than 7 CPUs); `bench` alone
                                runs every benchmark, see `ipcbench help`
   kill PID                     end a process (its status becomes 137)
   wait [PID]                   wait for a background process (default: all of them)
@@ -123,7 +126,7 @@ impl Shell {
             "ps" => ps(),
             "mem" | "sysinfo" => mem(),
             "run" => self.run(args, None, DEFAULT_QUOTA, background),
-            "bench" => self.run(args, Some("ipcbench"), BENCH_QUOTA, background),
+            "bench" => self.run(args, Some("ipcbench"), bench_quota(), background),
             "kill" => kill(args),
             "wait" => self.wait(args),
             "sleep" => sleep(args),
@@ -325,6 +328,13 @@ impl Shell {
             }
         }
     }
+}
+
+/// The default quota for `bench`: [`BENCH_QUOTA`], or 64 pages for each of
+/// ipcbench's two helpers per CPU and itself where that is more.
+fn bench_quota() -> u64 {
+    let cpus = proc::cpus().unwrap_or(1);
+    BENCH_QUOTA.max(64 * (2 * cpus + 2))
 }
 
 /// `programs`: one name a line.
