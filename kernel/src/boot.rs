@@ -163,7 +163,7 @@ pub fn bsp(handoff: machine::boot::Handoff) -> ! {
 
     // Everything after ` -- ` on the command line is one command to run
     // before powering off (`cargo xtask run -- COMMAND`).
-    let command = info.cmdline.split_once(" -- ").map(|(_, c)| c).or_else(|| info.cmdline.strip_prefix("-- "));
+    let command = info.user_cmdline();
     if let Some(which) = info.cmdline_value("test") {
         crate::selftest::run(which, &info)
     } else if let Some(which) = info.cmdline_value("bench") {

@@ -187,9 +187,26 @@ impl BootInfo {
         self.memory.iter().filter(|r| r.kind == RegionKind::Usable).map(|r| r.len).sum()
     }
 
-    /// The value of `key=value` on the command line, or `Some("")` for a bare `key`.
+    /// The kernel's own part of the command line: everything before a
+    /// ` -- ` separator (what follows belongs to user space).
+    pub fn kernel_cmdline(&self) -> &str {
+        let c = self.cmdline.as_str();
+        if c.starts_with("-- ") || c == "--" {
+            return "";
+        }
+        c.split_once(" -- ").map(|(k, _)| k).unwrap_or(c)
+    }
+
+    /// What follows ` -- ` on the command line (for user space), if anything.
+    pub fn user_cmdline(&self) -> Option<&str> {
+        let c = self.cmdline.as_str();
+        c.strip_prefix("-- ").or_else(|| c.split_once(" -- ").map(|(_, u)| u))
+    }
+
+    /// The value of `key=value` in the kernel's part of the command line, or
+    /// `Some("")` for a bare `key`.
     pub fn cmdline_value(&self, key: &str) -> Option<&str> {
-        self.cmdline.split_ascii_whitespace().find_map(|word| match word.split_once('=') {
+        self.kernel_cmdline().split_ascii_whitespace().find_map(|word| match word.split_once('=') {
             Some((k, v)) if k == key => Some(v),
             None if word == key => Some(""),
             _ => None,
@@ -268,6 +285,15 @@ mod tests {
         assert_eq!(info.cmdline_value("test"), Some(""));
         assert_eq!(info.cmdline_value("expect_cpus"), Some("4"));
         assert_eq!(info.cmdline_value("nope"), None);
+        let mem = image(&[(0, 0x9fc00, 1)], "test=rx -- bench ipc test");
+        let info = BootInfo::parse(&mem, LOADER_MAGIC, 0x9000).unwrap();
+        assert_eq!(info.cmdline_value("bench"), None, "words after -- are user space's");
+        assert_eq!(info.cmdline_value("test"), Some("rx"));
+        assert_eq!(info.user_cmdline(), Some("bench ipc test"));
+        let mem = image(&[(0, 0x9fc00, 1)], "-- bench");
+        let info = BootInfo::parse(&mem, LOADER_MAGIC, 0x9000).unwrap();
+        assert_eq!(info.cmdline_value("bench"), None);
+        assert_eq!(info.user_cmdline(), Some("bench"));
     }
 
     #[test]

@@ -262,6 +262,15 @@ pub fn handle_flush() {
     SHOOTDOWNS[me].fetch_add(1, Ordering::Relaxed);
 }
 
+/// Serve shootdowns posted to this CPU, if any (for CPUs that wait with
+/// interrupts masked for something a shooting CPU holds).
+pub fn serve_shootdowns() {
+    let me = machine::cpu::id();
+    if REQUESTED[me].load(Ordering::Acquire) > DONE[me].load(Ordering::Acquire) {
+        handle_flush();
+    }
+}
+
 /// Invalidate page `va` (or the whole TLB with `None`) on every CPU in `cpus`
 /// and wait until each has done it. Must not be called with a spin lock held
 /// that the target CPUs might be waiting for.
@@ -287,9 +296,7 @@ pub fn shootdown(cpus: CpuSet, va: Option<u64>) {
     }
     for (c, gen) in wait {
         while DONE[c].load(Ordering::Acquire) < gen {
-            if REQUESTED[me].load(Ordering::Acquire) > DONE[me].load(Ordering::Acquire) {
-                handle_flush();
-            }
+            serve_shootdowns();
             machine::x86::pause();
         }
     }

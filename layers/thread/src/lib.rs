@@ -15,7 +15,8 @@
 //! (`percpu::set_kernel_stack`); `lock::SpinLock` for every shared queue.
 //!
 //! Invariants: a thread is in at most one queue; a Ready thread is in its
-//! home CPU's ready queue; a Running thread is `current` of exactly its home
+//! home CPU's ready queue or is that CPU's one hand-off (the direct switch of
+//! synchronous IPC); a Running thread is `current` of exactly its home
 //! CPU; only a thread's home CPU resumes it; a Zombie's slot is reused only
 //! after it is off its CPU. The only `unsafe` is the context switch itself.
 #![no_std]

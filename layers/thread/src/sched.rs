@@ -101,6 +101,8 @@ pub struct Scheduler {
     cr3: [AtomicU64; MAX_THREADS],
     /// Still executing on its CPU (cleared by the next thread after the switch).
     on_cpu: [AtomicBool; MAX_THREADS],
+    /// Interrupted (killed): must not go to sleep any more.
+    interrupted: [AtomicBool; MAX_THREADS],
     current: [AtomicU32; MAX_CPUS],
     /// A thread to run next on this CPU ahead of the ready queue (the
     /// direct switch of synchronous IPC), or NIL.
@@ -135,6 +137,7 @@ impl Scheduler {
             kstack_top: [const { AtomicU64::new(0) }; MAX_THREADS],
             cr3: [const { AtomicU64::new(0) }; MAX_THREADS],
             on_cpu: [const { AtomicBool::new(false) }; MAX_THREADS],
+            interrupted: [const { AtomicBool::new(false) }; MAX_THREADS],
             current: [const { AtomicU32::new(0) }; MAX_CPUS],
             handoff: [const { AtomicU32::new(crate::queue::NIL) }; MAX_CPUS],
             switched_from: [const { AtomicU32::new(crate::queue::NIL) }; MAX_CPUS],
@@ -206,6 +209,7 @@ impl Scheduler {
         let _g = self.slots.lock();
         for t in MAX_CPUS..MAX_THREADS {
             if self.state(t as Tid) == State::Free && !self.on_cpu[t].load(Ordering::Acquire) {
+                self.interrupted[t].store(false, Ordering::Relaxed);
                 self.set_state(t as Tid, State::Blocked);
                 return Ok(t as Tid);
             }
@@ -450,8 +454,13 @@ impl Scheduler {
     }
 
     /// Kill-path helper: take a blocked thread out of whatever wait queue
-    /// holds it and make it ready (so it can notice it was killed).
+    /// holds it and make it ready (so it can notice it was killed); a thread
+    /// not yet asleep will not go to sleep ([`block_on`](Self::block_on)
+    /// checks the mark after queueing).
     pub fn interrupt(&self, t: Tid) -> bool {
+        if let Some(flag) = self.interrupted.get(t as usize) {
+            flag.store(true, Ordering::Release);
+        }
         match self.queues.home(t) {
             Some(q) if (MAX_CPUS..2 * MAX_CPUS).contains(&q) => {
                 let mut s = self.sleepers[q - MAX_CPUS].lock();

@@ -5,8 +5,11 @@
 //! A CPU takes it when it enters the kernel (system call, interrupt or
 //! exception) and drops it when it returns to user mode or halts in its idle
 //! loop. A context switch inside the kernel keeps it: the lock belongs to the
-//! CPU, and the thread switched to continues kernel work on that CPU. Without
-//! the feature every function here is empty.
+//! CPU, and the thread switched to continues kernel work on that CPU. Waiting
+//! for it, a CPU serves TLB shootdowns posted to it (the holder may be waiting
+//! for exactly that), so it spins on `try_lock` rather than queueing: the
+//! comparison build gives up the lock's FIFO order there. Without the feature
+//! every function here is empty.
 
 #[cfg(feature = "bkl")]
 mod imp {
@@ -20,7 +23,13 @@ mod imp {
     pub fn enter() {
         let cpu = machine::cpu::id();
         if !HELD[cpu].load(Ordering::Relaxed) {
-            BKL.lock(cpu);
+            // The holder may be waiting for this CPU to acknowledge a TLB
+            // shootdown, which it cannot take as an interrupt here (masked):
+            // serve it while waiting, or both would wait forever.
+            while !BKL.try_lock(cpu) {
+                mm::kernel::serve_shootdowns();
+                machine::x86::pause();
+            }
             HELD[cpu].store(true, Ordering::Relaxed);
         }
     }

@@ -110,6 +110,7 @@ pub fn dispatch(pid: Pid, n: u64, a: [u64; 6]) -> Reply {
             if !PROCS.is_live(peer) {
                 return Err(Error::NoSuchProcess);
             }
+            user_page(a[1])?;
             let mut host = ShmHost::new();
             let r = SHM.lock().offer(&mut host, pid as usize, peer as usize, a[1]);
             host.shoot();
@@ -161,6 +162,16 @@ fn shm_state(s: mm::ShmStatus) -> u64 {
     }
 }
 
+/// A page address user space may map: aligned, canonical, in the user
+/// half, and not page 0 (which stays unmapped so null pointers fault).
+fn user_page(va: u64) -> Result<(), Error> {
+    mm::paging::check_user_va(va).map_err(mm_error)?;
+    if va < abi::USER_BASE {
+        return Err(Error::BadAddress);
+    }
+    Ok(())
+}
+
 /// Most pages one `mem_map` call maps.
 const MAX_MAP_PAGES: u64 = 1 << 16;
 
@@ -172,7 +183,7 @@ fn mem_map(pid: Pid, va: u64, pages: u64, prot: u64) -> Reply {
     if rights.write && rights.exec {
         return Err(Error::Invalid);
     }
-    mm::paging::check_user_va(va).map_err(mm_error)?;
+    user_page(va)?;
     let end = va.checked_add(pages * 4096).filter(|&e| e <= mm::paging::USER_END).ok_or(Error::BadAddress)?;
     let c = ContainerId::new(PROCS.get(pid as u64)?.container);
     let frames = kmm::frames();
@@ -214,7 +225,7 @@ fn mem_unmap(pid: Pid, va: u64, pages: u64) -> Reply {
     if pages == 0 || pages > MAX_MAP_PAGES {
         return Err(Error::Invalid);
     }
-    mm::paging::check_user_va(va).map_err(mm_error)?;
+    user_page(va)?;
     let end = va.checked_add(pages * 4096).filter(|&e| e <= mm::paging::USER_END).ok_or(Error::BadAddress)?;
     let c = ContainerId::new(PROCS.get(pid as u64)?.container);
     // Shared pages are only released through the shared-memory protocol.
