@@ -296,7 +296,9 @@ fn ipc(args: &[String]) -> Result<()> {
     for (label, elf) in [("fine", &fine), ("bkl", &bkl)] {
         for cpus in 1..=max_cpus {
             for &p in &payloads {
-                let lines = mc2_command(elf, &bundle, cpus, Tcg::MultiThreaded, false, &format!("ipcbench tput {cpus} {p} {ms}"))?;
+                // A server and a client per CPU: give the run room for all of them.
+                let quota = 256 + 128 * cpus;
+                let lines = mc2_command(elf, &bundle, cpus, Tcg::MultiThreaded, false, &format!("run -q {quota} ipcbench tput {cpus} {p} {ms}"))?;
                 let per_ms = value(&lines, "tput", "per_ms").ok_or(format!("no tput result for {label} cpus={cpus} payload={p}"))?;
                 println!("  {label:<5} cpus={cpus} payload={p:<5} {per_ms:>10.2} /ms");
                 table.push((label.to_string(), cpus, p, per_ms));

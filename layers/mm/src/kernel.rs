@@ -383,17 +383,28 @@ pub fn copy_to_user(space: &crate::AddressSpace<'_, DirectMap>, va: u64, data: &
     })
 }
 
-/// The frames behind `[va, va + len)` of `space` (at most two pages: `len`
-/// ≤ 4096), checked for user access (and write access when `write`).
-fn user_pages(space: &crate::AddressSpace<'_, DirectMap>, va: u64, len: usize, write: bool) -> Result<[u64; 2], crate::MmError> {
-    let end = va.checked_add(len as u64).ok_or(crate::MmError::NonCanonical)?;
-    if end > crate::paging::USER_END {
-        return Err(crate::MmError::KernelAddress);
+/// Physical address of user address `va` in `space`: a plain four-level
+/// walk (every entry present, the leaf user-accessible and, for `write`,
+/// writable). The hot path of IPC copies, so it reads the tables directly.
+#[inline]
+fn user_pa(space: &crate::AddressSpace<'_, DirectMap>, va: u64, write: bool) -> Option<u64> {
+    use crate::paging::{PTE_ADDR, PTE_P, PTE_PS, PTE_RW, PTE_US};
+    if va >= crate::paging::USER_END {
+        return None;
     }
-    let first = user_frame(space, va, write)?.addr();
-    let last_page = (end - 1) & !(crate::PAGE_SIZE - 1);
-    let second = if last_page != va & !(crate::PAGE_SIZE - 1) { user_frame(space, last_page, write)?.addr() } else { first };
-    Ok([first, second])
+    let need = PTE_P | PTE_US | if write { PTE_RW } else { 0 };
+    let mut table = space.root().addr();
+    for shift in [39u32, 30, 21, 12] {
+        let e = DirectMap.read_entry(Frame::from_pfn(table >> 12), ((va >> shift) & 511) as usize);
+        if e & PTE_P == 0 || (shift != 12 && e & PTE_PS != 0) {
+            return None;
+        }
+        if shift == 12 && e & need != need {
+            return None;
+        }
+        table = e & PTE_ADDR;
+    }
+    Some(table | (va & (crate::PAGE_SIZE - 1)))
 }
 
 /// Copy `len` bytes (at most 4096: one IPC message) from user memory of
@@ -407,29 +418,42 @@ pub fn copy_between(
     dst_va: u64,
     len: usize,
 ) -> Result<(), (Side, crate::MmError)> {
+    const PAGE: u64 = crate::PAGE_SIZE;
     if len == 0 {
         return Ok(());
     }
-    if len > crate::PAGE_SIZE as usize {
+    if len as u64 > PAGE {
         return Err((Side::Source, crate::MmError::BadRegion));
     }
-    let s = user_pages(src, src_va, len, false).map_err(|e| (Side::Source, e))?;
-    let d = user_pages(dst, dst_va, len, true).map_err(|e| (Side::Destination, e))?;
-    let page = crate::PAGE_SIZE as usize;
-    let phys = |pages: [u64; 2], va: u64, at: usize| {
-        let off = (va & (crate::PAGE_SIZE - 1)) as usize + at;
-        pages[off / page] + (off % page) as u64
+    let bad = |side| (side, crate::MmError::NotMapped);
+    // Each range touches at most two pages: the one of its first byte and
+    // the one of its last.
+    let (s_end, d_end) = (src_va.checked_add(len as u64 - 1).ok_or(bad(Side::Source))?, dst_va.checked_add(len as u64 - 1).ok_or(bad(Side::Destination))?);
+    let s0 = user_pa(src, src_va, false).ok_or(bad(Side::Source))?;
+    let s1 = if s_end / PAGE != src_va / PAGE { user_pa(src, s_end & !(PAGE - 1), false).ok_or(bad(Side::Source))? } else { s0 };
+    let d0 = user_pa(dst, dst_va, true).ok_or(bad(Side::Destination))?;
+    let d1 = if d_end / PAGE != dst_va / PAGE { user_pa(dst, d_end & !(PAGE - 1), true).ok_or(bad(Side::Destination))? } else { d0 };
+    let at = |first: u64, second: u64, va: u64, off: u64| {
+        let o = (va & (PAGE - 1)) + off;
+        if o < PAGE { first + off } else { (second & !(PAGE - 1)) + (o - PAGE) }
     };
-    let mut done = 0;
-    while done < len {
-        let room = |va: u64| page - ((va as usize + done) % page);
-        let n = room(src_va).min(room(dst_va)).min(len - done);
+    let mut done = 0u64;
+    while done < len as u64 {
+        let room = |va: u64| PAGE - ((va + done) & (PAGE - 1));
+        let n = room(src_va).min(room(dst_va)).min(len as u64 - done);
+        let (sp, dp) = (at(s0, s1, src_va, done), at(d0, d1, dst_va, done));
         // SAFETY: the source bytes lie in frames mapped user-readable in
         // `src`, the destination bytes in frames mapped user-writable in
-        // `dst` (checked above, and neither space can change meanwhile: the
-        // caller holds both locks); a shared frame may be both, which `copy`
-        // (memmove) tolerates.
-        unsafe { machine::phys::copy(phys(d, dst_va, done), phys(s, src_va, done), n) };
+        // `dst` (walked above; neither space can change meanwhile: the
+        // caller holds both locks); both are RAM, inside the direct map. A
+        // shared frame may be both source and destination: `copy` is memmove.
+        unsafe {
+            core::ptr::copy(
+                machine::layout::phys_to_virt(sp) as *const u8,
+                machine::layout::phys_to_virt(dp) as *mut u8,
+                n as usize,
+            )
+        };
         done += n;
     }
     Ok(())

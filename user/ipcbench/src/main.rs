@@ -153,18 +153,20 @@ fn rtt(w: &mut Words) -> Result<(), String> {
 }
 
 /// The round-trip server: reply `v + 1` to every 8-byte `v`; stop on `STOP`.
+/// Replying and waiting for the next request is one `call` (send on the
+/// client's channel, then receive on ours), as servers do on mc2.
 fn rtt_server(w: &mut Words) -> Result<(), String> {
     let reply = w.need_u64("the reply channel")?;
     let mine = sys::chan_create(u64::MAX).map_err(|e| format!("server: cannot claim a channel: {e}"))?;
     sys::send(reply, &mine.to_le_bytes()).map_err(|e| format!("server: sending my channel: {e}"))?;
     let mut buf = [0u8; 8];
+    let (mut len, _) = sys::recv(mine, &mut buf).map_err(|e| format!("server: recv: {e}"))?;
     loop {
-        let (len, _) = sys::recv(mine, &mut buf).map_err(|e| format!("server: recv: {e}"))?;
         if &buf[..len as usize] == STOP {
             return Ok(());
         }
         let v = u64::from_le_bytes(buf).wrapping_add(1);
-        sys::send(reply, &v.to_le_bytes()).map_err(|e| format!("server: reply: {e}"))?;
+        (len, _) = sys::call_chan(reply, &v.to_le_bytes(), mine, &mut buf).map_err(|e| format!("server: reply and receive: {e}"))?;
     }
 }
 
@@ -304,13 +306,14 @@ fn server(w: &mut Words) -> Result<(), String> {
     report_to(result, report::SERVER_READY, k, 0)?;
     let mut buf = [0u8; 8];
     let reply = [0u8; 8];
+    // Reply and wait for the next request in one `call`.
+    let (mut len, _) = sys::recv(req, &mut buf).map_err(|e| format!("server {k}: recv: {e}"))?;
     loop {
-        let (len, _) = sys::recv(req, &mut buf).map_err(|e| format!("server {k}: recv: {e}"))?;
         if &buf[..len as usize] == STOP {
             return Ok(());
         }
         time::spin(payload);
-        sys::send(rep, &reply).map_err(|e| format!("server {k}: reply on {rep}: {e}"))?;
+        (len, _) = sys::call_chan(rep, &reply, req, &mut buf).map_err(|e| format!("server {k}: reply on {rep} and receive: {e}"))?;
     }
 }
 
