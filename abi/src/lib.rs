@@ -45,8 +45,18 @@ pub mod nr {
     pub const CHAN_CREATE: u64 = 28;
     pub const SYSINFO: u64 = 29;
     pub const POWEROFF: u64 = 30;
+    pub const FILE_SIZE: u64 = 31;
+    pub const FILE_READ: u64 = 32;
+    pub const VM_CREATE: u64 = 33;
+    pub const VM_MAP: u64 = 34;
+    pub const VM_RUN: u64 = 35;
+    pub const VM_GET_REGS: u64 = 36;
+    pub const VM_SET_REGS: u64 = 37;
+    pub const VM_INJECT: u64 = 38;
+    pub const VM_LIST: u64 = 39;
+    pub const VM_DESTROY: u64 = 40;
     /// One past the highest number.
-    pub const COUNT: u64 = 31;
+    pub const COUNT: u64 = 41;
 }
 
 /// Error codes (returned negated in `rax`). Each misuse has its own code so
@@ -417,5 +427,289 @@ pub mod bundle {
             }
         }
         Ok(None)
+    }
+}
+
+/// Virtual machines: the records of the `vm_*` system calls (see
+/// docs/syscalls.md). All little endian, fixed size.
+pub mod vm {
+    /// A segment register as the VMM sees it. `attrib` packs the
+    /// descriptor's access rights as AMD's VMCB does (AMD APM Vol. 2
+    /// §15.5.1): bits 0-3 type, 4 S, 5-6 DPL, 7 P, 8 AVL, 9 L, 10 D/B, 11 G.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct Segment {
+        pub selector: u16,
+        pub attrib: u16,
+        pub limit: u32,
+        pub base: u64,
+    }
+
+    /// Segment order in [`Regs::seg`].
+    pub const ES: usize = 0;
+    pub const CS: usize = 1;
+    pub const SS: usize = 2;
+    pub const DS: usize = 3;
+    pub const FS: usize = 4;
+    pub const GS: usize = 5;
+    pub const LDTR: usize = 6;
+    pub const TR: usize = 7;
+
+    /// General registers in instruction-encoding order (SDM Vol. 2 §2.1.5).
+    pub const RAX: usize = 0;
+    pub const RCX: usize = 1;
+    pub const RDX: usize = 2;
+    pub const RBX: usize = 3;
+    pub const RSP: usize = 4;
+    pub const RBP: usize = 5;
+    pub const RSI: usize = 6;
+    pub const RDI: usize = 7;
+
+    /// A vCPU's architectural state.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct Regs {
+        pub gpr: [u64; 16],
+        pub rip: u64,
+        pub rflags: u64,
+        pub cr0: u64,
+        pub cr2: u64,
+        pub cr3: u64,
+        pub cr4: u64,
+        pub efer: u64,
+        pub seg: [Segment; 8],
+        pub gdt_base: u64,
+        pub gdt_limit: u32,
+        pub idt_base: u64,
+        pub idt_limit: u32,
+    }
+
+    impl Regs {
+        pub const SIZE: usize = 16 * 8 + 7 * 8 + 8 * 16 + 4 * 8;
+
+        pub fn to_bytes(&self) -> [u8; Self::SIZE] {
+            let mut b = [0u8; Self::SIZE];
+            let mut at = 0;
+            let mut put = |bytes: &[u8]| {
+                b[at..at + bytes.len()].copy_from_slice(bytes);
+                at += bytes.len();
+            };
+            for r in self.gpr {
+                put(&r.to_le_bytes());
+            }
+            for r in [self.rip, self.rflags, self.cr0, self.cr2, self.cr3, self.cr4, self.efer] {
+                put(&r.to_le_bytes());
+            }
+            for s in self.seg {
+                put(&s.selector.to_le_bytes());
+                put(&s.attrib.to_le_bytes());
+                put(&s.limit.to_le_bytes());
+                put(&s.base.to_le_bytes());
+            }
+            put(&self.gdt_base.to_le_bytes());
+            put(&(self.gdt_limit as u64).to_le_bytes());
+            put(&self.idt_base.to_le_bytes());
+            put(&(self.idt_limit as u64).to_le_bytes());
+            b
+        }
+
+        pub fn from_bytes(b: &[u8; Self::SIZE]) -> Regs {
+            let mut at = 0;
+            let mut take = |n: usize| {
+                let s = &b[at..at + n];
+                at += n;
+                s
+            };
+            let u64_ = |s: &[u8]| u64::from_le_bytes(s.try_into().unwrap_or([0; 8]));
+            let mut r = Regs::default();
+            for g in r.gpr.iter_mut() {
+                *g = u64_(take(8));
+            }
+            r.rip = u64_(take(8));
+            r.rflags = u64_(take(8));
+            r.cr0 = u64_(take(8));
+            r.cr2 = u64_(take(8));
+            r.cr3 = u64_(take(8));
+            r.cr4 = u64_(take(8));
+            r.efer = u64_(take(8));
+            for s in r.seg.iter_mut() {
+                s.selector = u16::from_le_bytes(take(2).try_into().unwrap_or([0; 2]));
+                s.attrib = u16::from_le_bytes(take(2).try_into().unwrap_or([0; 2]));
+                s.limit = u32::from_le_bytes(take(4).try_into().unwrap_or([0; 4]));
+                s.base = u64_(take(8));
+            }
+            r.gdt_base = u64_(take(8));
+            r.gdt_limit = u64_(take(8)) as u32;
+            r.idt_base = u64_(take(8));
+            r.idt_limit = u64_(take(8)) as u32;
+            r
+        }
+    }
+
+    /// Why `vm_run` returned (an exit the kernel did not handle itself).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[repr(u32)]
+    pub enum ExitKind {
+        /// `in`/`out` (and `ins`/`outs` with `flags & STRING`): `port`, `size`,
+        /// `flags & IN`, `value` (what an OUT wrote). RIP still points at the
+        /// instruction: complete an IN with `RUN_COMPLETE_IN`, an OUT with 0;
+        /// the kernel then steps over it. String forms: emulate via regs.
+        Io = 1,
+        /// Guest-physical `value` is not mapped (or not with the access in
+        /// `flags`: `WRITE`, `EXEC`). Map it and run again, or stop the VM.
+        MemFault = 2,
+        /// HLT (RIP already past it).
+        Hlt = 3,
+        /// RDMSR (`flags & IN`) or WRMSR of MSR `extra`, `value` = what was
+        /// written. RIP still points at it: complete like Io (RDMSR's value in
+        /// `in_value`, placed in EDX:EAX).
+        Msr = 4,
+        /// The guest can take an external interrupt now (requested with `RUN_WINDOW`).
+        InterruptWindow = 5,
+        /// `deadline` passed.
+        Deadline = 6,
+        /// Triple fault or shutdown: the VM cannot go on.
+        Shutdown = 7,
+        /// An exception the guest raised that cannot be delivered (`extra` = vector).
+        Exception = 8,
+        /// The hardware refused the guest state or another fatal condition
+        /// (`value` = the raw VMX exit reason / SVM exit code).
+        Error = 9,
+        /// VMCALL/VMMCALL (`value` = RAX). RIP already past it.
+        Hypercall = 10,
+        /// Any other exit the kernel does not handle (`value` = raw code).
+        Other = 11,
+    }
+
+    impl ExitKind {
+        pub fn from_u32(v: u32) -> Option<ExitKind> {
+            Some(match v {
+                1 => ExitKind::Io,
+                2 => ExitKind::MemFault,
+                3 => ExitKind::Hlt,
+                4 => ExitKind::Msr,
+                5 => ExitKind::InterruptWindow,
+                6 => ExitKind::Deadline,
+                7 => ExitKind::Shutdown,
+                8 => ExitKind::Exception,
+                9 => ExitKind::Error,
+                10 => ExitKind::Hypercall,
+                11 => ExitKind::Other,
+                _ => return None,
+            })
+        }
+    }
+
+    /// `Exit::flags` bits.
+    pub const IN: u32 = 1;
+    pub const STRING: u32 = 2;
+    pub const REP: u32 = 4;
+    pub const WRITE: u32 = 8;
+    pub const EXEC: u32 = 16;
+
+    /// What `vm_run` reports.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct Exit {
+        pub kind: u32,
+        pub port: u32,
+        pub size: u32,
+        pub flags: u32,
+        pub value: u64,
+        pub extra: u64,
+        pub rip: u64,
+        /// Exits the kernel handled itself since the last return (CPUID,
+        /// external interrupts, ...).
+        pub handled: u64,
+    }
+
+    impl Exit {
+        pub const SIZE: usize = 48;
+
+        pub fn to_bytes(&self) -> [u8; Self::SIZE] {
+            let mut b = [0u8; Self::SIZE];
+            b[0..4].copy_from_slice(&self.kind.to_le_bytes());
+            b[4..8].copy_from_slice(&self.port.to_le_bytes());
+            b[8..12].copy_from_slice(&self.size.to_le_bytes());
+            b[12..16].copy_from_slice(&self.flags.to_le_bytes());
+            b[16..24].copy_from_slice(&self.value.to_le_bytes());
+            b[24..32].copy_from_slice(&self.extra.to_le_bytes());
+            b[32..40].copy_from_slice(&self.rip.to_le_bytes());
+            b[40..48].copy_from_slice(&self.handled.to_le_bytes());
+            b
+        }
+
+        pub fn from_bytes(b: &[u8; Self::SIZE]) -> Exit {
+            let u32_ = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().unwrap_or([0; 4]));
+            let u64_ = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap_or([0; 8]));
+            Exit { kind: u32_(0), port: u32_(4), size: u32_(8), flags: u32_(12), value: u64_(16), extra: u64_(24), rip: u64_(32), handled: u64_(40) }
+        }
+    }
+
+    /// `vm_run` flags.
+    /// Complete the IN (or RDMSR) the last exit reported with `in_value`.
+    pub const RUN_COMPLETE_IN: u64 = 1;
+    /// Return with `InterruptWindow` as soon as the guest can take an interrupt.
+    pub const RUN_WINDOW: u64 = 2;
+    /// The guest is halted: do not enter it before `deadline` (or an
+    /// injected event), then return `Deadline`.
+    pub const RUN_HALTED: u64 = 4;
+
+    /// `vm_map` rights.
+    pub const MAP_WRITE: u64 = 1;
+    pub const MAP_EXEC: u64 = 2;
+
+    /// `vm_inject` kinds (VMX interruption types, SDM Vol. 3C §24.8.3).
+    pub const EXTERNAL: u64 = 0;
+    pub const NMI: u64 = 2;
+    pub const EXCEPTION: u64 = 3;
+    /// `vm_inject` error code meaning "none".
+    pub const NO_ERROR_CODE: u64 = u64::MAX;
+
+    /// One row of `vm_list`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct Info {
+        pub id: u32,
+        pub owner: u32,
+        pub cpu: u32,
+        /// 0 created, 1 running (inside vm_run), 2 stopped (between runs)
+        pub state: u32,
+        pub guest_pages: u64,
+        pub exits: u64,
+    }
+
+    impl Info {
+        pub const SIZE: usize = 32;
+
+        pub fn to_bytes(&self) -> [u8; Self::SIZE] {
+            let mut b = [0u8; Self::SIZE];
+            b[0..4].copy_from_slice(&self.id.to_le_bytes());
+            b[4..8].copy_from_slice(&self.owner.to_le_bytes());
+            b[8..12].copy_from_slice(&self.cpu.to_le_bytes());
+            b[12..16].copy_from_slice(&self.state.to_le_bytes());
+            b[16..24].copy_from_slice(&self.guest_pages.to_le_bytes());
+            b[24..32].copy_from_slice(&self.exits.to_le_bytes());
+            b
+        }
+
+        pub fn from_bytes(b: &[u8; Self::SIZE]) -> Info {
+            let u32_ = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().unwrap_or([0; 4]));
+            let u64_ = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap_or([0; 8]));
+            Info { id: u32_(0), owner: u32_(4), cpu: u32_(8), state: u32_(12), guest_pages: u64_(16), exits: u64_(24) }
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn records_round_trip() {
+            let mut r = Regs { rip: 0x1234, cr0: 0x11, efer: 0x500, gdt_limit: 0x27, ..Regs::default() };
+            r.gpr[RSP] = 0x7000;
+            r.seg[CS] = Segment { selector: 0x1000, attrib: 0x9b, limit: 0xffff, base: 0x10000 };
+            assert_eq!(Regs::from_bytes(&r.to_bytes()), r);
+            let e = Exit { kind: 1, port: 0x3f8, size: 1, flags: IN, value: 7, extra: 9, rip: 0x8000, handled: 3 };
+            assert_eq!(Exit::from_bytes(&e.to_bytes()), e);
+            let i = Info { id: 1, owner: 4, cpu: 2, state: 1, guest_pages: 512, exits: 10 };
+            assert_eq!(Info::from_bytes(&i.to_bytes()), i);
+        }
     }
 }

@@ -180,3 +180,67 @@ pub fn sysinfo() -> Result<abi::SysInfo, Error> {
 pub fn poweroff(code: u64) -> Result<u64, Error> {
     call(nr::POWEROFF, [code, 0, 0, 0, 0, 0])
 }
+
+// ---- files in the boot image ----
+
+/// Size of file `name` in the boot bundle.
+pub fn file_size(name: &str) -> Result<u64, Error> {
+    call(nr::FILE_SIZE, [name.as_ptr() as u64, name.len() as u64, 0, 0, 0, 0])
+}
+
+/// Read file `name` of the boot bundle from `offset` into `buf`; returns the bytes read.
+pub fn file_read(name: &str, offset: u64, buf: &mut [u8]) -> Result<u64, Error> {
+    call(nr::FILE_READ, [name.as_ptr() as u64, name.len() as u64, offset, buf.as_mut_ptr() as u64, buf.len() as u64, 0])
+}
+
+// ---- virtual machines (see docs/syscalls.md) ----
+
+/// Create a VM pinned to the caller's CPU; returns its id.
+pub fn vm_create() -> Result<u64, Error> {
+    call(nr::VM_CREATE, [0; 6])
+}
+
+/// Map `pages` of the caller's memory at `va` into the VM at guest-physical
+/// `gpa` (`abi::vm::MAP_WRITE`, `MAP_EXEC`): the pages are shared.
+pub fn vm_map(vm: u64, gpa: u64, va: u64, pages: u64, rights: u64) -> Result<u64, Error> {
+    call(nr::VM_MAP, [vm, gpa, va, pages, rights, 0])
+}
+
+/// Run the VM until an exit the kernel does not handle itself (or `deadline`, a TSC value; 0: none).
+pub fn vm_run(vm: u64, flags: u64, deadline: u64, in_value: u64) -> Result<abi::vm::Exit, Error> {
+    let mut raw = [0u8; abi::vm::Exit::SIZE];
+    call(nr::VM_RUN, [vm, raw.as_mut_ptr() as u64, flags, deadline, in_value, 0])?;
+    Ok(abi::vm::Exit::from_bytes(&raw))
+}
+
+pub fn vm_get_regs(vm: u64) -> Result<abi::vm::Regs, Error> {
+    let mut raw = [0u8; abi::vm::Regs::SIZE];
+    call(nr::VM_GET_REGS, [vm, raw.as_mut_ptr() as u64, raw.len() as u64, 0, 0, 0])?;
+    Ok(abi::vm::Regs::from_bytes(&raw))
+}
+
+pub fn vm_set_regs(vm: u64, regs: &abi::vm::Regs) -> Result<u64, Error> {
+    let raw = regs.to_bytes();
+    call(nr::VM_SET_REGS, [vm, raw.as_ptr() as u64, raw.len() as u64, 0, 0, 0])
+}
+
+/// Queue event `vector` of `kind` (`abi::vm::EXTERNAL`, `NMI`, `EXCEPTION`)
+/// for delivery at the next entry (`error_code`: `abi::vm::NO_ERROR_CODE` for none).
+pub fn vm_inject(vm: u64, vector: u64, kind: u64, error_code: u64) -> Result<u64, Error> {
+    call(nr::VM_INJECT, [vm, vector, kind, error_code, 0, 0])
+}
+
+/// Fill `out` with the VMs; returns how many there are.
+pub fn vm_list(out: &mut [abi::vm::Info]) -> Result<usize, Error> {
+    let mut raw = [[0u8; abi::vm::Info::SIZE]; 16];
+    let n = out.len().min(16);
+    let total = call(nr::VM_LIST, [raw.as_mut_ptr() as u64, (n * abi::vm::Info::SIZE) as u64, 0, 0, 0, 0])? as usize;
+    for (o, r) in out.iter_mut().zip(raw.iter()).take(total.min(n)) {
+        *o = abi::vm::Info::from_bytes(r);
+    }
+    Ok(total)
+}
+
+pub fn vm_destroy(vm: u64) -> Result<u64, Error> {
+    call(nr::VM_DESTROY, [vm, 0, 0, 0, 0, 0])
+}
