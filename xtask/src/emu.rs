@@ -46,7 +46,8 @@ pub fn qemu_command(elf: &Path, o: &QemuOpts<'_>) -> Result<Command> {
         Tcg::MultiThreaded => "multi",
         Tcg::SingleThreaded => "single",
     };
-    c.args(["-machine", "pc", "-cpu", "qemu64", "-accel"])
+    // SVM with nested paging (AMD APM Vol. 2 ch. 15) so that mc2 can run guests.
+    c.args(["-machine", "pc", "-cpu", "qemu64,+svm,+npt", "-accel"])
         .arg(format!("tcg,thread={thread}"))
         .arg("-smp")
         .arg(o.smp.to_string())

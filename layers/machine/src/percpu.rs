@@ -190,3 +190,11 @@ pub fn apic_id(cpu: usize) -> u32 {
     // reported online; a racy read of a u32 elsewhere cannot tear on x86.
     unsafe { core::ptr::read_volatile(core::ptr::addr_of!((*PERCPU[cpu].0.get()).apic_id)) }
 }
+
+/// Linear bases of this CPU's GDT, IDT and TSS (for a hypervisor's host state).
+#[cfg(mc2_bare)]
+pub fn descriptor_bases() -> (u64, u64, u64) {
+    let p = this();
+    // SAFETY: only addresses of fields of this CPU's block are taken.
+    unsafe { ((*p).gdt.as_ptr() as u64, (*p).idt.as_ptr() as u64, core::ptr::addr_of!((*p).tss) as u64) }
+}

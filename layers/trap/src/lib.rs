@@ -10,6 +10,8 @@
 //! - [`process`]: spawn, exit, wait and kill, each process's address space,
 //!   kernel stack and container, user-memory copies, shared memory glue;
 //! - [`console`]: blocking console input;
+//! - [`vmcalls`]: the virtual-machine system calls (the `virt` layer below
+//!   does the work) and reading guest images from the boot bundle;
 //! - [`bkl`]: the big kernel lock of the mC2-bl comparison build.
 //!
 //! Assumes from below: mm (allocation table, containers, address spaces,
@@ -32,6 +34,7 @@ pub mod intr;
 pub mod process;
 pub mod programs;
 pub mod syscall;
+pub mod vmcalls;
 
 use core::sync::atomic::{AtomicU32, Ordering};
 

@@ -264,7 +264,7 @@ fn free_space(pid: Pid, c: ContainerId) {
     let Some(space) = SPACES[pid as usize].lock().take() else { return };
     let frames = kmm::frames();
     let _ = space.destroy(|_, f, _| {
-        if let Err(e) = CONTAINERS.free_page(frames, c, f) {
+        if let Err(e) = CONTAINERS.put_page(frames, c, f) {
             log::error!("pid {pid}: page {:#x} not freed: {e}", f.addr());
         }
     });
@@ -296,6 +296,7 @@ pub fn exit_current(code: u64) -> ! {
     let pid = PID_OF[tid as usize].load(Ordering::Relaxed);
     CHANNELS.process_exit(&SCHED, pid);
     OBJECTS.process_exit(&SCHED, pid, tid);
+    crate::vmcalls::process_exit(pid);
     revoke_shared(pid);
     // Leave our own page tables before they go.
     let kernel_cr3 = kmm::KERNEL_ROOT.get().map(|f| f.addr()).unwrap_or(0);

@@ -150,6 +150,16 @@ pub fn dispatch(pid: Pid, n: u64, a: [u64; 6]) -> Reply {
             }
             crate::power_off(a[0])
         }
+        nr::FILE_SIZE => crate::vmcalls::file_size(pid, a[0], a[1]),
+        nr::FILE_READ => crate::vmcalls::file_read(pid, a[0], a[1], a[2], a[3], a[4]),
+        nr::VM_CREATE => crate::vmcalls::vm_create(pid),
+        nr::VM_MAP => crate::vmcalls::vm_map(pid, a[0], a[1], a[2], a[3], a[4]),
+        nr::VM_RUN => crate::vmcalls::vm_run(pid, a[0], a[1], a[2], a[3], a[4]),
+        nr::VM_GET_REGS => crate::vmcalls::vm_get_regs(pid, a[0], a[1], a[2]),
+        nr::VM_SET_REGS => crate::vmcalls::vm_set_regs(pid, a[0], a[1], a[2]),
+        nr::VM_INJECT => crate::vmcalls::vm_inject(pid, a[0], a[1], a[2], a[3]),
+        nr::VM_LIST => crate::vmcalls::vm_list(pid, a[0], a[1]),
+        nr::VM_DESTROY => crate::vmcalls::vm_destroy(pid, a[0]),
         _ => Err(Error::NoSys),
     }
 }
@@ -250,7 +260,8 @@ fn mem_unmap(pid: Pid, va: u64, pages: u64) -> Reply {
             if let Ok((f, flush)) = s.unmap(p) {
                 // A process runs on one CPU, this one: a local flush suffices.
                 kmm::shootdown(mm::CpuSet::EMPTY.with(machine::cpu::id()), Some(flush.va()));
-                let _ = CONTAINERS.free_page(frames, c, f);
+                // A page shared into a guest keeps the guest's reference.
+                let _ = CONTAINERS.put_page(frames, c, f);
             }
             p += 4096;
         }

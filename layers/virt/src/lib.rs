@@ -1,0 +1,742 @@
+//! # virt: mc2's virtual machine management
+//!
+//! The seed's "virtual machine management module": mc2 runs guests with
+//! hardware virtualization, one vCPU per VM, each VM pinned to one CPU,
+//! while a user-level VMM process (its owner) emulates the devices.
+//! - [`vmx`]: Intel VT-x with EPT ([`ept`]) and unrestricted guest;
+//! - [`svm`]: AMD SVM with nested paging (ordinary page tables built by
+//!   `mm::AddressSpace`);
+//! - this module: the vendor-neutral VM table, the vCPU state the VMM sees
+//!   (`abi::vm::Regs`), the run loop and the exits the kernel handles itself
+//!   (CPUID, EFER, CR0/CR4 ownership, host interrupts), everything else
+//!   returned to the VMM as an `abi::vm::Exit`.
+//!
+//! Assumes from below: `mm` (frames and containers for VMCB/VMCS and nested
+//! tables, the direct map), `machine` (MSRs, descriptor tables, CPU id).
+//! Guest memory is the owner's own pages, shared into the guest (the caller
+//! takes the extra reference), so it stays charged to the owner's container.
+//!
+//! Invariants: a VM is only ever entered on its CPU, by its owner; its
+//! state is taken out of the table while it runs (other CPUs see "running");
+//! host FPU/SSE state and the MSRs the hardware does not switch are saved
+//! around every stretch of guest execution; nothing a guest does reaches the
+//! host except through a decoded exit.
+#![no_std]
+#![deny(unsafe_code)]
+// The hardware paths only exist in the kernel build.
+#![cfg_attr(not(mc2_bare), allow(dead_code, unused_imports))]
+
+extern crate alloc;
+
+#[allow(unsafe_code)]
+pub mod ept;
+#[allow(unsafe_code)]
+pub mod svm;
+#[allow(unsafe_code)]
+pub mod vmx;
+
+use abi::vm::{Exit, ExitKind, Regs, Segment};
+use abi::Error;
+use alloc::boxed::Box;
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use lock::SpinLock;
+use machine::MAX_CPUS;
+use mm::kernel::{DirectMap, CONTAINERS};
+use mm::{ContainerId, Frame, Owner};
+
+/// The guest's general registers, in instruction-encoding order (RAX and
+/// RSP live in the VMCB/VMCS for SVM/VMX; their slots here are scratch).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GuestGprs(pub [u64; 16]);
+
+/// An event to inject.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Event {
+    pub vector: u8,
+    /// 0 external interrupt, 2 NMI, 3 exception (VMX encoding, also SVM's).
+    pub kind: u8,
+    pub error_code: Option<u32>,
+}
+
+/// What an exit means before the run loop looks at it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Kind {
+    /// Already dealt with by the vendor code (e.g. a CR0 write).
+    #[default]
+    Handled,
+    HostInterrupt,
+    HostNmi,
+    Cpuid,
+    Msr {
+        write: bool,
+    },
+    Exit(ExitKind),
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ExitInfo {
+    pub kind: Kind,
+    pub raw: u64,
+    pub rip: u64,
+    pub next_rip: u64,
+    pub port: u32,
+    pub size: u32,
+    pub flags: u32,
+    pub value: u64,
+    pub extra: u64,
+}
+
+pub fn size_mask(size: u32) -> u64 {
+    match size {
+        1 => 0xff,
+        2 => 0xffff,
+        4 => 0xffff_ffff,
+        _ => u64::MAX,
+    }
+}
+
+/// A CPU just out of reset, in real mode at 0:0 (the VMM sets the rest).
+pub fn reset_state() -> Regs {
+    let data = Segment { selector: 0, attrib: 0x93, limit: 0xffff, base: 0 };
+    let mut r = Regs { rflags: 2, cr0: 0x10, gdt_limit: 0xffff, idt_limit: 0xffff, ..Regs::default() };
+    r.seg = [data; 8];
+    r.seg[abi::vm::CS] = Segment { attrib: 0x9b, ..data };
+    r.seg[abi::vm::LDTR] = Segment { attrib: 0x82, ..data };
+    r.seg[abi::vm::TR] = Segment { attrib: 0x8b, ..data };
+    r
+}
+
+/// Which hardware virtualization this machine has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Vendor {
+    Vmx,
+    Svm,
+}
+
+/// VT-x or SVM, if usable.
+pub fn vendor() -> Option<Vendor> {
+    if vmx::supported() {
+        Some(Vendor::Vmx)
+    } else if svm::supported() {
+        Some(Vendor::Svm)
+    } else {
+        None
+    }
+}
+
+enum CpuArch {
+    Vmx(vmx::CpuVmx),
+    Svm(svm::CpuSvm),
+}
+
+struct CpuState {
+    arch: CpuArch,
+    nrips: bool,
+}
+
+static CPUS: [SpinLock<Option<CpuState>>; MAX_CPUS] = [const { SpinLock::new(None) }; MAX_CPUS];
+
+enum Arch {
+    Vmx { vmcs: vmx::Vmcs, ept: ept::Ept },
+    Svm { vmcb: svm::Vmcb, npt: mm::AddressSpace<'static, DirectMap>, nrips: bool },
+}
+
+/// FXSAVE area (SDM Vol. 1 §10.5.1).
+#[repr(C, align(16))]
+#[derive(Clone, Copy)]
+struct Fx([u8; 512]);
+
+impl Fx {
+    fn clean() -> Fx {
+        let mut f = Fx([0; 512]);
+        f.0[0..2].copy_from_slice(&machine::context::FCW_DEFAULT.to_le_bytes());
+        f.0[24..28].copy_from_slice(&machine::context::MXCSR_DEFAULT.to_le_bytes());
+        f
+    }
+}
+
+pub struct Vm {
+    id: usize,
+    owner: u32,
+    cpu: usize,
+    container: ContainerId,
+    arch: Arch,
+    gprs: GuestGprs,
+    fx: Fx,
+    pending: Option<Event>,
+    /// The last exit handed to the VMM, if it must be completed (IO, MSR).
+    last: Option<ExitInfo>,
+    guest_msrs: [u64; vmx::SWAPPED_MSRS.len()],
+}
+
+/// Most VMs at once (one per CPU).
+pub const MAX_VMS: usize = MAX_CPUS;
+
+static VMS: [SpinLock<Option<Box<Vm>>>; MAX_VMS] = [const { SpinLock::new(None) }; MAX_VMS];
+
+/// What `vm_list` shows, readable while a VM runs.
+struct Public {
+    owner: AtomicU32,
+    cpu: AtomicU32,
+    state: AtomicU32,
+    pages: AtomicU64,
+    exits: AtomicU64,
+}
+
+static PUBLIC: [Public; MAX_VMS] = [const {
+    Public { owner: AtomicU32::new(0), cpu: AtomicU32::new(0), state: AtomicU32::new(0), pages: AtomicU64::new(0), exits: AtomicU64::new(0) }
+}; MAX_VMS];
+
+const ST_FREE: u32 = 0;
+const ST_CREATED: u32 = 1;
+const ST_RUNNING: u32 = 2;
+const ST_STOPPED: u32 = 3;
+
+fn kernel_frame(n: usize) -> Result<Frame, Error> {
+    let t = mm::kernel::frames();
+    let f = if n == 1 { t.alloc(Owner::Kernel) } else { t.alloc_contiguous(n, 1, Owner::Kernel) }.map_err(|_| Error::NoMemory)?;
+    for i in 0..n {
+        mm::kernel::zero_frame(Frame::from_pfn(f.pfn() + i as u64));
+    }
+    Ok(f)
+}
+
+/// Set this CPU up for guests (once): VMXON or EFER.SVME, permission maps.
+#[cfg(mc2_bare)]
+#[allow(unsafe_code)]
+fn cpu_setup(cpu: usize) -> Result<(), Error> {
+    let mut g = CPUS[cpu].lock();
+    if g.is_some() {
+        return Ok(());
+    }
+    let st = match vendor().ok_or(Error::NotSupported)? {
+        Vendor::Vmx => {
+            let region = kernel_frame(1)?;
+            // SAFETY: on this CPU, VMX supported, a fresh kernel frame.
+            unsafe { vmx::enable(region) }.map_err(|_| Error::NotSupported)?;
+            let bitmap = kernel_frame(1)?;
+            let mut bits = [0xffu8; 4096];
+            for msr in vmx::PASSTHROUGH_MSRS {
+                vmx::msr_bitmap_allow(&mut bits, msr);
+            }
+            mm::kernel::write_frame(bitmap, 0, &bits);
+            CpuState { arch: CpuArch::Vmx(vmx::CpuVmx { msr_bitmap: bitmap }), nrips: true }
+        }
+        Vendor::Svm => {
+            let host_save = kernel_frame(1)?;
+            // SAFETY: on this CPU, SVM supported, a fresh kernel frame.
+            unsafe { svm::enable(host_save) };
+            let iopm = kernel_frame(3)?;
+            let msrpm = kernel_frame(2)?;
+            let ones = [0xffu8; 4096];
+            for i in 0..3 {
+                mm::kernel::write_frame(Frame::from_pfn(iopm.pfn() + i), 0, &ones);
+            }
+            let mut pm = [0xffu8; 8192];
+            for msr in vmx::PASSTHROUGH_MSRS.iter().chain(&[0x174u32, 0x175, 0x176]) {
+                svm_msrpm_allow(&mut pm, *msr);
+            }
+            mm::kernel::write_frame(msrpm, 0, &pm[..4096]);
+            mm::kernel::write_frame(Frame::from_pfn(msrpm.pfn() + 1), 0, &pm[4096..]);
+            let host_vmsave = kernel_frame(1)?;
+            CpuState { arch: CpuArch::Svm(svm::CpuSvm { iopm, msrpm, host_vmsave }), nrips: svm::has_nrips() }
+        }
+    };
+    *g = Some(st);
+    Ok(())
+}
+
+/// Clear the MSR permission map bits of `msr` (AMD APM Vol. 2 §15.11: two
+/// bits per MSR, read then write; 0..1FFF at byte 0, C000_0000.. at 0x800,
+/// C001_0000.. at 0x1000). MSRs the hardware switches with VMLOAD/VMSAVE or
+/// keeps in the VMCB pass through.
+fn svm_msrpm_allow(pm: &mut [u8; 8192], msr: u32) {
+    let (base, n) = match msr {
+        0..=0x1fff => (0, msr),
+        0xc000_0000..=0xc000_1fff => (0x800, msr - 0xc000_0000),
+        0xc001_0000..=0xc001_1fff => (0x1000, msr - 0xc001_0000),
+        _ => return,
+    };
+    let bit = n as usize * 2;
+    pm[base + bit / 8] &= !(3 << (bit % 8));
+}
+
+/// Create a VM owned by `owner` (container `container`) on the calling CPU.
+#[cfg(mc2_bare)]
+#[allow(unsafe_code)]
+pub fn create(owner: u32, container: ContainerId) -> Result<u64, Error> {
+    let cpu = machine::cpu::id();
+    cpu_setup(cpu)?;
+    if PUBLIC.iter().any(|p| p.state.load(Ordering::Acquire) != ST_FREE && p.cpu.load(Ordering::Relaxed) as usize == cpu) {
+        return Err(Error::Busy);
+    }
+    let id = (0..MAX_VMS).find(|&i| PUBLIC[i].state.load(Ordering::Acquire) == ST_FREE).ok_or(Error::TableFull)?;
+    let m = mm::kernel::mm();
+    let quota = |e: mm::MmError| if e == mm::MmError::QuotaExceeded { Error::QuotaExceeded } else { Error::NoMemory };
+    let frame = CONTAINERS.alloc_page(m.frames, container).map_err(quota)?;
+    mm::kernel::zero_frame(frame);
+    let cs = CPUS[cpu].lock();
+    let cs = cs.as_ref().ok_or(Error::NotSupported)?;
+    let arch = match &cs.arch {
+        CpuArch::Vmx(v) => {
+            let ept = match ept::Ept::new(m, container) {
+                Ok(e) => e,
+                Err(e) => {
+                    let _ = CONTAINERS.free_page(m.frames, container, frame);
+                    return Err(quota(e));
+                }
+            };
+            // SAFETY: on this CPU, in VMX operation (cpu_setup).
+            match unsafe { vmx::Vmcs::new(frame, v, ept.eptp()) } {
+                Ok(vmcs) => Arch::Vmx { vmcs, ept },
+                Err(_) => {
+                    ept.destroy(m, |_, _| {});
+                    let _ = CONTAINERS.free_page(m.frames, container, frame);
+                    return Err(Error::NotSupported);
+                }
+            }
+        }
+        CpuArch::Svm(s) => {
+            let npt = match mm::AddressSpace::new(m, container, None) {
+                Ok(n) => n,
+                Err(e) => {
+                    let _ = CONTAINERS.free_page(m.frames, container, frame);
+                    return Err(quota(e));
+                }
+            };
+            let vmcb = svm::Vmcb { frame };
+            // ASID: the VM's slot + 1 (0 is the host's).
+            vmcb.init(s, id as u32 + 1, npt.root().addr());
+            Arch::Svm { vmcb, npt, nrips: cs.nrips }
+        }
+    };
+    let vm = Box::new(Vm { id, owner, cpu, container, arch, gprs: GuestGprs::default(), fx: Fx::clean(), pending: None, last: None, guest_msrs: [0; vmx::SWAPPED_MSRS.len()] });
+    *VMS[id].lock() = Some(vm);
+    let p = &PUBLIC[id];
+    p.owner.store(owner, Ordering::Relaxed);
+    p.cpu.store(cpu as u32, Ordering::Relaxed);
+    p.pages.store(0, Ordering::Relaxed);
+    p.exits.store(0, Ordering::Relaxed);
+    p.state.store(ST_CREATED, Ordering::Release);
+    Ok(id as u64)
+}
+
+/// Take VM `id` out of its slot for `owner` (the caller puts it back).
+fn take(id: u64, owner: u32) -> Result<Box<Vm>, Error> {
+    let slot = VMS.get(usize::try_from(id).map_err(|_| Error::NoSuchObject)?).ok_or(Error::NoSuchObject)?;
+    let mut g = slot.lock();
+    match g.as_ref() {
+        None => Err(if PUBLIC[id as usize].state.load(Ordering::Acquire) == ST_RUNNING { Error::Busy } else { Error::NoSuchObject }),
+        Some(vm) if vm.owner != owner => Err(Error::NotOwner),
+        Some(vm) if vm.cpu != machine::cpu::id() => Err(Error::BadCpu),
+        Some(_) => g.take().ok_or(Error::NoSuchObject),
+    }
+}
+
+fn put(vm: Box<Vm>) {
+    let id = vm.id;
+    *VMS[id].lock() = Some(vm);
+}
+
+/// Map guest-physical page `gpa` to `frame` (the caller holds a reference
+/// on it for the guest).
+pub fn map(id: u64, owner: u32, gpa: u64, frame: Frame, write: bool, exec: bool) -> Result<(), Error> {
+    let mut vm = take(id, owner)?;
+    let m = mm::kernel::mm();
+    let r = match &mut vm.arch {
+        Arch::Vmx { ept, .. } => ept.map(m, gpa, frame, write, exec),
+        Arch::Svm { npt, .. } => npt.map(gpa, frame, mm::Rights { write, exec, user: true }),
+    };
+    if r.is_ok() {
+        PUBLIC[vm.id].pages.fetch_add(1, Ordering::Relaxed);
+    }
+    put(vm);
+    r.map_err(|e| match e {
+        mm::MmError::AlreadyMapped => Error::AlreadyMapped,
+        mm::MmError::QuotaExceeded => Error::QuotaExceeded,
+        mm::MmError::Misaligned => Error::Misaligned,
+        mm::MmError::OutOfMemory => Error::NoMemory,
+        _ => Error::Invalid,
+    })
+}
+
+pub fn get_regs(id: u64, owner: u32) -> Result<Regs, Error> {
+    let vm = take(id, owner)?;
+    let r = match &vm.arch {
+        Arch::Vmx { vmcs, .. } => vmcs.regs(&vm.gprs),
+        Arch::Svm { vmcb, .. } => vmcb.regs(&vm.gprs),
+    };
+    put(vm);
+    Ok(r)
+}
+
+pub fn set_regs(id: u64, owner: u32, r: &Regs) -> Result<(), Error> {
+    let mut vm = take(id, owner)?;
+    vm.gprs.0 = r.gpr;
+    match &vm.arch {
+        Arch::Vmx { vmcs, .. } => vmcs.set_regs(r),
+        Arch::Svm { vmcb, .. } => vmcb.set_regs(r),
+    }
+    vm.last = None; // new state: nothing half done
+    put(vm);
+    Ok(())
+}
+
+pub fn inject(id: u64, owner: u32, e: Event) -> Result<(), Error> {
+    if e.kind != 0 && e.kind != 2 && e.kind != 3 {
+        return Err(Error::Invalid);
+    }
+    if e.kind == 3 && e.vector >= 32 {
+        return Err(Error::Invalid);
+    }
+    let mut vm = take(id, owner)?;
+    let r = if vm.pending.is_some() {
+        Err(Error::Busy)
+    } else {
+        vm.pending = Some(e);
+        Ok(())
+    };
+    put(vm);
+    r
+}
+
+/// What the run loop needs from the layers above.
+pub trait Host {
+    /// The owner was killed: stop running the guest.
+    fn should_stop(&self) -> bool;
+    /// Let pending host interrupts in (STI; NOP; CLI) and do what the trap
+    /// layer does around kernel work (the big kernel lock).
+    fn take_interrupts(&self);
+    /// Halt until an interrupt (the guest is halted).
+    fn idle(&self);
+    /// Around guest execution (drop and retake the big kernel lock).
+    fn leave_kernel(&self);
+    fn enter_kernel(&self);
+}
+
+/// Fill CPUID for the guest: the host's answer without the virtualization
+/// extensions, with the hypervisor bit and leaf 0x4000_0000 identifying mc2.
+fn cpuid(gprs: &mut GuestGprs) {
+    let (leaf, sub) = (gprs.0[abi::vm::RAX] as u32, gprs.0[abi::vm::RCX] as u32);
+    let mut r = machine::x86::cpuid(leaf, sub);
+    match leaf {
+        1 => {
+            r.ecx &= !(1 << 5); // VMX
+            r.ecx |= 1 << 31; // running under a hypervisor
+        }
+        0x8000_0001 => r.ecx &= !(1 << 2), // SVM
+        0x4000_0000 => {
+            r.eax = 0x4000_0000;
+            let sig = b"mc2 mc2 mc2 ";
+            r.ebx = u32::from_le_bytes([sig[0], sig[1], sig[2], sig[3]]);
+            r.ecx = u32::from_le_bytes([sig[4], sig[5], sig[6], sig[7]]);
+            r.edx = u32::from_le_bytes([sig[8], sig[9], sig[10], sig[11]]);
+        }
+        _ => {}
+    }
+    gprs.0[abi::vm::RAX] = r.eax as u64;
+    gprs.0[abi::vm::RBX] = r.ebx as u64;
+    gprs.0[abi::vm::RCX] = r.ecx as u64;
+    gprs.0[abi::vm::RDX] = r.edx as u64;
+}
+
+const MSR_EFER: u32 = 0xc000_0080;
+
+impl Vm {
+    fn rip(&self) -> u64 {
+        match &self.arch {
+            Arch::Vmx { vmcs, .. } => vmcs.rip(),
+            Arch::Svm { vmcb, .. } => vmcb.rip(),
+        }
+    }
+    fn set_rip(&mut self, v: u64) {
+        match &self.arch {
+            Arch::Vmx { vmcs, .. } => vmcs.set_rip(v),
+            Arch::Svm { vmcb, .. } => vmcb.set_rip(v),
+        }
+    }
+    /// RAX lives in the VMCB for SVM and in `gprs` for VMX.
+    fn rax(&self) -> u64 {
+        match &self.arch {
+            Arch::Svm { vmcb, .. } => vmcb.rax(),
+            Arch::Vmx { .. } => self.gprs.0[abi::vm::RAX],
+        }
+    }
+    fn set_rax(&mut self, v: u64) {
+        match &self.arch {
+            Arch::Svm { vmcb, .. } => vmcb.set_rax(v),
+            Arch::Vmx { .. } => self.gprs.0[abi::vm::RAX] = v,
+        }
+    }
+    fn efer(&self) -> u64 {
+        match &self.arch {
+            Arch::Vmx { vmcs, .. } => vmcs.efer(),
+            Arch::Svm { vmcb, .. } => vmcb.efer(),
+        }
+    }
+    fn set_efer(&self, v: u64) {
+        match &self.arch {
+            Arch::Vmx { vmcs, .. } => vmcs.set_efer(v),
+            Arch::Svm { vmcb, .. } => vmcb.set_efer(v),
+        }
+    }
+    fn can_take_interrupt(&self) -> bool {
+        let (rflags, shadow) = match &self.arch {
+            Arch::Vmx { vmcs, .. } => (vmcs.rflags(), vmcs.interrupt_shadow()),
+            Arch::Svm { vmcb, .. } => (vmcb.rflags(), vmcb.interrupt_shadow()),
+        };
+        rflags & (1 << 9) != 0 && !shadow
+    }
+
+    /// Finish the IO/MSR instruction the last exit reported: put an IN's or
+    /// RDMSR's result in place and step over the instruction.
+    fn complete_last(&mut self, complete_in: bool, in_value: u64) {
+        let Some(last) = self.last.take() else { return };
+        match last.kind {
+            Kind::Exit(ExitKind::Io) if last.flags & abi::vm::STRING == 0 => {
+                if last.flags & abi::vm::IN != 0 && complete_in {
+                    let mask = size_mask(last.size);
+                    // A 32-bit IN zero-extends into RAX; narrower ones merge.
+                    let v = if last.size == 4 { in_value & mask } else { (self.rax() & !mask) | (in_value & mask) };
+                    self.set_rax(v);
+                }
+                self.set_rip(last.next_rip);
+            }
+            Kind::Msr { write } => {
+                if !write && complete_in {
+                    self.set_rax(in_value & 0xffff_ffff);
+                    self.gprs.0[abi::vm::RDX] = in_value >> 32;
+                }
+                self.set_rip(last.next_rip);
+            }
+            _ => {}
+        }
+    }
+
+    /// An RDMSR/WRMSR the kernel handles itself (EFER); false if the VMM must.
+    fn msr(&mut self, write: bool, next_rip: u64) -> bool {
+        let ecx = self.gprs.0[abi::vm::RCX] as u32;
+        if ecx != MSR_EFER {
+            return false;
+        }
+        if write {
+            let v = (self.gprs.0[abi::vm::RDX] << 32) | (self.rax() & 0xffff_ffff);
+            // Only SCE, LME, NXE (and LMA, ignored) are the guest's to set.
+            self.set_efer(v & (1 | 1 << 8 | 1 << 11));
+        } else {
+            let v = self.efer();
+            self.set_rax(v & 0xffff_ffff);
+            self.gprs.0[abi::vm::RDX] = v >> 32;
+        }
+        self.set_rip(next_rip);
+        true
+    }
+}
+
+/// Run VM `id` for `owner` until an exit for the VMM (see abi::vm::Exit).
+#[cfg(mc2_bare)]
+#[allow(unsafe_code)]
+pub fn run(id: u64, owner: u32, flags: u64, deadline: u64, in_value: u64, host: &impl Host) -> Result<Exit, Error> {
+    let mut vm = take(id, owner)?;
+    let public = &PUBLIC[vm.id];
+    public.state.store(ST_RUNNING, Ordering::Release);
+    vm.complete_last(flags & abi::vm::RUN_COMPLETE_IN != 0, in_value);
+    let window = flags & abi::vm::RUN_WINDOW != 0;
+    match &vm.arch {
+        Arch::Vmx { vmcs, .. } => vmcs.request_window(window),
+        Arch::Svm { vmcb, .. } => vmcb.request_window(window),
+    }
+    let mut handled = 0u64;
+    let result = if flags & abi::vm::RUN_HALTED != 0 && vm.pending.is_none() {
+        // The guest is halted: nothing to run until the deadline.
+        loop {
+            if host.should_stop() {
+                break Err(Error::PeerGone);
+            }
+            if deadline == 0 || machine::x86::rdtsc() >= deadline {
+                break Ok(Exit { kind: ExitKind::Deadline as u32, rip: vm.rip(), ..Exit::default() });
+            }
+            host.idle();
+        }
+    } else {
+        run_guest(&mut vm, deadline, host, &mut handled)
+    };
+    public.exits.fetch_add(handled, Ordering::Relaxed);
+    public.state.store(ST_STOPPED, Ordering::Release);
+    put(vm);
+    result.map(|mut e| {
+        e.handled = handled;
+        e
+    })
+}
+
+#[cfg(mc2_bare)]
+#[allow(unsafe_code)]
+fn run_guest(vm: &mut Vm, deadline: u64, host: &impl Host, handled: &mut u64) -> Result<Exit, Error> {
+    use machine::x86::{rdmsr, wrmsr};
+    if let Some(e) = vm.pending.take() {
+        match &vm.arch {
+            Arch::Vmx { vmcs, .. } => vmcs.inject(&e),
+            Arch::Svm { vmcb, .. } => vmcb.inject(&e),
+        }
+    }
+    let mut host_fx = Fx([0; 512]);
+    let mut host_msrs = [0u64; vmx::SWAPPED_MSRS.len()];
+    let is_vmx = matches!(vm.arch, Arch::Vmx { .. });
+    // SAFETY: FXSAVE/FXRSTOR on 16-byte aligned 512-byte areas we own; the
+    // swapped MSRs exist on every x86-64 CPU and the host does not use them
+    // until we restore them below (no user code runs on this CPU meanwhile).
+    unsafe {
+        core::arch::asm!("fxsave64 [{}]", in(reg) host_fx.0.as_mut_ptr(), options(nostack));
+        core::arch::asm!("fxrstor64 [{}]", in(reg) vm.fx.0.as_ptr(), options(nostack));
+        if is_vmx {
+            for (i, msr) in vmx::SWAPPED_MSRS.iter().enumerate() {
+                host_msrs[i] = rdmsr(*msr);
+                wrmsr(*msr, vm.guest_msrs[i]);
+            }
+        }
+    }
+    let host_vmsave = match &CPUS[vm.cpu].lock().as_ref().map(|c| &c.arch) {
+        Some(CpuArch::Svm(s)) => Some(s.host_vmsave),
+        _ => None,
+    };
+    let result = loop {
+        if host.should_stop() {
+            break Err(Error::PeerGone);
+        }
+        if deadline != 0 && machine::x86::rdtsc() >= deadline {
+            break Ok(Exit { kind: ExitKind::Deadline as u32, rip: vm.rip(), ..Exit::default() });
+        }
+        host.leave_kernel();
+        let info = match &mut vm.arch {
+            Arch::Vmx { vmcs, .. } => {
+                // SAFETY: on the VM's CPU (take() checked), its VMCS current
+                // since creation, interrupts masked in the kernel.
+                match unsafe { vmx::run(vmcs, &mut vm.gprs) } {
+                    Ok(()) => vmcs.decode_exit(&vm.gprs),
+                    Err(code) => ExitInfo { kind: Kind::Exit(ExitKind::Error), value: code, raw: u64::MAX, rip: vmcs.rip(), ..ExitInfo::default() },
+                }
+            }
+            Arch::Svm { vmcb, nrips, .. } => {
+                // SAFETY: on the VM's CPU with SVM enabled (cpu_setup);
+                // the VMCB was initialised by create(); interrupts masked.
+                unsafe { svm::run(vmcb, &mut vm.gprs, host_vmsave.unwrap_or(vmcb.frame)) };
+                vmcb.decode_exit(*nrips)
+            }
+        };
+        host.enter_kernel();
+        match info.kind {
+            Kind::Handled => *handled += 1,
+            Kind::HostInterrupt => {
+                *handled += 1;
+                host.take_interrupts();
+            }
+            Kind::HostNmi => {
+                *handled += 1;
+                // SAFETY: INT 2 runs the host's NMI handler, as the NMI would have.
+                unsafe { core::arch::asm!("int 2", options(nostack)) };
+            }
+            Kind::Cpuid => {
+                *handled += 1;
+                let rax = vm.rax();
+                vm.gprs.0[abi::vm::RAX] = rax;
+                cpuid(&mut vm.gprs);
+                let v = vm.gprs.0[abi::vm::RAX];
+                vm.set_rax(v);
+                vm.set_rip(info.next_rip);
+            }
+            Kind::Msr { write } => {
+                if vm.msr(write, info.next_rip) {
+                    *handled += 1;
+                } else {
+                    vm.last = Some(info);
+                    let ecx = vm.gprs.0[abi::vm::RCX];
+                    let value = (vm.gprs.0[abi::vm::RDX] << 32) | (vm.rax() & 0xffff_ffff);
+                    break Ok(Exit { kind: ExitKind::Msr as u32, flags: if write { 0 } else { abi::vm::IN }, extra: ecx & 0xffff_ffff, value: if write { value } else { 0 }, rip: info.rip, ..Exit::default() });
+                }
+            }
+            Kind::Exit(kind) => {
+                match kind {
+                    ExitKind::Io => vm.last = Some(info),
+                    ExitKind::Hlt | ExitKind::Hypercall => vm.set_rip(info.next_rip),
+                    _ => {}
+                }
+                break Ok(Exit { kind: kind as u32, port: info.port, size: info.size, flags: info.flags, value: info.value, extra: info.extra, rip: info.rip, handled: 0 });
+            }
+        }
+    };
+    // SAFETY: as above, in reverse.
+    unsafe {
+        if is_vmx {
+            for (i, msr) in vmx::SWAPPED_MSRS.iter().enumerate() {
+                vm.guest_msrs[i] = rdmsr(*msr);
+                wrmsr(*msr, host_msrs[i]);
+            }
+        }
+        core::arch::asm!("fxsave64 [{}]", in(reg) vm.fx.0.as_mut_ptr(), options(nostack));
+        core::arch::asm!("fxrstor64 [{}]", in(reg) host_fx.0.as_ptr(), options(nostack));
+    }
+    let _ = vm.can_take_interrupt();
+    result
+}
+
+/// Destroy VM `id`: free its VMCB/VMCS and nested tables; `unshare` gets
+/// every guest page (the caller drops the guest's reference).
+#[allow(unsafe_code)]
+pub fn destroy(id: u64, owner: u32, unshare: &mut dyn FnMut(Frame)) -> Result<(), Error> {
+    let vm = take(id, owner)?;
+    let m = mm::kernel::mm();
+    let Vm { arch, container, id, .. } = *vm;
+    match arch {
+        Arch::Vmx { vmcs, ept } => {
+            #[cfg(mc2_bare)]
+            // SAFETY: on the VM's CPU (take() checked).
+            unsafe {
+                vmcs.clear()
+            };
+            ept.destroy(m, |_, f| unshare(f));
+            let _ = CONTAINERS.free_page(m.frames, container, vmcs.frame);
+        }
+        Arch::Svm { vmcb, npt, .. } => {
+            let _ = npt.destroy(|_, f, _| unshare(f));
+            let _ = CONTAINERS.free_page(m.frames, container, vmcb.frame);
+        }
+    }
+    PUBLIC[id].state.store(ST_FREE, Ordering::Release);
+    Ok(())
+}
+
+/// Destroy every VM `owner` has (it is exiting, on its CPU).
+pub fn destroy_owned_by(owner: u32, unshare: &mut dyn FnMut(Frame)) {
+    for id in 0..MAX_VMS {
+        if PUBLIC[id].state.load(Ordering::Acquire) != ST_FREE && PUBLIC[id].owner.load(Ordering::Relaxed) == owner {
+            let _ = destroy(id as u64, owner, unshare);
+        }
+    }
+}
+
+/// The VMs, for `vm_list`.
+pub fn list(mut f: impl FnMut(abi::vm::Info)) -> usize {
+    let mut n = 0;
+    for (id, p) in PUBLIC.iter().enumerate() {
+        let st = p.state.load(Ordering::Acquire);
+        if st == ST_FREE {
+            continue;
+        }
+        n += 1;
+        f(abi::vm::Info {
+            id: id as u32,
+            owner: p.owner.load(Ordering::Relaxed),
+            cpu: p.cpu.load(Ordering::Relaxed),
+            state: match st {
+                ST_CREATED => 0,
+                ST_RUNNING => 1,
+                _ => 2,
+            },
+            guest_pages: p.pages.load(Ordering::Relaxed),
+            exits: p.exits.load(Ordering::Relaxed),
+        });
+    }
+    n
+}
