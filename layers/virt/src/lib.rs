@@ -422,9 +422,12 @@ fn cpuid(gprs: &mut GuestGprs) {
     let mut r = machine::x86::cpuid(leaf, sub);
     match leaf {
         1 => {
-            r.ecx &= !(1 << 5); // VMX
-            r.ecx |= 1 << 31; // running under a hypervisor
+            // No VMX, MONITOR, x2APIC, XSAVE/OSXSAVE/AVX (the guest's XCR0
+            // is not switched); running under a hypervisor.
+            r.ecx &= !(1 << 5 | 1 << 3 | 1 << 21 | 1 << 26 | 1 << 27 | 1 << 28);
+            r.ecx |= 1 << 31;
         }
+        7 if sub == 0 => r.ebx &= !(1 << 5), // AVX2
         0x8000_0001 => r.ecx &= !(1 << 2), // SVM
         0x4000_0000 => {
             r.eax = 0x4000_0000;

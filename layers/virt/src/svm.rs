@@ -70,6 +70,7 @@ const I_INTR: u32 = 1 << 0;
 const I_NMI: u32 = 1 << 1;
 const I_VINTR: u32 = 1 << 4;
 const I_CPUID: u32 = 1 << 18;
+const I_INVD: u32 = 1 << 22;
 const I_HLT: u32 = 1 << 24;
 const I_IOIO: u32 = 1 << 27;
 const I_MSR: u32 = 1 << 28;
@@ -81,6 +82,10 @@ const I2_VMSAVE: u32 = 1 << 3;
 const I2_STGI: u32 = 1 << 4;
 const I2_CLGI: u32 = 1 << 5;
 const I2_SKINIT: u32 = 1 << 6;
+const I2_MONITOR: u32 = 1 << 10;
+const I2_MWAIT: u32 = 1 << 11;
+const I2_MWAIT_ARMED: u32 = 1 << 12;
+const I2_XSETBV: u32 = 1 << 13;
 
 // Exit codes (Appendix C).
 const EXIT_EXCP_BASE: u64 = 0x40;
@@ -201,8 +206,13 @@ impl Vmcb {
         self.w32(CTRL_INTERCEPT_CR, 0);
         // #MC goes to the host (a machine check is never the guest's business).
         self.w32(CTRL_INTERCEPT_EXC, 1 << 18);
-        self.w32(CTRL_INTERCEPT_MISC1, I_INTR | I_NMI | I_CPUID | I_HLT | I_IOIO | I_MSR | I_SHUTDOWN);
-        self.w32(CTRL_INTERCEPT_MISC2, I2_VMRUN | I2_VMMCALL | I2_VMLOAD | I2_VMSAVE | I2_STGI | I2_CLGI | I2_SKINIT);
+        // INVD would throw away the host's dirty cache lines; XSETBV would
+        // change the host's XCR0; MONITOR/MWAIT could park the CPU: all exit.
+        self.w32(CTRL_INTERCEPT_MISC1, I_INTR | I_NMI | I_CPUID | I_INVD | I_HLT | I_IOIO | I_MSR | I_SHUTDOWN);
+        self.w32(
+            CTRL_INTERCEPT_MISC2,
+            I2_VMRUN | I2_VMMCALL | I2_VMLOAD | I2_VMSAVE | I2_STGI | I2_CLGI | I2_SKINIT | I2_MONITOR | I2_MWAIT | I2_MWAIT_ARMED | I2_XSETBV,
+        );
         self.w64(CTRL_IOPM_BASE, cpu.iopm.addr());
         self.w64(CTRL_MSRPM_BASE, cpu.msrpm.addr());
         self.w32(CTRL_ASID, asid);

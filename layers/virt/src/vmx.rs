@@ -120,6 +120,8 @@ const PIN_NMI: u32 = 1 << 3;
 const PROC_INTERRUPT_WINDOW: u32 = 1 << 2;
 const PROC_HLT: u32 = 1 << 7;
 const PROC_INVLPG: u32 = 1 << 9;
+const PROC_MWAIT: u32 = 1 << 10;
+const PROC_MONITOR: u32 = 1 << 29;
 const PROC_CR3_LOAD: u32 = 1 << 15;
 const PROC_CR3_STORE: u32 = 1 << 16;
 const PROC_UNCOND_IO: u32 = 1 << 24;
@@ -327,7 +329,9 @@ impl Vmcs {
         };
         let v = Vmcs { frame, cr0_fixed0: fx[0], cr0_fixed1: fx[1], cr4_fixed0: fx[2], cr4_fixed1: fx[3], launched: false };
         vmwrite(f::PIN_CTLS, adjust(cap(IA32_VMX_PINBASED, IA32_VMX_TRUE_PINBASED), PIN_EXTERNAL_INTERRUPT | PIN_NMI) as u64);
-        let mut proc = adjust(cap(IA32_VMX_PROCBASED, IA32_VMX_TRUE_PROCBASED), PROC_HLT | PROC_UNCOND_IO | PROC_MSR_BITMAP | PROC_SECONDARY);
+        // INVD, XSETBV and the VMX instructions always exit (§25.1.2);
+        // MONITOR/MWAIT are made to.
+        let mut proc = adjust(cap(IA32_VMX_PROCBASED, IA32_VMX_TRUE_PROCBASED), PROC_HLT | PROC_UNCOND_IO | PROC_MSR_BITMAP | PROC_SECONDARY | PROC_MWAIT | PROC_MONITOR);
         proc &= !(PROC_CR3_LOAD | PROC_CR3_STORE | PROC_INVLPG) | cap(IA32_VMX_PROCBASED, IA32_VMX_TRUE_PROCBASED) as u32;
         vmwrite(f::PROC_CTLS, proc as u64);
         // SAFETY: secondary controls exist (supported() checked).
