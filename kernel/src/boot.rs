@@ -255,13 +255,19 @@ fn schedule(cpu: usize) -> ! {
 /// Start user space: the program bundle, console input, init on CPU 0.
 fn user_space(info: &BootInfo, command: &str) -> ! {
     CONSOLE.set_interrupt_driven(true);
-    let bundle = info.modules.iter().find_map(|m| {
+    let mut files = 0;
+    for m in &info.modules {
         let bytes = mm::kernel::boot_module(m.start, m.end);
-        trap::programs::set_bundle(bytes).ok().map(|n| (n, m.name))
-    });
-    match bundle {
-        Some((n, name)) => log::info!("boot bundle \"{name}\": {n} programs"),
-        None => intr::fatal(format_args!("no program bundle among the {} boot modules: nothing to run (boot with -initrd bundle.img)", info.modules.len()), Some(0)),
+        match trap::programs::add_bundle(bytes) {
+            Ok(n) => {
+                log::info!("boot bundle \"{}\": {n} files", m.name);
+                files += n;
+            }
+            Err(e) => log::warn!("boot module \"{}\" is not a bundle ({e:?}); ignored", m.name),
+        }
+    }
+    if files == 0 {
+        intr::fatal(format_args!("no program bundle among the {} boot modules: nothing to run (boot with -initrd bundle.img)", info.modules.len()), Some(0));
     }
     if let Err(e) = trap::console::init() {
         intr::fatal(format_args!("console input: {e}"), Some(0));
