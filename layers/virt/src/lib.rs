@@ -423,9 +423,21 @@ fn cpuid(gprs: &mut GuestGprs) {
     match leaf {
         1 => {
             // No VMX, MONITOR, x2APIC, XSAVE/OSXSAVE/AVX (the guest's XCR0
-            // is not switched); running under a hypervisor.
+            // is not switched); running under a hypervisor. No local APIC,
+            // machine-check architecture or MTRRs either: the VMM emulates
+            // a PC with 8259 PICs and an 8254 PIT, and no such MSRs.
             r.ecx &= !(1 << 5 | 1 << 3 | 1 << 21 | 1 << 26 | 1 << 27 | 1 << 28);
             r.ecx |= 1 << 31;
+            r.edx &= !(1 << 9 | 1 << 7 | 1 << 14 | 1 << 12);
+            // One logical processor, APIC id 0.
+            r.ebx &= 0x0000_ffff;
+        }
+        0xa => {
+            // No performance-monitoring counters.
+            r.eax = 0;
+            r.ebx = 0;
+            r.ecx = 0;
+            r.edx = 0;
         }
         7 if sub == 0 => r.ebx &= !(1 << 5), // AVX2
         0x8000_0001 => r.ecx &= !(1 << 2), // SVM
