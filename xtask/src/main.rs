@@ -3,12 +3,15 @@
 //! ```text
 //! cargo xtask run   [--smp N] [--mcs] [--bochs] [--iso] [--cmdline ARGS] [-- COMMAND]
 //! cargo xtask test  [--quick]
+//! cargo xtask check [--long]
 //! cargo xtask bench locks [--smp N]
 //! cargo xtask build [--mcs]
 //! cargo xtask deps
 //! ```
 
+mod assure;
 mod bench;
+mod conform;
 mod emu;
 mod image;
 mod kbuild;
@@ -36,6 +39,9 @@ usage: cargo xtask <command>
         (QEMU: Ctrl-A X quits, Ctrl-A C toggles the QEMU monitor)
   test  [--quick]               run every check; ends with `N passed, N failed`
                                 (--quick skips loom/shuttle and Bochs)
+  check [--long] [--traces N] [--seed S]
+                                conformance traces with fresh seeds, fuzzing, exhaustion
+                                (--long: 10,000 traces, 1,000,000 fuzzed calls; docs/assurance.md)
   bench locks [--smp N]         the seed's lock experiment (host + in mc2 under QEMU)
   build [--mcs] [--bkl]         build the kernel image (checking its layout) and the program bundle
   deps                          install QEMU, Bochs and the GRUB tools (Debian/Ubuntu)
@@ -52,6 +58,7 @@ fn main() -> ExitCode {
         "run" => run(rest),
         "test" => return test::run(test::TestOpts { quick: rest.iter().any(|a| a == "--quick") }),
         "bench" => bench::run(rest),
+        "check" => assure::check(rest),
         "build" => kbuild::build_variant(lock_kind(rest), rest.iter().any(|a| a == "--bkl"), false).and_then(|k| {
             let b = user::build_bundle()?;
             println!("{}\n{}", k.display(), b.display());
