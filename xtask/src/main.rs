@@ -13,6 +13,7 @@ mod assure;
 mod bench;
 mod conform;
 mod emu;
+mod guests;
 mod image;
 mod kbuild;
 mod linux;

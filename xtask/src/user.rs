@@ -6,7 +6,7 @@ use crate::util::{cargo, root, target_dir, Result};
 use std::path::PathBuf;
 
 /// The user programs, in the order the bundle lists them.
-pub const PROGRAMS: &[&str] = &["init", "shell", "hello", "pingpong", "prodcons", "shmdemo", "ipcbench", "utest", "utest-helper", "conform"];
+pub const PROGRAMS: &[&str] = &["init", "shell", "hello", "pingpong", "prodcons", "shmdemo", "ipcbench", "utest", "utest-helper", "conform", "vmm"];
 
 /// Code generation and link flags for user programs: static, non-PIE ELF64
 /// at 0x400000 (user/rt/user.ld), no libc.
@@ -81,6 +81,8 @@ pub fn build_bundle() -> Result<PathBuf> {
     for (name, path) in build_programs()? {
         files.push((name, std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?));
     }
+    // The test guests' flat images (guest images for `vmm`), after the programs.
+    files.extend(crate::guests::build()?);
     let img = pack(&files)?;
     let path = target_dir().join("user").join("bundle.img");
     std::fs::write(&path, img).map_err(|e| e.to_string())?;

@@ -41,6 +41,11 @@ const CHUNKS: usize = (MAX_RAM / CHUNK) as usize;
 const PAGE: u64 = 4096;
 /// Longest REP INS/OUTS emulated in one exit (elements).
 pub const MAX_STRING: u64 = 1 << 16;
+/// The guest runs at least this long (microseconds) between deadlines: a
+/// timer programmed faster than the VMM can turn around would otherwise
+/// expire before every entry and the guest would never run. Faster ticks
+/// merge into one edge, as they would on a real edge-triggered IRQ line.
+pub const MIN_SLICE_US: u64 = 50;
 
 const RFLAGS_IF: u64 = 1 << 9;
 const RFLAGS_DF: u64 = 1 << 10;
@@ -205,6 +210,8 @@ pub struct Monitor {
     /// Distinct unknown ports and MSRs already noted.
     noted: [u32; 16],
     noted_len: usize,
+    /// Shortest stretch a guest gets between deadlines (TSC ticks).
+    min_slice: u64,
     /// Exits handled by the monitor.
     pub exits: u64,
 }
@@ -219,8 +226,9 @@ enum Next {
 
 impl Monitor {
     /// A monitor for `ram_bytes` of guest RAM (at most [`MAX_RAM`]; a
-    /// multiple of 4 KiB), giving up at TSC `time_limit` if given.
-    pub fn new(board: Board, ram_bytes: u64, time_limit: Option<u64>) -> Monitor {
+    /// multiple of 4 KiB), giving up at TSC `time_limit` if given, on a TSC
+    /// of `tsc_per_ms` ticks per millisecond.
+    pub fn new(board: Board, ram_bytes: u64, time_limit: Option<u64>, tsc_per_ms: u64) -> Monitor {
         Monitor {
             board,
             ram_bytes: (ram_bytes.min(MAX_RAM)) & !(PAGE - 1),
@@ -229,6 +237,7 @@ impl Monitor {
             msrs: [(0, 0); 16],
             noted: [0; 16],
             noted_len: 0,
+            min_slice: tsc_per_ms / 1000 * MIN_SLICE_US,
             exits: 0,
         }
     }
@@ -336,7 +345,8 @@ impl Monitor {
             let deadline = match (self.board.next_deadline(), self.time_limit) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
-            };
+            }
+            .map(|d| d.max(now.saturating_add(self.min_slice)));
             if halted {
                 let Some(_) = deadline else {
                     let rip = host.get_regs().map(|r| r.rip).unwrap_or(0);

@@ -295,7 +295,7 @@ impl Host for Fake {
 
 fn monitor(fake: &mut Fake, limit: Option<u64>) -> Monitor {
     let b = Board::new(&Config { tsc_per_ms: TPMS, ram_bytes: RAM, epoch_unix: 0 }, fake.time);
-    let mut m = Monitor::new(b, RAM, limit);
+    let mut m = Monitor::new(b, RAM, limit, TPMS);
     m.back_range(fake, 2 << 20).unwrap();
     m
 }
@@ -514,4 +514,15 @@ fn load_checks_bounds() {
     assert!(m.load(&mut g, RAM - 1, b"ab").is_err());
     assert!(m.load(&mut g, u64::MAX, b"ab").is_err());
     assert_eq!(m.load(&mut g, 0x50_0000, b"x"), Ok(()), "backs RAM above the initial map");
+}
+
+#[test]
+fn a_timer_faster_than_the_vmm_still_lets_the_guest_run() {
+    // PIT channel 0 at its fastest (count 2: about 600 kHz) with IF clear.
+    let mut ops: Vec<Op> = [(0x43, 0x34), (0x40, 2), (0x40, 0)].iter().map(|&(p, v)| Op::Out(p, 1, v)).collect();
+    ops.extend([Op::Spin(20 * TPMS), Op::Out(0x501, 1, 4)]);
+    let mut g = Fake::new(ops, 0);
+    let mut m = monitor(&mut g, None);
+    assert_eq!(m.run(&mut g), Ok(End::Exited(4)));
+    assert!(m.exits < 20 * 1000 / MIN_SLICE_US + 10, "{} exits for 20 ms", m.exits);
 }

@@ -1,0 +1,131 @@
+//! testguest: walks a guest through what an OS boot needs from mc2's
+//! hypervisor and its VMM, printing one line per step on COM1:
+//!
+//! ```text
+//! guest: real mode
+//! guest: cpuid vendor GenuineIntel, max leaf 0x0000000d
+//! guest: cpuid 1 eax 0x000306a9 ecx 0x80982201
+//! guest: hypervisor "mc2 mc2 mc2 "        (when CPUID.1:ECX bit 31 is set)
+//! guest: protected mode
+//! guest: long mode
+//! guest: idt, pic (0x20/0x28) and pit (100 Hz) ready
+//! guest: 20 timer interrupts
+//! guest: memory at 0x300000 ok
+//! guest: success
+//! ```
+//!
+//! then writes status 0 to the debug-exit port. Real mode: COM1 output by
+//! polling LSR, CPUID leaves 0, 1 and 0x40000000. Protected then long mode
+//! with its own GDT and 2 MiB identity pages for the first 4 MiB, EFER.LME
+//! by WRMSR (boot.S). Long mode: IDT, 8259A pair remapped to 0x20/0x28 with
+//! only IRQ 0 unmasked, 8254 channel 0 at 100 Hz, `sti; hlt` until 20 timer
+//! interrupts (each EOIed by the handler), then a pattern written and read
+//! back over 64 KiB at 0x300000 (above the 2 MiB the VMM maps at start, so
+//! it is backed on demand). Any unexpected exception prints
+//! `guest: exception ...` and exits with status 1; a wrong pattern prints
+//! `guest: memory ... FAILED` and exits with status 3.
+#![no_std]
+#![no_main]
+#![allow(clippy::undocumented_unsafe_blocks)]
+
+use guests::println;
+
+core::arch::global_asm!(
+    include_str!("../boot.S"),
+    r#"
+.section .boot, "awx"
+.code16
+rm_main:
+    mov $(msg_rm - _start), %si
+    call rm_puts
+    /* CPUID leaf 0: the vendor string is EBX, EDX, ECX. */
+    xor %eax, %eax
+    cpuid
+    mov %ebx, (vendor - _start)
+    mov %edx, (vendor + 4 - _start)
+    mov %ecx, (vendor + 8 - _start)
+    mov $(msg_vendor - _start), %si
+    call rm_puts
+    mov $(msg_max - _start), %si
+    call rm_puts
+    call rm_puthex
+    mov $'\n', %al
+    call rm_putc
+    /* CPUID leaf 1: signature and feature flags. */
+    mov $1, %eax
+    cpuid
+    mov %ecx, (leaf1_ecx - _start)
+    mov $(msg_leaf1 - _start), %si
+    call rm_puts
+    call rm_puthex
+    mov $(msg_ecx - _start), %si
+    call rm_puts
+    mov %ecx, %eax
+    call rm_puthex
+    mov $'\n', %al
+    call rm_putc
+    /* A hypervisor present (bit 31): its signature at 0x40000000. */
+    testl $0x80000000, (leaf1_ecx - _start)
+    jz 1f
+    mov $0x40000000, %eax
+    cpuid
+    mov %ebx, (hv_sig - _start)
+    mov %ecx, (hv_sig + 4 - _start)
+    mov %edx, (hv_sig + 8 - _start)
+    mov $(msg_hv - _start), %si
+    call rm_puts
+1:  jmp rm_enter_long
+
+msg_rm:     .asciz "guest: real mode\n"
+msg_vendor: .ascii "guest: cpuid vendor "
+vendor:     .ascii "????????????"
+            .asciz ","
+msg_max:    .asciz " max leaf "
+msg_leaf1:  .asciz "guest: cpuid 1 eax "
+msg_ecx:    .asciz " ecx "
+msg_hv:     .ascii "guest: hypervisor \""
+hv_sig:     .ascii "????????????"
+            .asciz "\"\n"
+.global msg_pm
+msg_pm:     .asciz "guest: protected mode\n"
+.align 4
+leaf1_ecx:  .long 0
+.code64
+"#,
+    options(att_syntax)
+);
+
+/// Where the on-demand memory check writes (above the VMM's first 2 MiB).
+const HIGH: u64 = 0x30_0000;
+const HIGH_LEN: u64 = 64 * 1024;
+const TICKS: u64 = 20;
+
+#[no_mangle]
+extern "C" fn long_main(_arg: u64) -> ! {
+    guests::set_name("guest");
+    println!("guest: long mode");
+    guests::setup_interrupts();
+    guests::pic_init(0x20, 0xfe, 0xff);
+    guests::pit_init(100);
+    println!("guest: idt, pic (0x20/0x28) and pit (100 Hz) ready");
+    while guests::ticks() < TICKS {
+        // STI's shadow covers HLT: no tick is lost between the check and the halt.
+        unsafe { core::arch::asm!("sti; hlt; cli", options(nomem, nostack)) };
+    }
+    println!("guest: {} timer interrupts", guests::ticks());
+    let words = HIGH_LEN / 8;
+    let pattern = |i: u64| i.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ HIGH;
+    for i in 0..words {
+        unsafe { ((HIGH + i * 8) as *mut u64).write_volatile(pattern(i)) };
+    }
+    for i in 0..words {
+        let got = unsafe { ((HIGH + i * 8) as *const u64).read_volatile() };
+        if got != pattern(i) {
+            println!("guest: memory at {:#x} FAILED: read {got:#x}, wrote {:#x}", HIGH + i * 8, pattern(i));
+            guests::exit(3);
+        }
+    }
+    println!("guest: memory at {HIGH:#x} ok");
+    println!("guest: success");
+    guests::exit(0)
+}
