@@ -14,7 +14,10 @@
 //! guest: success
 //! ```
 //!
-//! then writes status 0 to the debug-exit port. Real mode: COM1 output by
+//! then writes status 0 to the debug-exit port. With `vmm --arg S` (S > 0)
+//! it keeps ticking for S more seconds after the 20 interrupts, printing
+//! `guest: S s` each second (a long-running guest for `vm list` and
+//! `vm stop`). Real mode: COM1 output by
 //! polling LSR, CPUID leaves 0, 1 and 0x40000000. Protected then long mode
 //! with its own GDT and 2 MiB identity pages for the first 4 MiB, EFER.LME
 //! by WRMSR (boot.S). Long mode: IDT, 8259A pair remapped to 0x20/0x28 with
@@ -101,7 +104,7 @@ const HIGH_LEN: u64 = 64 * 1024;
 const TICKS: u64 = 20;
 
 #[no_mangle]
-extern "C" fn long_main(_arg: u64) -> ! {
+extern "C" fn long_main(arg: u64) -> ! {
     guests::set_name("guest");
     println!("guest: long mode");
     guests::setup_interrupts();
@@ -113,6 +116,12 @@ extern "C" fn long_main(_arg: u64) -> ! {
         unsafe { core::arch::asm!("sti; hlt; cli", options(nomem, nostack)) };
     }
     println!("guest: {} timer interrupts", guests::ticks());
+    for s in 1..=arg {
+        while guests::ticks() < TICKS + 100 * s {
+            unsafe { core::arch::asm!("sti; hlt; cli", options(nomem, nostack)) };
+        }
+        println!("guest: {s} s");
+    }
     let words = HIGH_LEN / 8;
     let pattern = |i: u64| i.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ HIGH;
     for i in 0..words {

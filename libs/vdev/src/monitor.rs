@@ -46,6 +46,8 @@ pub const MAX_STRING: u64 = 1 << 16;
 /// expire before every entry and the guest would never run. Faster ticks
 /// merge into one edge, as they would on a real edge-triggered IRQ line.
 pub const MIN_SLICE_US: u64 = 50;
+/// Unknown ports and MSRs noted (once each) before the notes stop.
+pub const NOTES: usize = 8;
 
 const RFLAGS_IF: u64 = 1 << 9;
 const RFLAGS_DF: u64 = 1 << 10;
@@ -208,7 +210,7 @@ pub struct Monitor {
     /// MSRs the guest wrote that the VMM does not otherwise handle.
     msrs: [(u32, u64); 16],
     /// Distinct unknown ports and MSRs already noted.
-    noted: [u32; 16],
+    noted: [u32; NOTES],
     noted_len: usize,
     /// Shortest stretch a guest gets between deadlines (TSC ticks).
     min_slice: u64,
@@ -235,7 +237,7 @@ impl Monitor {
             backed: [0; CHUNKS / 64],
             time_limit,
             msrs: [(0, 0); 16],
-            noted: [0; 16],
+            noted: [0; NOTES],
             noted_len: 0,
             min_slice: tsc_per_ms / 1000 * MIN_SLICE_US,
             exits: 0,
@@ -297,14 +299,19 @@ impl Monitor {
         self.board.uart.drain_lines(&mut |l| host.console(l));
     }
 
-    /// Note something once per distinct `key`.
+    /// Note something once per distinct `key`, for the first [`NOTES`]
+    /// keys; then say once that the rest go unreported.
     fn note_once(&mut self, host: &mut dyn Host, key: u32, msg: fmt::Arguments<'_>) {
-        if self.noted[..self.noted_len].contains(&key) || self.noted_len == self.noted.len() {
+        if self.noted_len > NOTES || self.noted[..self.noted_len].contains(&key) {
             return;
         }
-        self.noted[self.noted_len] = key;
+        if self.noted_len == NOTES {
+            host.note(format_args!("more ports without devices and unknown MSRs follow; not reported"));
+        } else {
+            self.noted[self.noted_len] = key;
+            host.note(msg);
+        }
         self.noted_len += 1;
-        host.note(msg);
     }
 
     /// Run the guest until it exits or is stopped. `Err` when a system call

@@ -34,6 +34,10 @@ const RESERVE: u64 = 32;
 /// Longest argument string `spawn` accepts.
 const MAX_ARGS: usize = 256;
 
+/// Quota of a VMM started by `vm start` without `-q`, in pages: 8 MiB of
+/// guest RAM (the VMM's default) with room for its own needs.
+const VM_QUOTA: u64 = 4096;
+
 /// Exit status of a command whose program is not in the boot image.
 const NOT_FOUND: u64 = 127;
 /// Exit status of a command used the wrong way.
@@ -55,6 +59,12 @@ commands:
                                with more than 7 CPUs); `bench` alone
                                runs every benchmark, see `ipcbench help`
   kill PID                     end a process (its status becomes 137)
+  vm list                      virtual machines: id, owner pid, cpu, state, guest pages, exits
+  vm start [-c CPU] [-q PAGES] IMAGE [ARGS...]
+                               run `vmm IMAGE ARGS...` in the background on CPU (default 1
+                               if online, else 0) with PAGES pages of quota (default 4096,
+                               less if the shell has less to spare); see `vmm` for ARGS
+  vm stop ID                   end VM ID's VMM (the kernel destroys the VM with it)
   wait [PID]                   wait for a background process (default: all of them)
   sleep MS                     pause for MS milliseconds
   echo [TEXT...]               print TEXT
@@ -112,7 +122,7 @@ impl Shell {
             return Flow::Continue(USAGE);
         };
         let args = &words[1..];
-        let builtin = matches!(cmd, "help" | "programs" | "ps" | "mem" | "sysinfo" | "kill" | "wait" | "sleep" | "echo" | "exit" | "poweroff");
+        let builtin = matches!(cmd, "help" | "programs" | "ps" | "mem" | "sysinfo" | "kill" | "wait" | "sleep" | "echo" | "exit" | "poweroff" | "vm");
         if builtin && background {
             println!("{cmd}: only programs run in the background");
             return Flow::Continue(USAGE);
@@ -128,6 +138,7 @@ impl Shell {
             "run" => self.run(args, None, DEFAULT_QUOTA, background),
             "bench" => self.run(args, Some("ipcbench"), bench_quota(), background),
             "kill" => kill(args),
+            "vm" => self.vm(args),
             "wait" => self.wait(args),
             "sleep" => sleep(args),
             "echo" => {
@@ -296,6 +307,52 @@ impl Shell {
         last
     }
 
+    /// `vm list | start [-c CPU] [-q PAGES] IMAGE [ARGS...] | stop ID`.
+    fn vm(&mut self, args: &[&str]) -> u64 {
+        const USAGE_VM: &str = "usage: vm list | vm start [-c CPU] [-q PAGES] IMAGE [ARGS...] | vm stop ID";
+        match args.split_first() {
+            Some((&"list", [])) => vm_list(),
+            Some((&"start", rest)) => self.vm_start(rest),
+            Some((&"stop", [id])) => vm_stop(id),
+            _ => {
+                println!("{USAGE_VM}");
+                USAGE
+            }
+        }
+    }
+
+    /// `vm start`: `vmm IMAGE ARGS...` in the background.
+    fn vm_start(&mut self, args: &[&str]) -> u64 {
+        let mut cpu = None;
+        let mut quota = None;
+        let mut i = 0;
+        while let Some(&opt) = args.get(i) {
+            let slot = match opt {
+                "-c" => "CPU",
+                "-q" => "PAGES",
+                _ => break,
+            };
+            let Some(n) = args.get(i + 1).and_then(|v| parse_u64(v)) else {
+                println!("vm start: {opt} needs a number ({slot})");
+                return USAGE;
+            };
+            if opt == "-c" {
+                cpu = Some(n);
+            } else {
+                quota = Some(n);
+            }
+            i += 2;
+        }
+        let rest = &args[i..];
+        if rest.is_empty() {
+            println!("usage: vm start [-c CPU] [-q PAGES] IMAGE [ARGS...]");
+            return USAGE;
+        }
+        // CPU 1 keeps the guest off the shell's CPU where there is one.
+        let cpu = cpu.unwrap_or(if proc::cpus().unwrap_or(1) > 1 { 1 } else { 0 });
+        self.start("vmm", &rest.join(" "), cpu, quota, VM_QUOTA, true)
+    }
+
     /// Reap background children that have exited, without blocking: only
     /// those `ps` shows as zombies are waited for.
     fn reap_finished(&mut self) {
@@ -420,6 +477,69 @@ fn kill(args: &[&str]) -> u64 {
         Ok(_) => 0,
         Err(e) => {
             println!("kill {pid}: {e}");
+            1
+        }
+    }
+}
+
+/// `vm list`: a table of the VMs.
+fn vm_list() -> u64 {
+    let mut v = [abi::vm::Info::default(); 16];
+    match sys::vm_list(&mut v) {
+        Ok(n) => {
+            println!("   ID  OWNER  CPU  STATE        PAGES      EXITS");
+            for i in &v[..n.min(v.len())] {
+                let state = match i.state {
+                    0 => "created",
+                    1 => "running",
+                    2 => "stopped",
+                    _ => "?",
+                };
+                println!("{:>5} {:>6} {:>4}  {:<8} {:>9} {:>10}", i.id, i.owner, i.cpu, state, i.guest_pages, i.exits);
+            }
+            if n == 0 {
+                println!("(no virtual machines)");
+            }
+            0
+        }
+        Err(e) => {
+            println!("vm list: {e}");
+            1
+        }
+    }
+}
+
+/// `vm stop ID`: kill the VM's owner (its VMM); the kernel destroys the VM
+/// when the owner exits.
+fn vm_stop(id: &str) -> u64 {
+    let Some(id) = parse_u64(id) else {
+        println!("vm stop: ID must be a number, not `{id}`");
+        return USAGE;
+    };
+    let mut v = [abi::vm::Info::default(); 16];
+    let n = match sys::vm_list(&mut v) {
+        Ok(n) => n.min(v.len()),
+        Err(e) => {
+            println!("vm stop: vm list: {e}");
+            return 1;
+        }
+    };
+    let Some(info) = v[..n].iter().find(|i| i.id as u64 == id) else {
+        println!("vm stop: no VM {id} (`vm list` shows them)");
+        return 1;
+    };
+    let owner = info.owner as u64;
+    match sys::kill(owner) {
+        Ok(_) => {
+            println!("vm {id}: its VMM (pid {owner}) was told to stop");
+            0
+        }
+        Err(Error::NotPermitted) => {
+            println!("vm stop: VM {id} belongs to pid {owner}, which the shell did not start");
+            1
+        }
+        Err(e) => {
+            println!("vm stop: kill {owner}: {e}");
             1
         }
     }

@@ -141,7 +141,7 @@ impl Host for Vmm {
 
     fn map(&mut self, gpa: u64, pages: u64) -> Result<(), Error> {
         let index = (gpa / CHUNK) as usize;
-        if gpa % CHUNK != 0 || pages == 0 || pages > CHUNK / 4096 || index >= self.chunks.len() {
+        if !gpa.is_multiple_of(CHUNK) || pages == 0 || pages > CHUNK / 4096 || index >= self.chunks.len() {
             return Err(Error::Invalid);
         }
         // Out of heap (quota) is an error to report, not a panic.

@@ -526,3 +526,145 @@ fn a_timer_faster_than_the_vmm_still_lets_the_guest_run() {
     assert_eq!(m.run(&mut g), Ok(End::Exited(4)));
     assert!(m.exits < 20 * 1000 / MIN_SLICE_US + 10, "{} exits for 20 ms", m.exits);
 }
+
+#[test]
+fn notes_stop_after_a_few() {
+    let mut ops: Vec<Op> = (0..20u16).map(|i| Op::In(0x1000 + i, 1)).collect();
+    ops.push(Op::Out(0x501, 1, 0));
+    let mut g = Fake::new(ops, 0);
+    let mut m = monitor(&mut g, None);
+    assert_eq!(m.run(&mut g), Ok(End::Exited(0)));
+    assert_eq!(g.notes.len(), NOTES + 1, "{:?}", g.notes);
+    assert!(g.notes[NOTES].contains("not reported"));
+}
+
+/// A hypervisor that reports random exits with random registers: the
+/// monitor must end each run with an `End`, never panic.
+struct Chaos {
+    x: u64,
+    steps: u64,
+    mem: Vec<u8>,
+    backed: BTreeSet<u64>,
+}
+
+impl Chaos {
+    fn next(&mut self) -> u64 {
+        self.x ^= self.x << 13;
+        self.x ^= self.x >> 7;
+        self.x ^= self.x << 17;
+        self.x
+    }
+    fn pick(&mut self) -> u64 {
+        // Mostly small or edge values, sometimes anything.
+        match self.next() % 6 {
+            0 => 0,
+            1 => u64::MAX,
+            2 => self.next() % 16,
+            3 => self.next() % 0x10000,
+            4 => self.next() % RAM,
+            _ => self.next(),
+        }
+    }
+}
+
+impl Host for Chaos {
+    fn run(&mut self, _flags: u64, _deadline: u64, _in_value: u64) -> Result<Exit, Error> {
+        self.steps += 1;
+        if self.steps > 2000 {
+            return Ok(Exit { kind: ExitKind::Shutdown as u32, ..Exit::default() });
+        }
+        // Mostly exits the monitor survives, so that runs go deep.
+        let kind = if self.next().is_multiple_of(20) { (self.next() % 13) as u32 } else { [1, 1, 1, 1, 2, 3, 4, 4, 5, 6, 10][(self.next() % 11) as usize] };
+        let sane = !self.next().is_multiple_of(10);
+        let size = if sane { [1, 2, 4][(self.next() % 3) as usize] } else { [0, 3, 8, u32::MAX][(self.next() % 4) as usize] };
+        // Ports: mostly the devices' (and never the debug-exit port, which
+        // would end the run); sometimes anything.
+        let port = if sane { [0x20, 0x21, 0xa0, 0xa1, 0x40, 0x43, 0x61, 0x70, 0x71, 0x3f8, 0x3f9, 0x3fd, 0xcf8, 0xcfc, 0x80, 0x1234][(self.next() % 16) as usize] } else { self.pick() as u32 };
+        let value = if kind == ExitKind::MemFault as u32 && sane { self.next() % (RAM + 0x1000) } else { self.pick() };
+        // String I/O only now and then (it usually stops on junk addresses).
+        let flags = self.next() as u32 & if self.next().is_multiple_of(10) { 0x1f } else { 0x19 };
+        let extra = if sane { self.next() & 0xffff_ffff } else { self.pick() };
+        Ok(Exit { kind, port, size, flags, value, extra, rip: self.pick(), handled: 0 })
+    }
+    fn get_regs(&mut self) -> Result<Regs, Error> {
+        let mut r = Regs::default();
+        for g in r.gpr.iter_mut() {
+            *g = self.pick();
+        }
+        r.rip = self.pick();
+        r.rflags = self.pick() | if !self.next().is_multiple_of(8) { RFLAGS_IF } else { 0 };
+        r.cr0 = self.pick();
+        r.cr3 = self.pick();
+        r.cr4 = self.pick();
+        r.efer = self.pick();
+        for s in r.seg.iter_mut() {
+            s.base = self.pick();
+            s.attrib = self.next() as u16;
+        }
+        Ok(r)
+    }
+    fn set_regs(&mut self, _r: &Regs) -> Result<(), Error> {
+        Ok(())
+    }
+    fn inject(&mut self, _vector: u8) -> Result<(), Error> {
+        if self.next().is_multiple_of(4) {
+            Err(Error::Busy)
+        } else {
+            Ok(())
+        }
+    }
+    fn map(&mut self, gpa: u64, pages: u64) -> Result<(), Error> {
+        if self.next().is_multiple_of(8) {
+            return Err(Error::QuotaExceeded);
+        }
+        for p in 0..pages {
+            self.backed.insert((gpa >> 12) + p);
+        }
+        Ok(())
+    }
+    fn read(&mut self, gpa: u64, buf: &mut [u8]) -> bool {
+        let end = gpa.saturating_add(buf.len() as u64);
+        if end > self.mem.len() as u64 || (gpa..end).any(|a| !self.backed.contains(&(a >> 12))) {
+            return false;
+        }
+        buf.copy_from_slice(&self.mem[gpa as usize..end as usize]);
+        true
+    }
+    fn write(&mut self, gpa: u64, buf: &[u8]) -> bool {
+        let end = gpa.saturating_add(buf.len() as u64);
+        if end > self.mem.len() as u64 || (gpa..end).any(|a| !self.backed.contains(&(a >> 12))) {
+            return false;
+        }
+        self.mem[gpa as usize..end as usize].copy_from_slice(buf);
+        true
+    }
+    fn now(&mut self) -> u64 {
+        self.steps * 1000 + self.next() % 1000
+    }
+    fn console(&mut self, _line: &[u8]) {}
+    fn note(&mut self, _msg: fmt::Arguments<'_>) {}
+}
+
+#[test]
+fn random_exits_and_registers_never_crash_the_monitor() {
+    let mut deep = 0;
+    for seed in 1..300u64 {
+        let mut h = Chaos { x: seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1, steps: 0, mem: vec![0; RAM as usize], backed: BTreeSet::new() };
+        // Random bytes in guest RAM, so decoding and page walks see junk.
+        for i in 0..RAM as usize / 8 {
+            let v = h.next();
+            h.mem[i * 8..i * 8 + 8].copy_from_slice(&v.to_le_bytes());
+        }
+        let b = Board::new(&Config { tsc_per_ms: 1 + seed % 3, ram_bytes: RAM, epoch_unix: 0 }, 0);
+        let mut m = Monitor::new(b, RAM, if seed % 2 == 0 { Some(1 << 40) } else { None }, 1 + seed % 3);
+        let _ = m.back_range(&mut h, 2 << 20);
+        // Start again after each stop: the board's state carries over.
+        while h.steps < 2000 {
+            let _ = m.run(&mut h);
+        }
+        if m.exits > 1000 {
+            deep += 1;
+        }
+    }
+    assert!(deep > 250, "only {deep} runs got past 1000 exits");
+}
