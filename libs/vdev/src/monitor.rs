@@ -6,7 +6,7 @@
 //!
 //! | exit | action |
 //! |---|---|
-//! | `Io` | the board's port; an IN completes with `RUN_COMPLETE_IN`; string forms (INS/OUTS, REP) are emulated through the guest's segments and page tables |
+//! | `Io` | the board's port; an IN completes with `RUN_COMPLETE_IN`; string forms (INS/OUTS, REP) are emulated through the guest's segments and page tables (a page they do not map: #PF injected, as the CPU would) |
 //! | `MemFault` | inside the RAM limit: back the 64 KiB chunk with fresh RAM and retry; outside: stop |
 //! | `Hlt` | IF set: wait (`RUN_HALTED`) for the next timer deadline, or inject what is pending; IF clear: stop (nothing can wake it) |
 //! | `InterruptWindow` | inject the PIC's vector (`pending_vector`, then `acknowledge`) |
@@ -59,6 +59,19 @@ const MSR_EFER: u32 = 0xc000_0080;
 const EFER_WRITABLE: u64 = 1 | 1 << 8 | 1 << 11;
 const EFER_LMA: u64 = 1 << 10;
 
+/// #PF (SDM Vol. 3A §6.15, interrupt 14) and its error-code bits.
+const PF_VECTOR: u8 = 14;
+const PF_WRITE: u32 = 1 << 1;
+const PF_USER: u32 = 1 << 2;
+
+/// Why a guest linear address has no guest-physical one.
+enum Xlate {
+    /// The guest's page tables do not map this linear address.
+    PageFault(u64),
+    /// Something the VMM will not do (the VM stops).
+    Stop(&'static str),
+}
+
 /// What the monitor needs from the hypervisor and the VMM.
 pub trait Host {
     /// `vm_run`: enter the guest until an exit.
@@ -68,6 +81,9 @@ pub trait Host {
     /// Queue external interrupt `vector` for the next entry (`Busy` if
     /// one is queued already).
     fn inject(&mut self, vector: u8) -> Result<(), Error>;
+    /// Queue exception `vector` (with `error_code`, if it has one) for the
+    /// next entry.
+    fn inject_exception(&mut self, vector: u8, error_code: Option<u32>) -> Result<(), Error>;
     /// Back guest-physical `[gpa, gpa + pages * 4096)` with zeroed RAM.
     fn map(&mut self, gpa: u64, pages: u64) -> Result<(), Error>;
     /// Copy guest RAM that [`Host::map`] backed; false if any of it is not.
@@ -472,7 +488,7 @@ impl Monitor {
 
     /// Guest-physical address of linear `lin` under `r`, backing RAM on
     /// first touch. Page-table reads see never-touched RAM as zeros.
-    fn gpa_of(&mut self, host: &mut dyn Host, r: &Regs, lin: u64) -> Result<u64, &'static str> {
+    fn gpa_of(&mut self, host: &mut dyn Host, r: &Regs, lin: u64) -> Result<u64, Xlate> {
         let ram = self.ram_bytes;
         let gpa = {
             let backed = &self.backed;
@@ -489,19 +505,19 @@ impl Monitor {
                 }
             };
             paging::translate(r, lin, &mut read).map_err(|e| match e {
-                paging::Fault::NotMapped => "a page the guest's page tables do not map",
-                paging::Fault::Unsupported => "5-level paging is not supported",
+                paging::Fault::NotMapped => Xlate::PageFault(lin),
+                paging::Fault::Unsupported => Xlate::Stop("5-level paging is not supported"),
             })?
         };
         if gpa >= ram {
-            return Err("a guest-physical address outside RAM");
+            return Err(Xlate::Stop("a guest-physical address outside RAM"));
         }
-        self.back(host, gpa).map_err(|_| "guest RAM that cannot be backed")?;
+        self.back(host, gpa).map_err(|_| Xlate::Stop("guest RAM that cannot be backed"))?;
         Ok(gpa)
     }
 
     /// Guest-physical addresses of the `size` bytes at linear `lin`.
-    fn element_gpas(&mut self, host: &mut dyn Host, r: &Regs, lin: u64, size: u8) -> Result<[u64; 4], &'static str> {
+    fn element_gpas(&mut self, host: &mut dyn Host, r: &Regs, lin: u64, size: u8) -> Result<[u64; 4], Xlate> {
         let mut g = [0u64; 4];
         let first = self.gpa_of(host, r, lin)?;
         let same_page = (lin & (PAGE - 1)) + size as u64 <= PAGE;
@@ -577,11 +593,26 @@ impl Monitor {
         let (seg, reg) = if input { (vm::ES, vm::RDI) } else { (insn.segment.unwrap_or(vm::DS), vm::RSI) };
         let mut off = r.gpr[reg];
         let step = if r.rflags & RFLAGS_DF != 0 { (size as u64).wrapping_neg() } else { size as u64 };
-        for _ in 0..count {
+        for done in 0..count {
             let lin = paging::linear(&r, seg, off, asz);
             let gpas = match self.element_gpas(host, &r, lin, size) {
                 Ok(g) => g,
-                Err(why) => return stop(why, lin),
+                Err(Xlate::Stop(why)) => return stop(why, lin),
+                Err(Xlate::PageFault(at)) => {
+                    // As the CPU would: the elements done stay done, the
+                    // registers say how far it got, RIP stays on the
+                    // instruction, and the guest takes a #PF for `at`.
+                    r.gpr[reg] = (r.gpr[reg] & !mask) | (off & mask);
+                    if rep {
+                        r.gpr[vm::RCX] = (r.gpr[vm::RCX] & !mask) | ((count - done) & mask);
+                    }
+                    r.cr2 = at;
+                    hcall("vm_set_regs", host.set_regs(&r))?;
+                    let user = (r.seg[vm::SS].attrib >> 5) & 3 == 3;
+                    let error = (PF_WRITE * input as u32) | (PF_USER * user as u32);
+                    hcall("vm_inject", host.inject_exception(PF_VECTOR, Some(error)))?;
+                    return Ok(Next::Go(0, 0));
+                }
             };
             let now = host.now();
             if input {

@@ -139,6 +139,11 @@ impl Host for Vmm {
         sys::vm_inject(self.id, vector as u64, vm::EXTERNAL, vm::NO_ERROR_CODE).map(|_| ())
     }
 
+    fn inject_exception(&mut self, vector: u8, error_code: Option<u32>) -> Result<(), Error> {
+        let code = error_code.map(u64::from).unwrap_or(vm::NO_ERROR_CODE);
+        sys::vm_inject(self.id, vector as u64, vm::EXCEPTION, code).map(|_| ())
+    }
+
     fn map(&mut self, gpa: u64, pages: u64) -> Result<(), Error> {
         let index = (gpa / CHUNK) as usize;
         if !gpa.is_multiple_of(CHUNK) || pages == 0 || pages > CHUNK / 4096 || index >= self.chunks.len() {

@@ -29,6 +29,8 @@ enum Op {
     Vmcall(u64, u64),
     /// REP OUTSB from DS:SI (real mode) of `len` bytes at `gpa`.
     RepOutsb(u16, u64, u64),
+    /// REP INSB to ES:RDI = `linear` (ES base 0), `count` bytes.
+    RepInsb(u16, u64, u64),
     /// Interrupt handler pieces: count a tick, return.
     Tick,
     Iret,
@@ -58,6 +60,8 @@ struct Fake {
     notes: Vec<String>,
     halted_runs: u64,
     window_exits: u64,
+    exception: Option<(u8, Option<u32>)>,
+    exceptions: Vec<(u8, Option<u32>, u64)>,
 }
 
 impl Fake {
@@ -82,6 +86,8 @@ impl Fake {
             notes: Vec::new(),
             halted_runs: 0,
             window_exits: 0,
+            exception: None,
+            exceptions: Vec::new(),
         }
     }
 
@@ -116,6 +122,11 @@ impl Host for Fake {
             self.halted_runs += 1;
             self.time = self.time.max(deadline);
             return Ok(self.exit(ExitKind::Deadline));
+        }
+        if let Some((v, e)) = self.exception.take() {
+            // "The handler" notes it and skips the instruction.
+            self.exceptions.push((v, e, self.regs.cr2));
+            self.pc += 1;
         }
         if let Some(v) = self.pending.take() {
             assert!(self.if_flag, "vector {v:#x} injected while the guest has IF clear");
@@ -209,6 +220,15 @@ impl Host for Fake {
                     (e.port, e.size, e.flags) = (port as u32, 1, vm::STRING | vm::REP);
                     return Ok(e);
                 }
+                Op::RepInsb(port, linear, count) => {
+                    self.step_pending = true;
+                    self.code(&[0xf3, 0x6c]);
+                    self.regs.seg[vm::ES].base = 0;
+                    self.regs.gpr[vm::RDI] = linear;
+                    self.regs.gpr[vm::RCX] = count;
+                    (e.port, e.size, e.flags) = (port as u32, 1, vm::IN | vm::STRING | vm::REP);
+                    return Ok(e);
+                }
                 Op::Tick => {
                     self.ticks += 1;
                     self.pc += 1;
@@ -250,6 +270,12 @@ impl Host for Fake {
             return Err(Error::Busy);
         }
         self.pending = Some(vector);
+        Ok(())
+    }
+
+    fn inject_exception(&mut self, vector: u8, error_code: Option<u32>) -> Result<(), Error> {
+        assert!(self.exception.is_none());
+        self.exception = Some((vector, error_code));
         Ok(())
     }
 
@@ -606,6 +632,9 @@ impl Host for Chaos {
     fn set_regs(&mut self, _r: &Regs) -> Result<(), Error> {
         Ok(())
     }
+    fn inject_exception(&mut self, _vector: u8, _error_code: Option<u32>) -> Result<(), Error> {
+        Ok(())
+    }
     fn inject(&mut self, _vector: u8) -> Result<(), Error> {
         if self.next().is_multiple_of(4) {
             Err(Error::Busy)
@@ -667,4 +696,24 @@ fn random_exits_and_registers_never_crash_the_monitor() {
         }
     }
     assert!(deep > 250, "only {deep} runs got past 1000 exits");
+}
+
+#[test]
+fn string_io_into_unmapped_pages_is_a_page_fault_for_the_guest() {
+    let mut g = Fake::new(vec![Op::RepInsb(0x71, 0x1f_fffe, 5), Op::Out(0x501, 1, 6)], 0);
+    // Long mode: 0-2 MiB identity-mapped by one 2 MiB page, nothing else.
+    g.regs.cr0 = 1 | 1 << 31;
+    g.regs.cr4 = 1 << 5;
+    g.regs.efer = EFER_LMA | 1 << 8;
+    g.regs.cr3 = 0x8000;
+    g.regs.seg[vm::CS].attrib = 1 << 9 | 0x9b;
+    let mut m = monitor(&mut g, None);
+    g.mem[0x8000..0x8008].copy_from_slice(&(0x9000u64 | 3).to_le_bytes());
+    g.mem[0x9000..0x9008].copy_from_slice(&(0xa000u64 | 3).to_le_bytes());
+    g.mem[0xa000..0xa008].copy_from_slice(&(0x83u64).to_le_bytes());
+    // Bytes at 0x1ffffe and 0x1fffff go in; 0x200000 is not mapped.
+    assert_eq!(m.run(&mut g), Ok(End::Exited(6)));
+    assert_eq!(g.exceptions, [(14, Some(2), 0x20_0000)], "#PF, write, at the first unmapped byte");
+    assert_eq!(g.regs.gpr[vm::RDI], 0x20_0000, "RDI past the two bytes done");
+    assert_eq!(g.regs.gpr[vm::RCX], 3, "three to go");
 }
