@@ -96,6 +96,36 @@ pub fn size_mask(size: u32) -> u64 {
     }
 }
 
+/// CR4 bits a guest may set (SDM Vol. 3 §2.5), before the CPU's own limits:
+/// VME..OSXMMEXCPT (0-10), UMIP (11), FSGSBASE (16), PCIDE (17), SMEP (20),
+/// SMAP (21). Not VMXE/SMXE (13-14: CPUID hides VMX/SMX), not OSXSAVE (18:
+/// XSAVE is hidden), not LA57 or PKE (not offered), nothing reserved.
+pub const GUEST_CR4_BITS: u64 = 0x7ff | 1 << 11 | 1 << 16 | 1 << 17 | 1 << 20 | 1 << 21;
+
+const CR0_PE: u64 = 1;
+const CR0_NW: u64 = 1 << 29;
+const CR0_CD: u64 = 1 << 30;
+const CR0_PG: u64 = 1 << 31;
+const CR4_PAE: u64 = 1 << 5;
+const EFER_LME: u64 = 1 << 8;
+const EFER_LMA: u64 = 1 << 10;
+
+/// Would MOV to CR0 of `new` raise #GP(0) (SDM Vol. 3 §2.5, Vol. 2 "MOV—Move
+/// to/from Control Registers")? The hypervisor emulating the write must
+/// deliver the fault instead of accepting the value.
+pub fn cr0_write_faults(new: u64, cr4: u64, efer: u64) -> bool {
+    new >> 32 != 0
+        || (new & CR0_PG != 0 && new & CR0_PE == 0)
+        || (new & CR0_NW != 0 && new & CR0_CD == 0)
+        || (new & CR0_PG != 0 && efer & EFER_LME != 0 && cr4 & CR4_PAE == 0)
+}
+
+/// Would MOV to CR4 of `new` raise #GP(0)? `supported` is what the CPU can
+/// run a guest with (its fixed-1 bits); in IA-32e mode PAE cannot be cleared.
+pub fn cr4_write_faults(new: u64, efer: u64, supported: u64) -> bool {
+    new & !(GUEST_CR4_BITS & supported) != 0 || (efer & EFER_LMA != 0 && new & CR4_PAE == 0)
+}
+
 /// A CPU just out of reset, in real mode at 0:0 (the VMM sets the rest).
 pub fn reset_state() -> Regs {
     let data = Segment { selector: 0, attrib: 0x93, limit: 0xffff, base: 0 };
@@ -419,7 +449,15 @@ pub trait Host {
 /// extensions, with the hypervisor bit and leaf 0x4000_0000 identifying mc2.
 fn cpuid(gprs: &mut GuestGprs) {
     let (leaf, sub) = (gprs.0[abi::vm::RAX] as u32, gprs.0[abi::vm::RCX] as u32);
-    let mut r = machine::x86::cpuid(leaf, sub);
+    let r = guest_cpuid(leaf, sub, machine::x86::cpuid(leaf, sub));
+    gprs.0[abi::vm::RAX] = r.eax as u64;
+    gprs.0[abi::vm::RBX] = r.ebx as u64;
+    gprs.0[abi::vm::RCX] = r.ecx as u64;
+    gprs.0[abi::vm::RDX] = r.edx as u64;
+}
+
+/// What a guest's CPUID `leaf`.`sub` returns, given the host's answer.
+pub fn guest_cpuid(leaf: u32, sub: u32, mut r: machine::x86::Cpuid) -> machine::x86::Cpuid {
     match leaf {
         1 => {
             // No VMX, MONITOR, x2APIC, XSAVE/OSXSAVE/AVX (the guest's XCR0
@@ -450,10 +488,7 @@ fn cpuid(gprs: &mut GuestGprs) {
         }
         _ => {}
     }
-    gprs.0[abi::vm::RAX] = r.eax as u64;
-    gprs.0[abi::vm::RBX] = r.ebx as u64;
-    gprs.0[abi::vm::RCX] = r.ecx as u64;
-    gprs.0[abi::vm::RDX] = r.edx as u64;
+    r
 }
 
 const MSR_EFER: u32 = 0xc000_0080;
@@ -494,6 +529,12 @@ impl Vm {
         match &self.arch {
             Arch::Vmx { vmcs, .. } => vmcs.set_efer(v),
             Arch::Svm { vmcb, .. } => vmcb.set_efer(v),
+        }
+    }
+    fn request_window(&self, on: bool) {
+        match &self.arch {
+            Arch::Vmx { vmcs, .. } => vmcs.request_window(on),
+            Arch::Svm { vmcb, .. } => vmcb.request_window(on),
         }
     }
     fn can_take_interrupt(&self) -> bool {
@@ -558,26 +599,25 @@ pub fn run(id: u64, owner: u32, flags: u64, deadline: u64, in_value: u64, host: 
     public.state.store(ST_RUNNING, Ordering::Release);
     vm.complete_last(flags & abi::vm::RUN_COMPLETE_IN != 0, in_value);
     let window = flags & abi::vm::RUN_WINDOW != 0;
-    match &vm.arch {
-        Arch::Vmx { vmcs, .. } => vmcs.request_window(window),
-        Arch::Svm { vmcb, .. } => vmcb.request_window(window),
-    }
+    vm.request_window(window);
     let mut handled = 0u64;
     let result = if flags & abi::vm::RUN_HALTED != 0 && vm.pending.is_none() {
-        // The guest is halted: nothing to run until the deadline.
+        // The guest is halted: nothing to run until the deadline (none: until
+        // the owner is stopped, as a halted PC with nothing to wake it).
         loop {
             if host.should_stop() {
                 break Err(Error::PeerGone);
             }
-            if deadline == 0 || machine::x86::rdtsc() >= deadline {
+            if deadline != 0 && machine::x86::rdtsc() >= deadline {
                 break Ok(Exit { kind: ExitKind::Deadline as u32, rip: vm.rip(), ..Exit::default() });
             }
             host.idle();
         }
     } else {
-        run_guest(&mut vm, deadline, host, &mut handled)
+        run_guest(&mut vm, deadline, window, host, &mut handled)
     };
-    public.exits.fetch_add(handled, Ordering::Relaxed);
+    // Every exit counts, those the VMM sees as well as those handled here.
+    public.exits.fetch_add(handled + u64::from(result.is_ok()), Ordering::Relaxed);
     public.state.store(ST_STOPPED, Ordering::Release);
     put(vm);
     result.map(|mut e| {
@@ -588,14 +628,8 @@ pub fn run(id: u64, owner: u32, flags: u64, deadline: u64, in_value: u64, host: 
 
 #[cfg(mc2_bare)]
 #[allow(unsafe_code)]
-fn run_guest(vm: &mut Vm, deadline: u64, host: &impl Host, handled: &mut u64) -> Result<Exit, Error> {
+fn run_guest(vm: &mut Vm, deadline: u64, window: bool, host: &impl Host, handled: &mut u64) -> Result<Exit, Error> {
     use machine::x86::{rdmsr, wrmsr};
-    if let Some(e) = vm.pending.take() {
-        match &vm.arch {
-            Arch::Vmx { vmcs, .. } => vmcs.inject(&e),
-            Arch::Svm { vmcb, .. } => vmcb.inject(&e),
-        }
-    }
     let mut host_fx = Fx([0; 512]);
     let mut host_msrs = [0u64; vmx::SWAPPED_MSRS.len()];
     let is_vmx = matches!(vm.arch, Arch::Vmx { .. });
@@ -622,6 +656,26 @@ fn run_guest(vm: &mut Vm, deadline: u64, host: &impl Host, handled: &mut u64) ->
         }
         if deadline != 0 && machine::x86::rdtsc() >= deadline {
             break Ok(Exit { kind: ExitKind::Deadline as u32, rip: vm.rip(), ..Exit::default() });
+        }
+        // The VMM's event waits while the hardware has one to deliver first
+        // (an interrupted delivery or a fault the kernel raised): it goes in at
+        // a later entry instead of overwriting that one.
+        if let Some(e) = vm.pending {
+            let busy = match &vm.arch {
+                Arch::Vmx { vmcs, .. } => vmcs.event_pending(),
+                Arch::Svm { vmcb, .. } => vmcb.event_pending(),
+            };
+            if !busy && e.kind == 0 && !vm.can_take_interrupt() {
+                // An external interrupt only enters an interruptible guest
+                // (SDM Vol. 3 §26.3.1.5; APM §15.20): wait for the window.
+                vm.request_window(true);
+            } else if !busy {
+                vm.pending = None;
+                match &vm.arch {
+                    Arch::Vmx { vmcs, .. } => vmcs.inject(&e),
+                    Arch::Svm { vmcb, .. } => vmcb.inject(&e),
+                }
+            }
         }
         host.leave_kernel();
         let info = match &mut vm.arch {
@@ -671,6 +725,12 @@ fn run_guest(vm: &mut Vm, deadline: u64, host: &impl Host, handled: &mut u64) ->
                     break Ok(Exit { kind: ExitKind::Msr as u32, flags: if write { 0 } else { abi::vm::IN }, extra: ecx & 0xffff_ffff, value: if write { value } else { 0 }, rip: info.rip, ..Exit::default() });
                 }
             }
+            Kind::Exit(ExitKind::InterruptWindow) if vm.pending.is_some() => {
+                // Our own window for the VMM's queued interrupt: inject it at
+                // the top of the loop; keep the VMM's request if it made one.
+                *handled += 1;
+                vm.request_window(window);
+            }
             Kind::Exit(kind) => {
                 match kind {
                     ExitKind::Io => vm.last = Some(info),
@@ -692,7 +752,6 @@ fn run_guest(vm: &mut Vm, deadline: u64, host: &impl Host, handled: &mut u64) ->
         core::arch::asm!("fxsave64 [{}]", in(reg) vm.fx.0.as_mut_ptr(), options(nostack));
         core::arch::asm!("fxrstor64 [{}]", in(reg) host_fx.0.as_ptr(), options(nostack));
     }
-    let _ = vm.can_take_interrupt();
     result
 }
 
@@ -755,3 +814,6 @@ pub fn list(mut f: impl FnMut(abi::vm::Info)) -> usize {
     }
     n
 }
+
+#[cfg(test)]
+mod tests;

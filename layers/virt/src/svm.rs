@@ -311,6 +311,12 @@ impl Vmcb {
         self.w64(CTRL_EVENTINJ, v);
     }
 
+    /// An event is already set to be delivered at the next VMRUN (a
+    /// re-delivery after EXITINTINFO, or a fault the kernel raised).
+    pub fn event_pending(&self) -> bool {
+        self.r64(CTRL_EVENTINJ) & (1 << 31) != 0
+    }
+
     /// Ask for an exit as soon as the guest can take an interrupt (a virtual
     /// interrupt that is never delivered: V_IRQ with the VINTR intercept).
     pub fn request_window(&self, on: bool) {
@@ -389,7 +395,10 @@ impl Vmcb {
                 e.kind = crate::Kind::Exit(ExitKind::Exception);
                 e.extra = c - EXIT_EXCP_BASE;
             }
-            _ => e.kind = crate::Kind::Exit(ExitKind::Other),
+            _ => {
+                e.kind = crate::Kind::Exit(ExitKind::Other);
+                e.value = code;
+            }
         }
         e
     }

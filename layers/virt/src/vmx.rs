@@ -138,6 +138,8 @@ const ENTRY_IA32E: u32 = 1 << 9;
 const ENTRY_LOAD_PAT: u32 = 1 << 14;
 const ENTRY_LOAD_EFER: u32 = 1 << 15;
 
+/// #GP(0), as an event to deliver.
+const GP0: Event = Event { vector: 13, kind: 3, error_code: Some(0) };
 const CR0_PE: u64 = 1;
 const CR0_PG: u64 = 1 << 31;
 const EFER_LME: u64 = 1 << 8;
@@ -499,22 +501,44 @@ impl Vmcs {
         vmwrite(f::ENTRY_INSTR_LEN, 0);
     }
 
+    /// An event is already set to be delivered at the next entry (a
+    /// re-delivery after IDT vectoring, or a fault the kernel raised).
+    pub fn event_pending(&self) -> bool {
+        vmread(f::ENTRY_INTR_INFO) & (1 << 31) != 0
+    }
+
     pub fn request_window(&self, on: bool) {
         let p = vmread(f::PROC_CTLS);
         vmwrite(f::PROC_CTLS, if on { p | PROC_INTERRUPT_WINDOW as u64 } else { p & !(PROC_INTERRUPT_WINDOW as u64) });
     }
 
     /// Emulate a MOV to CR0/CR4 or LMSW/CLTS that exited (qualification
-    /// §27.2.1 Table 27-3). Returns false if it is not one we handle.
-    fn cr_access(&self, q: u64, gprs: &GuestGprs) -> bool {
+    /// §27.2.1 Table 27-3): a value the guest's CPU would refuse gets the
+    /// #GP(0) it would raise (RIP stays on the instruction); otherwise the
+    /// write is done and RIP steps over it. False if it is not one we handle.
+    fn cr_access(&self, q: u64, gprs: &GuestGprs, next_rip: u64) -> bool {
         let (cr, kind, reg) = (q & 15, (q >> 4) & 3, ((q >> 8) & 15) as usize);
         let value = |r: usize| if r == abi::vm::RSP { vmread(f::GUEST_RSP) } else { gprs.0[r] };
         let shadow0 = vmread(f::CR0_SHADOW);
-        match (kind, cr) {
-            (0, 0) => self.write_cr0(value(reg)),
-            (0, 4) => self.write_cr4(value(reg)),
-            (2, _) => self.write_cr0(shadow0 & !8),                           // CLTS
-            (3, _) => self.write_cr0((shadow0 & !0xe) | ((q >> 16) & 0xf)), // LMSW: PE can be set, not cleared
+        let cr4 = (vmread(f::GUEST_CR4) & !vmread(f::CR4_MASK)) | (vmread(f::CR4_SHADOW) & vmread(f::CR4_MASK));
+        let efer = vmread(f::GUEST_EFER);
+        let new0 = match (kind, cr) {
+            (0, 0) => Some(value(reg)),
+            (2, _) => Some(shadow0 & !8),                           // CLTS
+            (3, _) => Some((shadow0 & !0xe) | ((q >> 16) & 0xf)), // LMSW: PE can be set, not cleared
+            _ => None,
+        };
+        match (new0, kind, cr) {
+            (Some(v), _, _) if crate::cr0_write_faults(v, cr4, efer) => self.inject(&GP0),
+            (Some(v), _, _) => {
+                self.write_cr0(v);
+                self.set_rip(next_rip);
+            }
+            (None, 0, 4) if crate::cr4_write_faults(value(reg), efer, self.cr4_fixed1) => self.inject(&GP0),
+            (None, 0, 4) => {
+                self.write_cr4(value(reg));
+                self.set_rip(next_rip);
+            }
             _ => return false,
         }
         true
@@ -562,7 +586,7 @@ impl Vmcs {
                 e.value = gprs.0[abi::vm::RAX];
             }
             R_CR_ACCESS => {
-                if self.cr_access(q, gprs) {
+                if self.cr_access(q, gprs, rip + len) {
                     e.kind = Kind::Handled;
                 } else {
                     e.kind = Kind::Exit(ExitKind::Other);
