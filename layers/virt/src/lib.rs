@@ -198,6 +198,9 @@ pub struct Vm {
     /// The last exit handed to the VMM, if it must be completed (IO, MSR).
     last: Option<ExitInfo>,
     guest_msrs: [u64; vmx::SWAPPED_MSRS.len()],
+    /// RIP of the last SVM VMEXIT_INVALID turned into a #GP (see
+    /// `run_guest`); a second one there with nothing in between stops the VM.
+    invalid_gp_at: Option<u64>,
 }
 
 /// Most VMs at once (one per CPU).
@@ -341,7 +344,7 @@ pub fn create(owner: u32, container: ContainerId) -> Result<u64, Error> {
             Arch::Svm { vmcb, npt, nrips: cs.nrips }
         }
     };
-    let vm = Box::new(Vm { id, owner, cpu, container, arch, gprs: GuestGprs::default(), fx: Fx::clean(), pending: None, last: None, guest_msrs: [0; vmx::SWAPPED_MSRS.len()] });
+    let vm = Box::new(Vm { id, owner, cpu, container, arch, gprs: GuestGprs::default(), fx: Fx::clean(), pending: None, last: None, guest_msrs: [0; vmx::SWAPPED_MSRS.len()], invalid_gp_at: None });
     *VMS[id].lock() = Some(vm);
     let p = &PUBLIC[id];
     p.owner.store(owner, Ordering::Relaxed);
@@ -695,6 +698,7 @@ fn run_guest(vm: &mut Vm, deadline: u64, window: bool, host: &impl Host, handled
             }
         };
         host.enter_kernel();
+        let invalid_gp_at = vm.invalid_gp_at.take();
         match info.kind {
             Kind::Handled => *handled += 1,
             Kind::HostInterrupt => {
@@ -731,6 +735,17 @@ fn run_guest(vm: &mut Vm, deadline: u64, window: bool, host: &impl Host, handled
                 *handled += 1;
                 vm.request_window(window);
             }
+            Kind::Exit(ExitKind::Error) if info.raw == svm::EXIT_INVALID && invalid_gp_at != Some(info.rip) && svm_gp_instead(vm) => {
+                // QEMU TCG ends a guest's MOV to CR4 with reserved bits in
+                // VMEXIT_INVALID, where the CPU raises #GP(0) in the guest
+                // (APM Vol. 2 §3.1.3; SDM Vol. 2 "MOV—Move to/from Control
+                // Registers"). The saved state is still sound (the write did
+                // not happen), so deliver that #GP; if the next entry fails
+                // again at the same RIP the state is really bad: the VMM gets
+                // the error.
+                *handled += 1;
+                vm.invalid_gp_at = Some(info.rip);
+            }
             Kind::Exit(kind) => {
                 match kind {
                     ExitKind::Io => vm.last = Some(info),
@@ -753,6 +768,18 @@ fn run_guest(vm: &mut Vm, deadline: u64, window: bool, host: &impl Host, handled
         core::arch::asm!("fxrstor64 [{}]", in(reg) host_fx.0.as_ptr(), options(nostack));
     }
     result
+}
+
+/// For an SVM VMEXIT_INVALID whose saved state is consistent and has no
+/// event queued: inject #GP(0) and say so.
+fn svm_gp_instead(vm: &Vm) -> bool {
+    match &vm.arch {
+        Arch::Svm { vmcb, .. } if vmcb.state_consistent() && !vmcb.event_pending() => {
+            vmcb.inject(&Event { vector: 13, kind: 3, error_code: Some(0) });
+            true
+        }
+        _ => false,
+    }
 }
 
 /// Destroy VM `id`: free its VMCB/VMCS and nested tables; `unshare` gets

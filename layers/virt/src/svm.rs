@@ -99,7 +99,7 @@ const EXIT_MSR: u64 = 0x7c;
 const EXIT_SHUTDOWN: u64 = 0x7f;
 const EXIT_VMMCALL: u64 = 0x81;
 const EXIT_NPF: u64 = 0x400;
-const EXIT_INVALID: u64 = u64::MAX;
+pub const EXIT_INVALID: u64 = u64::MAX;
 
 /// Does this CPU have SVM with nested paging, usable (not disabled by firmware)?
 pub fn supported() -> bool {
@@ -317,6 +317,20 @@ impl Vmcb {
         self.r64(CTRL_EVENTINJ) & (1 << 31) != 0
     }
 
+    /// Does the saved guest state pass the VMRUN consistency checks that a
+    /// guest's own instructions can break (APM Vol. 2 §15.5.1: CR0 high half
+    /// and NW without CD, CR3 bits above 51, CR4 reserved bits, EFER.SVME,
+    /// long mode with paging but without PAE or PE)? Used to tell QEMU's
+    /// VMEXIT_INVALID for a guest MOV to CR4 (see `run_guest`) from a state
+    /// that really cannot run.
+    pub fn state_consistent(&self) -> bool {
+        let (cr0, cr3, cr4, efer) = (self.r64(SAVE_CR0), self.r64(SAVE_CR3), self.r64(SAVE_CR4), self.r64(SAVE_EFER));
+        efer & EFER_SVME != 0
+            && !crate::cr0_write_faults(cr0, cr4, efer)
+            && cr3 >> 52 == 0
+            && cr4 & !crate::GUEST_CR4_BITS == 0
+    }
+
     /// Ask for an exit as soon as the guest can take an interrupt (a virtual
     /// interrupt that is never delivered: V_IRQ with the VINTR intercept).
     pub fn request_window(&self, on: bool) {
@@ -338,7 +352,11 @@ impl Vmcb {
 
     /// After a run: decode the #VMEXIT. `nrips`: the hardware filled next-RIP.
     pub fn decode_exit(&self, nrips: bool) -> ExitInfo {
-        let code = self.r64(CTRL_EXITCODE);
+        // VMEXIT_INVALID is -1; QEMU TCG stores it as a 32-bit -1.
+        let code = match self.r64(CTRL_EXITCODE) {
+            c if c as u32 == u32::MAX => EXIT_INVALID,
+            c => c,
+        };
         let info1 = self.r64(CTRL_EXITINFO1);
         let info2 = self.r64(CTRL_EXITINFO2);
         self.w32(CTRL_TLB_CONTROL, 0);
