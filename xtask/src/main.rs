@@ -22,6 +22,7 @@ mod svg;
 mod test;
 mod user;
 mod util;
+mod vmtest;
 
 use kbuild::LockKind;
 use std::process::ExitCode;
@@ -43,7 +44,9 @@ usage: cargo xtask <command>
   check [--long] [--traces N] [--seed S]
                                 conformance traces with fresh seeds, fuzzing, exhaustion
                                 (--long: 10,000 traces, 1,000,000 fuzzed calls; docs/assurance.md)
+  test-vm [--quick]             only the hypervisor checks of `test` (guests under SVM and VT-x)
   bench locks [--smp N]         the seed's lock experiment (host + in mc2 under QEMU)
+  bench mm | ipc | vm           memory, IPC and hypervisor costs (docs/benchmarks.md)
   build [--mcs] [--bkl]         build the kernel image (checking its layout) and the program bundle
   deps                          install QEMU, Bochs and the GRUB tools (Debian/Ubuntu)
 ";
@@ -58,6 +61,7 @@ fn main() -> ExitCode {
     let r = match cmd.as_str() {
         "run" => run(rest),
         "test" => return test::run(test::TestOpts { quick: rest.iter().any(|a| a == "--quick") }),
+        "test-vm" => return vmtest::run_alone(rest.iter().any(|a| a == "--quick")),
         "bench" => bench::run(rest),
         "check" => assure::check(rest),
         "build" => kbuild::build_variant(lock_kind(rest), rest.iter().any(|a| a == "--bkl"), false).and_then(|k| {

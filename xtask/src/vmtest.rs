@@ -1,0 +1,245 @@
+//! Hypervisor checks (issue 5): the test guest and the chaos guest under the
+//! user-level VMM, on AMD SVM (QEMU TCG, `-cpu qemu64,+svm,+npt`) and on
+//! Intel VT-x (Bochs, Skylake-X model), and the shell's `vm` commands.
+//!
+//! Each check is judged on what the guest and the VMM print (`[vmN] ...`
+//! lines), the VMM's and init's exit statuses, and the memory the shell
+//! reports before and after: a run that loses pages fails.
+
+use crate::emu::{self, QemuOpts, Tcg, QEMU_SUCCESS};
+use crate::util::{target_dir, Captured, Result, Typed};
+use std::path::Path;
+use std::time::Duration;
+
+/// What `testguest` prints, in order, when every step of it worked.
+const TESTGUEST_STEPS: &[&str] = &[
+    "guest: real mode",
+    "guest: cpuid vendor ",
+    "guest: hypervisor \"mc2 mc2 mc2 \"",
+    "guest: protected mode",
+    "guest: long mode",
+    "guest: idt, pic (0x20/0x28) and pit (100 Hz) ready",
+    "guest: 20 timer interrupts",
+    "guest: memory at 0x300000 ok",
+    "guest: success",
+    "[vm0] guest exited with status 0",
+];
+
+/// The lines of `out` that contain `want`, in order, must all be there.
+fn in_order(out: &str, want: &[&str]) -> Result<()> {
+    let mut rest = out;
+    for w in want {
+        match rest.find(w) {
+            Some(i) => rest = &rest[i + w.len()..],
+            None => return Err(format!("missing (or out of order) `{w}`")),
+        }
+    }
+    Ok(())
+}
+
+fn no_kernel_trouble(cap: &Captured) -> Result<()> {
+    if cap.timed_out {
+        return Err(format!("timed out after {:.0} s", cap.elapsed.as_secs_f64()));
+    }
+    for bad in ["!!! mc2:", "PANIC", "exception #"] {
+        if cap.output.contains(bad) {
+            return Err(format!("the kernel reported `{bad}`"));
+        }
+    }
+    Ok(())
+}
+
+fn with_log(r: Result<()>, cap: &Captured) -> Result<()> {
+    r.map_err(|e| format!("{e}\n--- console ---\n{}", cap.output))
+}
+
+/// For each `mem` in the session: free pages plus the shell's own usage
+/// (`memory: X of Y pages free`, `shell: quota Q pages, usage U pages`).
+/// The shell's heap may grow while it runs; every other page must be free
+/// again once the VMs are gone.
+fn free_pages(out: &str) -> Vec<u64> {
+    let mut v = Vec::new();
+    let mut free = None;
+    for l in out.lines().map(str::trim_start) {
+        if let Some(rest) = l.strip_prefix("memory:") {
+            free = rest.split_whitespace().next().and_then(|n| n.parse::<u64>().ok());
+        } else if let (Some(rest), Some(f)) = (l.strip_prefix("shell:"), free) {
+            if let Some(u) = rest.split("usage").nth(1).and_then(|r| r.split_whitespace().next()).and_then(|n| n.parse::<u64>().ok()) {
+                v.push(f + u);
+                free = None;
+            }
+        }
+    }
+    v
+}
+
+/// `[vmN] stopped:` lines: VMs the VMM stopped with a report.
+fn stops(out: &str) -> usize {
+    out.lines().filter(|l| l.starts_with("[vm") && l.contains("] stopped: ")).count()
+}
+
+pub fn tests(elf: &Path, bundle: &Path, bochs: bool) -> Vec<(String, Result<()>)> {
+    let mut v = Vec::new();
+    let timeout = Duration::from_secs(120);
+
+    // 1. The test guest under AMD SVM, on CPU 1 while the shell waits on 0.
+    let o = QemuOpts { smp: 2, cmdline: "-- run -c 1 -q 4096 vmm testguest.bin", tcg: Tcg::MultiThreaded, bundle: Some(bundle), ..Default::default() };
+    let r = emu::qemu_capture(elf, &o, timeout, None).and_then(|cap| {
+        with_log(
+            no_kernel_trouble(&cap)
+                .and_then(|_| in_order(&cap.output, TESTGUEST_STEPS))
+                .and_then(|_| if cap.output.contains("guest: cpuid vendor AuthenticAMD") { Ok(()) } else { Err("the guest did not see an AMD CPU".into()) })
+                .and_then(|_| if cap.output.contains("mc2: init powered off with status 0") && cap.code() == Some(QEMU_SUCCESS) { Ok(()) } else { Err("init did not power off with status 0".into()) }),
+            &cap,
+        )
+    });
+    v.push(("vm svm (QEMU): testguest: real, protected and long mode, CPUID in the kernel, serial, 20 PIT interrupts, on-demand memory, success".to_string(), r));
+
+    // 2. Chaos under SVM, each phase in its own VM one after another in one
+    // session; then the shell must still run programs, and every page must
+    // have come back. A first testguest run warms up per-CPU virt state so
+    // the two `mem` counts compare like with like.
+    let mut input = String::from("run -c 1 -q 4096 vmm testguest.bin\rmem\r");
+    for phase in 0..=7 {
+        input.push_str(&format!("run -c 1 -q 4096 vmm chaos.bin --arg {phase} --time-limit 5\r"));
+    }
+    input.push_str("mem\rrun -c 2 hello after-chaos\rexit 0\r");
+    let o = QemuOpts { smp: 4, cmdline: "", tcg: Tcg::MultiThreaded, bundle: Some(bundle), ..Default::default() };
+    let r = emu::qemu_capture(elf, &o, Duration::from_secs(240), Some(Typed { after: "mc2$ ", input: &input })).and_then(|cap| {
+        let check = || -> Result<()> {
+            no_kernel_trouble(&cap)?;
+            let n = stops(&cap.output);
+            if n != 8 {
+                return Err(format!("{n} of the 8 chaos VMs were stopped with a report, expected all 8"));
+            }
+            if cap.output.contains("chaos: survived everything") {
+                return Err("a chaos guest survived its far writes: guest memory is not contained".into());
+            }
+            // Phase 3 under SVM: the reserved CR4 bit (QEMU's VMEXIT_INVALID) must be a #GP.
+            in_order(&cap.output, &["chaos: phase 3", "chaos: cr4 with reserved bit 15 -> exception 13"])?;
+            in_order(&cap.output, &["hello from pid", "mc2: init powered off with status 0"])?;
+            match free_pages(&cap.output).as_slice() {
+                [before, after] if before == after => Ok(()),
+                [before, after] => Err(format!("free pages {before} before the chaos VMs, {after} after: pages leaked")),
+                other => Err(format!("expected two `mem` reports, found {}", other.len())),
+            }
+        };
+        with_log(check(), &cap)
+    });
+    v.push(("vm svm (QEMU): chaos guests (random ports, code, MSRs, CR writes, string I/O, far writes) are stopped with a report, no page lost, the shell goes on".to_string(), r));
+
+    // 3. The shell's vm commands: (after a warm-up run) start a long-running
+    // guest in the background, list it, stop it, see it gone and its pages back.
+    let input = "run -c 1 -q 4096 vmm testguest.bin\rmem\rvm start -c 1 testguest.bin --arg 60\rsleep 3000\rvm list\rvm stop 0\rwait\rvm list\rmem\rvm stop 0\rexit 0\r";
+    let o = QemuOpts { smp: 2, cmdline: "", tcg: Tcg::MultiThreaded, bundle: Some(bundle), ..Default::default() };
+    let r = emu::qemu_capture(elf, &o, timeout, Some(Typed { after: "mc2$ ", input })).and_then(|cap| {
+        let check = || -> Result<()> {
+            no_kernel_trouble(&cap)?;
+            in_order(&cap.output, &["guest: success", "guest: long mode", "guest: 20 timer interrupts"])?;
+            // `vm list` while it runs shows VM 0 on cpu 1.
+            let listed = cap.output.lines().any(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                f.len() >= 4 && f[0] == "0" && f[2] == "1" && f[3] == "running"
+            });
+            if !listed {
+                return Err("`vm list` did not show VM 0 running on cpu 1".into());
+            }
+            if cap.output.matches("guest: success").count() != 1 {
+                return Err("the guest ran to its end: `vm stop` did not stop it".into());
+            }
+            in_order(&cap.output, &["vm 0: its VMM (pid ", "(no virtual machines)"])?;
+            match free_pages(&cap.output).as_slice() {
+                [before, after] if before == after => Ok(()),
+                [before, after] => Err(format!("free pages {before} before the VM, {after} after it was stopped")),
+                other => Err(format!("expected two `mem` reports, found {}", other.len())),
+            }?;
+            in_order(&cap.output, &["(no virtual machines)", "vm stop: no VM 0", "mc2: init powered off with status 0"])
+        };
+        with_log(check(), &cap)
+    });
+    v.push(("vm shell: vm start (background, cpu 1), vm list, vm stop, pages returned, stopping a gone VM is an error".to_string(), r));
+
+    if !bochs {
+        return v;
+    }
+    // 4. Intel VT-x under Bochs: the test guest, then every chaos phase in one VM.
+    for (name, cmd, secs) in [
+        ("testguest", "-- run -c 0 -q 4096 vmm testguest.bin", 240u64),
+        ("chaos", "-- run -c 0 -q 4096 vmm chaos.bin --arg 0 --time-limit 60", 300),
+    ] {
+        let iso = target_dir().join("bochs").join(format!("vm-{name}.iso"));
+        let r = std::fs::create_dir_all(iso.parent().unwrap())
+            .map_err(|e| e.to_string())
+            .and_then(|_| emu::make_iso(elf, Some(bundle), cmd, &iso))
+            .and_then(|_| emu::bochs_capture(&iso, 1, &format!("vm-{name}"), Duration::from_secs(secs)))
+            .and_then(|cap| {
+                let check = || -> Result<()> {
+                    no_kernel_trouble(&cap)?;
+                    if name == "testguest" {
+                        in_order(&cap.output, TESTGUEST_STEPS)?;
+                        if !cap.output.contains("guest: cpuid vendor GenuineIntel") {
+                            return Err("the guest did not see an Intel CPU".into());
+                        }
+                        in_order(&cap.output, &["mc2: init powered off with status 0"])
+                    } else {
+                        // Under VT-x every invalid CR write is a #GP or #UD the guest recovers from.
+                        in_order(
+                            &cap.output,
+                            &[
+                                "chaos: 500 random port accesses done",
+                                "chaos: cr4 with reserved bit 15 -> exception 13",
+                                "chaos: cr4 without PAE -> exception 13",
+                                "chaos: mov to cr1 -> exception 6",
+                                "chaos: cr0 with NW but not CD -> exception 13",
+                                "chaos: cr0 without PG in 64-bit code -> exception 13",
+                                "chaos: phase 5",
+                                "chaos: phase 6",
+                                "[vm0] stopped: ",
+                                "mc2: init powered off with status 3",
+                            ],
+                        )
+                    }
+                };
+                with_log(check(), &cap)
+            });
+        let what = if name == "testguest" {
+            "vm vmx (Bochs): testguest from real mode to long mode with PIT interrupts, success"
+        } else {
+            "vm vmx (Bochs): chaos phases 0-6 in one VM: invalid CR writes become #GP/#UD, far writes stop the VM with a report"
+        };
+        v.push((what.to_string(), r));
+    }
+    v
+}
+
+/// `cargo xtask test-vm`: build, then only these checks, with the same
+/// closing line as `cargo xtask test`.
+pub fn run_alone(quick: bool) -> std::process::ExitCode {
+    let built = crate::kbuild::build(crate::kbuild::LockKind::Ticket, true).and_then(|elf| Ok((elf, crate::user::build_bundle()?)));
+    let (elf, bundle) = match built {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("build failed: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let (mut passed, mut failed) = (0, 0);
+    for (name, r) in tests(&elf, &bundle, !quick) {
+        match r {
+            Ok(()) => {
+                passed += 1;
+                println!("  ok    {name}");
+            }
+            Err(e) => {
+                failed += 1;
+                println!("  FAIL  {name}\n{e}");
+            }
+        }
+    }
+    println!("{passed} passed, {failed} failed");
+    if failed == 0 {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::FAILURE
+    }
+}
