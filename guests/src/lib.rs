@@ -30,6 +30,8 @@ extern "C" {
     static isr_stubs: u8;
     static mut gdt_tss: [u64; 2];
     pub static mut pd: [u64; 512];
+    /// The RAM limit in KiB the VMM passed in ECX (0 when booted otherwise).
+    pub static boot_ram_kib: u32;
     static ist_top: u8;
     static mut last_vector: u64;
     #[link_name = "last_fault_rip"]

@@ -15,12 +15,13 @@ pub fn run(args: &[String]) -> Result<()> {
         Some("locks") => locks(&args[1..]),
         Some("mm") => mm(),
         Some("ipc") => ipc(&args[1..]),
-        Some(other) => Err(format!("unknown benchmark `{other}` (available: locks, mm, ipc)")),
-        None => Err("which benchmark? (available: locks, mm, ipc)".into()),
+        Some("vm") => crate::bench_vm::run(&args[1..]),
+        Some(other) => Err(format!("unknown benchmark `{other}` (available: locks, mm, ipc, vm)")),
+        None => Err("which benchmark? (available: locks, mm, ipc, vm)".into()),
     }
 }
 
-fn out_dir() -> Result<PathBuf> {
+pub(crate) fn out_dir() -> Result<PathBuf> {
     let d = target_dir().join("bench");
     std::fs::create_dir_all(&d).map_err(|e| e.to_string())?;
     Ok(d)

@@ -9,7 +9,7 @@ use crate::kbuild::HOST_TARGET;
 use crate::util::{cargo, root, target_dir, Result};
 
 /// The guests, as `guests` binaries.
-pub const GUESTS: &[&str] = &["testguest", "chaos"];
+pub const GUESTS: &[&str] = &["testguest", "chaos", "vmbench"];
 /// Where the VMM loads a flat image (guest-physical), and its entry.
 pub const LOAD: u64 = 0x10000;
 /// Largest flat image: it must fit in the 2 MiB the VMM maps at start.

@@ -11,6 +11,7 @@
 
 mod assure;
 mod bench;
+mod bench_vm;
 mod conform;
 mod emu;
 mod guests;
