@@ -24,6 +24,10 @@ pub struct Ept {
     pub root: Frame,
     container: ContainerId,
     tables: usize,
+    /// Test-only deliberate bug the refinement check must catch: `map`
+    /// overwrites an existing leaf instead of refusing.
+    #[cfg(test)]
+    pub(crate) mutant_overwrite: bool,
 }
 
 fn index(gpa: u64, level: u32) -> usize {
@@ -34,7 +38,13 @@ impl Ept {
     pub fn new(m: mm::Mm<'_, impl PhysAccess>, container: ContainerId) -> Result<Ept, MmError> {
         let root = m.containers.alloc_page(m.frames, container)?;
         m.phys.zero_table(root);
-        Ok(Ept { root, container, tables: 1 })
+        Ok(Ept {
+            root,
+            container,
+            tables: 1,
+            #[cfg(test)]
+            mutant_overwrite: false,
+        })
     }
 
     /// The EPT pointer for the VMCS: root, write-back, 4-level walk (SDM Vol. 3C §24.6.11).
@@ -70,7 +80,11 @@ impl Ept {
             };
         }
         let i = index(gpa, 1);
-        if m.phys.read_entry(table, i) & (EPT_R | EPT_W | EPT_X) != 0 {
+        #[cfg(test)]
+        let check = !self.mutant_overwrite;
+        #[cfg(not(test))]
+        let check = true;
+        if check && m.phys.read_entry(table, i) & (EPT_R | EPT_W | EPT_X) != 0 {
             return Err(MmError::AlreadyMapped);
         }
         let mut e = frame.addr() | EPT_R | EPT_WB;
@@ -86,18 +100,24 @@ impl Ept {
 
     /// The frame at `gpa`, if mapped.
     pub fn translate(&self, m: mm::Mm<'_, impl PhysAccess>, gpa: u64) -> Option<Frame> {
+        self.lookup(m, gpa).map(|(f, _, _)| f)
+    }
+
+    /// The frame at `gpa` with its write and execute rights, if mapped.
+    pub fn lookup(&self, m: mm::Mm<'_, impl PhysAccess>, gpa: u64) -> Option<(Frame, bool, bool)> {
         if gpa >= GPA_LIMIT {
             return None;
         }
         let mut table = self.root;
+        let mut e = 0;
         for level in [4u32, 3, 2, 1] {
-            let e = m.phys.read_entry(table, index(gpa, level));
+            e = m.phys.read_entry(table, index(gpa, level));
             if e & (EPT_R | EPT_W | EPT_X) == 0 {
                 return None;
             }
             table = Frame::from_pfn((e & ADDR) >> 12);
         }
-        Some(table)
+        Some((table, e & EPT_W != 0, e & EPT_X != 0))
     }
 
     /// Free every table page; `leaf` is told of every mapped guest page.

@@ -34,6 +34,7 @@ pub mod ept;
 pub mod svm;
 #[allow(unsafe_code)]
 pub mod vmx;
+pub mod spec;
 
 use abi::vm::{Exit, ExitKind, Regs, Segment};
 use abi::Error;
@@ -843,4 +844,8 @@ pub fn list(mut f: impl FnMut(abi::vm::Info)) -> usize {
 }
 
 #[cfg(test)]
+extern crate std;
+#[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod ept_sm;
