@@ -128,36 +128,44 @@ pub fn tests(elf: &Path, bundle: &Path, bochs: bool) -> Vec<(String, Result<()>)
     });
     v.push(("vm svm (QEMU): chaos guests (random ports, code, MSRs, CR writes, string I/O, far writes) are stopped with a report, no page lost, the shell goes on".to_string(), r));
 
-    // 3. The shell's vm commands: (after a warm-up run) start a long-running
-    // guest in the background, list it, stop it, see it gone and its pages back.
-    let input = "run -c 1 -q 4096 vmm testguest.bin\rmem\rvm start -c 1 testguest.bin --arg 60\rsleep 3000\rvm list\rvm stop 0\rwait\rvm list\rmem\rvm stop 0\rexit 0\r";
-    let o = QemuOpts { smp: 2, cmdline: "", tcg: Tcg::MultiThreaded, bundle: Some(bundle), ..Default::default() };
+    // 3. The shell's vm commands: (after a warm-up run on CPUs 1 and 2:
+    // each CPU's virtualization areas are set up once and kept) start two
+    // long-running guests in the background, list them, stop them, see them
+    // gone and their pages back.
+    let input = "run -c 1 -q 4096 vmm testguest.bin\rrun -c 2 -q 4096 vmm testguest.bin\rmem\rvm start testguest.bin --arg 60\rvm start testguest.bin --arg 60\rsleep 3000\rvm list\rvm stop 0\rvm stop 1\rwait\rvm list\rmem\rvm stop 0\rexit 0\r";
+    let o = QemuOpts { smp: 3, cmdline: "", tcg: Tcg::MultiThreaded, bundle: Some(bundle), ..Default::default() };
     let r = emu::qemu_capture(elf, &o, timeout, Some(Typed { after: "mc2$ ", input })).and_then(|cap| {
         let check = || -> Result<()> {
             no_kernel_trouble(&cap)?;
             in_order(&cap.output, &["guest: success", "guest: long mode", "guest: 20 timer interrupts"])?;
-            // `vm list` while it runs shows VM 0 on cpu 1.
-            let listed = cap.output.lines().any(|l| {
-                let f: Vec<&str> = l.split_whitespace().collect();
-                f.len() >= 4 && f[0] == "0" && f[2] == "1" && f[3] == "running"
-            });
-            if !listed {
-                return Err("`vm list` did not show VM 0 running on cpu 1".into());
+            // `vm list` while they run: VMs 0 and 1 running, one on cpu 1
+            // and one on cpu 2 (each VM gets a CPU of its own by default).
+            let mut cpus: Vec<&str> = cap
+                .output
+                .lines()
+                .filter_map(|l| {
+                    let f: Vec<&str> = l.split_whitespace().collect();
+                    (f.len() >= 4 && (f[0] == "0" || f[0] == "1") && f[3] == "running").then(|| f[2])
+                })
+                .collect();
+            cpus.sort();
+            if cpus != ["1", "2"] {
+                return Err(format!("`vm list` showed running VMs on cpus {cpus:?}, expected one on 1 and one on 2"));
             }
-            if cap.output.matches("guest: success").count() != 1 {
-                return Err("the guest ran to its end: `vm stop` did not stop it".into());
+            if cap.output.matches("guest: success").count() != 2 {
+                return Err("a background guest ran to its end: `vm stop` did not stop it".into());
             }
             in_order(&cap.output, &["vm 0: its VMM (pid ", "(no virtual machines)"])?;
             match free_pages(&cap.output).as_slice() {
                 [before, after] if before == after => Ok(()),
-                [before, after] => Err(format!("free pages {before} before the VM, {after} after it was stopped")),
+                [before, after] => Err(format!("free pages {before} before the VMs, {after} after they were stopped")),
                 other => Err(format!("expected two `mem` reports, found {}", other.len())),
             }?;
             in_order(&cap.output, &["(no virtual machines)", "vm stop: no VM 0", "mc2: init powered off with status 0"])
         };
         with_log(check(), &cap)
     });
-    v.push(("vm shell: vm start (background, cpu 1), vm list, vm stop, pages returned, stopping a gone VM is an error".to_string(), r));
+    v.push(("vm shell: two vm starts get CPUs 1 and 2, vm list, vm stop, pages returned, stopping a gone VM is an error".to_string(), r));
 
     if !bochs {
         return v;

@@ -61,9 +61,10 @@ commands:
   kill PID                     end a process (its status becomes 137)
   vm list                      virtual machines: id, owner pid, cpu, state, guest pages, exits
   vm start [-c CPU] [-q PAGES] IMAGE [ARGS...]
-                               run `vmm IMAGE ARGS...` in the background on CPU (default 1
-                               if online, else 0) with PAGES pages of quota (default 4096,
-                               less if the shell has less to spare); see `vmm` for ARGS
+                               run `vmm IMAGE ARGS...` in the background on CPU (default:
+                               the first CPU from 1 up without a VM) with PAGES pages of
+                               quota (default 4096, less if the shell has less to spare);
+                               see `vmm` for ARGS
   vm stop ID                   end VM ID's VMM (the kernel destroys the VM with it)
   wait [PID]                   wait for a background process (default: all of them)
   sleep MS                     pause for MS milliseconds
@@ -348,8 +349,16 @@ impl Shell {
             println!("usage: vm start [-c CPU] [-q PAGES] IMAGE [ARGS...]");
             return USAGE;
         }
-        // CPU 1 keeps the guest off the shell's CPU where there is one.
-        let cpu = cpu.unwrap_or(if proc::cpus().unwrap_or(1) > 1 { 1 } else { 0 });
+        let cpu = match cpu {
+            Some(c) => c,
+            None => match free_vm_cpu() {
+                Some(c) => c,
+                None => {
+                    println!("vm start: every CPU but the shell's already runs a VM; name one with -c");
+                    return 1;
+                }
+            },
+        };
         self.start("vmm", &rest.join(" "), cpu, quota, VM_QUOTA, true)
     }
 
@@ -507,6 +516,22 @@ fn vm_list() -> u64 {
             1
         }
     }
+}
+
+/// The CPU a new VM gets by default: the lowest one from 1 up that neither
+/// runs a VM nor has a live `vmm` about to create one (a VM has its CPU to
+/// itself, and CPU 0 keeps the shell), or CPU 0 on a single-CPU machine.
+fn free_vm_cpu() -> Option<u64> {
+    let cpus = proc::cpus().unwrap_or(1) as u64;
+    if cpus <= 1 {
+        return Some(0);
+    }
+    let mut v = [abi::vm::Info::default(); 16];
+    let n = sys::vm_list(&mut v).unwrap_or(0).min(v.len());
+    let vmms = proc::list().unwrap_or_default();
+    (1..cpus).find(|&c| {
+        !v[..n].iter().any(|i| i.cpu as u64 == c) && !vmms.iter().any(|p| p.name() == "vmm" && p.cpu as u64 == c && proc::state_name(p.state) != "zombie")
+    })
 }
 
 /// `vm stop ID`: kill the VM's owner (its VMM); the kernel destroys the VM
