@@ -17,6 +17,7 @@ mod guests;
 mod image;
 mod kbuild;
 mod linux;
+mod linuxguest;
 mod provision;
 mod svg;
 mod test;

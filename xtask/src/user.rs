@@ -83,6 +83,8 @@ pub fn build_bundle() -> Result<PathBuf> {
     }
     // The test guests' flat images (guest images for `vmm`), after the programs.
     files.extend(crate::guests::build()?);
+    // Debian's Linux kernel and a busybox initramfs (Linux guests).
+    files.extend(crate::linuxguest::bundle_files()?);
     let img = pack(&files)?;
     let path = target_dir().join("user").join("bundle.img");
     std::fs::write(&path, img).map_err(|e| e.to_string())?;

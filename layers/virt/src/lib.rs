@@ -578,8 +578,13 @@ impl Vm {
         }
         if write {
             let v = (self.gprs.0[abi::vm::RDX] << 32) | (self.rax() & 0xffff_ffff);
-            // Only SCE, LME, NXE (and LMA, ignored) are the guest's to set.
-            self.set_efer(v & (1 | 1 << 8 | 1 << 11));
+            // Only SCE, LME, NXE are the guest's to set; LMA is the CPU's
+            // and stays as it is (AMD APM Vol. 2 §3.1.7: writes to LMA are
+            // ignored). Dropping it would leave a guest running in long
+            // mode with EFER.LMA clear: SVM then shuts the guest down
+            // (Linux's startup_64 sets NXE exactly so).
+            let lma = self.efer() & EFER_LMA;
+            self.set_efer((v & (1 | 1 << 8 | 1 << 11)) | lma);
         } else {
             let v = self.efer();
             self.set_rax(v & 0xffff_ffff);

@@ -264,6 +264,12 @@ impl Monitor {
         self.ram_bytes
     }
 
+    /// Guest RAM backed so far (bytes; the last chunk may be short).
+    pub fn backed_bytes(&self) -> u64 {
+        let chunks: u64 = self.backed.iter().map(|w| u64::from(w.count_ones())).sum();
+        (chunks * CHUNK).min(self.ram_bytes)
+    }
+
     fn is_backed(&self, chunk: usize) -> bool {
         chunk < CHUNKS && self.backed[chunk / 64] & (1 << (chunk % 64)) != 0
     }
