@@ -83,9 +83,105 @@ pub fn bundle_files() -> Result<Vec<(String, Vec<u8>)>> {
     Ok(vec![(KERNEL.to_string(), data), (INITRD.to_string(), initrd)])
 }
 
-/// The shell command that runs one Linux guest on `cpu` in the background.
-pub fn vm_start(cpu: usize, extra_cmdline: &str) -> String {
-    format!("vm start -c {cpu} -q {QUOTA_PAGES} {KERNEL} --initrd {INITRD} --ram-mb {RAM_MB} -- {CMDLINE} {extra_cmdline}").trim_end().to_string()
+/// The shell command that runs one Linux guest on `cpu` in the background
+/// (`extra`: more words for the guest's command line; none: the VMM's
+/// default command line, which is [`CMDLINE`]).
+pub fn vm_start(cpu: usize, extra: &str) -> String {
+    let cmdline = if extra.is_empty() { String::new() } else { format!(" -- {CMDLINE} {extra}") };
+    format!("vm start -c {cpu} -q {QUOTA_PAGES} {KERNEL} --initrd {INITRD}{cmdline}")
+}
+
+/// QEMU memory (MiB) for mc2 with `guests` Linux guests.
+pub fn qemu_memory_mib(guests: usize) -> usize {
+    256 + guests * (RAM_MB as usize + 16)
+}
+
+/// QEMU CPUs for `guests` guests: one each, cores 1.., and core 0 for mc2's
+/// own processes (at least 4, as the other runs).
+pub fn qemu_cpus(guests: usize) -> usize {
+    (guests + 1).max(4)
+}
+
+/// The shell session that starts `guests` Linux guests on cores 1..=guests,
+/// lists them, waits for all of them and shows memory before and after
+/// (one command per line, as typed at the prompt).
+pub fn session(guests: usize, extra: &str) -> Vec<String> {
+    let mut lines = vec!["mem".to_string()];
+    lines.extend((1..=guests).map(|cpu| vm_start(cpu, extra)));
+    lines.extend(["vm list", "wait", "vm list", "mem"].map(String::from));
+    lines
+}
+
+/// `cargo xtask run --guests N [--stay]`: boot mc2 under QEMU (SVM), start N
+/// Linux guests from its shell, show their consoles as they run (each line
+/// `[vmK] ...`), then power off, or with `--stay` leave the shell to the
+/// terminal (line by line: `vm list`, `vm stop ID`, `mem`, `exit`).
+pub fn run_guests(guests: usize, stay: bool) -> Result<()> {
+    use std::io::{Read, Write};
+    use std::process::Stdio;
+    if guests == 0 || guests > 15 {
+        return Err("--guests must be between 1 and 15 (one CPU each, and CPU 0 for mc2)".into());
+    }
+    let elf = crate::kbuild::build_variant(crate::kbuild::LockKind::Ticket, false, false)?;
+    let bundle = crate::user::build_bundle()?;
+    let o = crate::emu::QemuOpts { smp: qemu_cpus(guests), memory_mib: qemu_memory_mib(guests), bundle: Some(&bundle), ..Default::default() };
+    let mut c = crate::emu::qemu_command(&elf, &o)?;
+    c.stdin(Stdio::piped()).stdout(Stdio::piped());
+    eprintln!("xtask: QEMU TCG (SVM) with {} CPUs, {} MiB; {guests} Linux guest(s) on CPUs 1..={guests}", o.smp, o.memory_mib);
+    let mut child = c.spawn().map_err(|e| format!("cannot start QEMU: {e}"))?;
+    let mut stdin = child.stdin.take().ok_or("no stdin")?;
+    let mut stdout = child.stdout.take().ok_or("no stdout")?;
+    let mut script: Vec<String> = session(guests, "");
+    if !stay {
+        script.push("exit 0".into());
+    }
+    let typer = std::thread::spawn(move || {
+        // Type the session once the shell prompts, then hand over the terminal.
+        let mut seen = Vec::new();
+        let mut chunk = [0u8; 4096];
+        let mut typed = false;
+        while let Ok(n) = stdout.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            let _ = std::io::stdout().write_all(&chunk[..n]);
+            let _ = std::io::stdout().flush();
+            if !typed {
+                seen.extend_from_slice(&chunk[..n]);
+                if String::from_utf8_lossy(&seen).contains("mc2$ ") {
+                    let text: String = script.iter().map(|l| format!("{l}\r")).collect();
+                    let _ = stdin.write_all(text.as_bytes());
+                    let _ = stdin.flush();
+                    typed = true;
+                    if stay {
+                        let mut stdin = stdin;
+                        std::thread::spawn(move || {
+                            let mut line = String::new();
+                            while std::io::stdin().read_line(&mut line).is_ok_and(|n| n > 0) {
+                                let _ = stdin.write_all(format!("{}\r", line.trim_end()).as_bytes());
+                                let _ = stdin.flush();
+                                line.clear();
+                            }
+                        });
+                        return_stdout(stdout);
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    let status = child.wait().map_err(|e| e.to_string())?;
+    let _ = typer.join();
+    match status.code() {
+        Some(crate::emu::QEMU_SUCCESS) | Some(0) => Ok(()),
+        Some(crate::emu::QEMU_FAILURE) => Err("mc2 reported a failure".into()),
+        other => Err(format!("QEMU exited with {other:?}")),
+    }
+}
+
+/// Copy the rest of QEMU's output to the terminal.
+fn return_stdout(mut from: std::process::ChildStdout) {
+    let _ = std::io::copy(&mut from, &mut std::io::stdout());
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! cargo xtask run   [--smp N] [--mcs] [--bochs] [--iso] [--cmdline ARGS] [-- COMMAND]
+//! cargo xtask run   --guests N [--stay]
 //! cargo xtask test  [--quick]
 //! cargo xtask check [--long]
 //! cargo xtask bench locks [--smp N]
@@ -18,6 +19,7 @@ mod image;
 mod kbuild;
 mod linux;
 mod linuxguest;
+mod linuxtest;
 mod provision;
 mod svg;
 mod test;
@@ -38,9 +40,12 @@ usage: cargo xtask <command>
         --cmdline ARGS          extra kernel command line (e.g. `test`, `bench=locks`, `monitor`)
         --bkl                   build the big-kernel-lock kernel (mC2-bl)
         -- COMMAND              run one shell command, then power off
+        --guests N [--stay]     start N Linux guests (Debian's kernel) on CPUs 1..N from the
+                                shell and show their consoles; --stay keeps the shell
         (QEMU: Ctrl-A X quits, Ctrl-A C toggles the QEMU monitor)
   test  [--quick]               run every check; ends with `N passed, N failed`
                                 (--quick skips loom/shuttle and Bochs)
+  test-guests [--long]          only the Linux guest checks of `test` (--long: also Bochs VT-x)
   check [--long] [--traces N] [--seed S]
                                 conformance traces with fresh seeds, fuzzing, exhaustion
                                 (--long: 10,000 traces, 1,000,000 fuzzed calls; docs/assurance.md)
@@ -60,6 +65,7 @@ fn main() -> ExitCode {
         "run" => run(rest),
         "test" => return test::run(test::TestOpts { quick: rest.iter().any(|a| a == "--quick") }),
         "bench" => bench::run(rest),
+        "test-guests" => linuxtest::standalone(rest),
         "check" => assure::check(rest),
         "build" => kbuild::build_variant(lock_kind(rest), rest.iter().any(|a| a == "--bkl"), false).and_then(|k| {
             let b = user::build_bundle()?;
@@ -111,6 +117,10 @@ fn run(args: &[String]) -> util::Result<()> {
     if !command.is_empty() {
         // The kernel runs everything after ` -- ` as a command, then powers off.
         cmdline = format!("{cmdline} -- {command}").trim().to_string();
+    }
+    if let Some(n) = flag_value(opts, "--guests") {
+        let n = n.parse().map_err(|_| format!("--guests takes a number, not `{n}`"))?;
+        return linuxguest::run_guests(n, opts.iter().any(|a| a == "--stay"));
     }
     let elf = kbuild::build_variant(lock_kind(opts), opts.iter().any(|a| a == "--bkl"), false)?;
     let bundle = user::build_bundle()?;

@@ -222,6 +222,8 @@ const ST_FREE: u32 = 0;
 const ST_CREATED: u32 = 1;
 const ST_RUNNING: u32 = 2;
 const ST_STOPPED: u32 = 3;
+/// Taken by a `create` still filling it in (not listed, not yet a VM).
+const ST_CLAIMED: u32 = 4;
 
 fn kernel_frame(n: usize) -> Result<Frame, Error> {
     let t = mm::kernel::frames();
@@ -298,10 +300,27 @@ fn svm_msrpm_allow(pm: &mut [u8; 8192], msr: u32) {
 pub fn create(owner: u32, container: ContainerId) -> Result<u64, Error> {
     let cpu = machine::cpu::id();
     cpu_setup(cpu)?;
-    if PUBLIC.iter().any(|p| p.state.load(Ordering::Acquire) != ST_FREE && p.cpu.load(Ordering::Relaxed) as usize == cpu) {
+    // (A slot another CPU has only claimed is not on this CPU: creates on
+    // one CPU never overlap, the kernel runs with interrupts masked.)
+    if PUBLIC.iter().any(|p| !matches!(p.state.load(Ordering::Acquire), ST_FREE | ST_CLAIMED) && p.cpu.load(Ordering::Relaxed) as usize == cpu) {
         return Err(Error::Busy);
     }
-    let id = (0..MAX_VMS).find(|&i| PUBLIC[i].state.load(Ordering::Acquire) == ST_FREE).ok_or(Error::TableFull)?;
+    // Claim a free slot atomically: VMMs on other CPUs create VMs at the
+    // same time (a plain find-then-store gave two of them the same id).
+    let id = (0..MAX_VMS)
+        .find(|&i| PUBLIC[i].state.compare_exchange(ST_FREE, ST_CLAIMED, Ordering::AcqRel, Ordering::Relaxed).is_ok())
+        .ok_or(Error::TableFull)?;
+    let r = create_in(id, owner, container, cpu);
+    if r.is_err() {
+        PUBLIC[id].state.store(ST_FREE, Ordering::Release);
+    }
+    r
+}
+
+/// `create` in slot `id`, which the caller has claimed.
+#[cfg(mc2_bare)]
+#[allow(unsafe_code)]
+fn create_in(id: usize, owner: u32, container: ContainerId, cpu: usize) -> Result<u64, Error> {
     let m = mm::kernel::mm();
     let quota = |e: mm::MmError| if e == mm::MmError::QuotaExceeded { Error::QuotaExceeded } else { Error::NoMemory };
     let frame = CONTAINERS.alloc_page(m.frames, container).map_err(quota)?;
@@ -789,7 +808,7 @@ pub fn destroy(id: u64, owner: u32, unshare: &mut dyn FnMut(Frame)) -> Result<()
 /// Destroy every VM `owner` has (it is exiting, on its CPU).
 pub fn destroy_owned_by(owner: u32, unshare: &mut dyn FnMut(Frame)) {
     for id in 0..MAX_VMS {
-        if PUBLIC[id].state.load(Ordering::Acquire) != ST_FREE && PUBLIC[id].owner.load(Ordering::Relaxed) == owner {
+        if !matches!(PUBLIC[id].state.load(Ordering::Acquire), ST_FREE | ST_CLAIMED) && PUBLIC[id].owner.load(Ordering::Relaxed) == owner {
             let _ = destroy(id as u64, owner, unshare);
         }
     }
@@ -800,7 +819,7 @@ pub fn list(mut f: impl FnMut(abi::vm::Info)) -> usize {
     let mut n = 0;
     for (id, p) in PUBLIC.iter().enumerate() {
         let st = p.state.load(Ordering::Acquire);
-        if st == ST_FREE {
+        if st == ST_FREE || st == ST_CLAIMED {
             continue;
         }
         n += 1;

@@ -69,6 +69,7 @@ commands:
   sleep MS                     pause for MS milliseconds
   echo [TEXT...]               print TEXT
   exit [CODE], poweroff [CODE] leave the shell; init powers off with CODE (default 0)
+  COMMAND; COMMAND...          run commands one after the other
 ";
 
 /// What a command asks the shell to do next.
@@ -106,8 +107,21 @@ fn main() -> i32 {
 }
 
 impl Shell {
-    /// Run one command line.
+    /// Run a command line: commands separated by `;` run one after the
+    /// other (the last one's status counts; `exit` ends the sequence).
     fn exec(&mut self, line: &str) -> Flow {
+        let mut flow = Flow::Continue(0);
+        for command in line.split(';') {
+            flow = self.exec_one(command);
+            if let Flow::Exit(_) = flow {
+                break;
+            }
+        }
+        flow
+    }
+
+    /// Run one command.
+    fn exec_one(&mut self, line: &str) -> Flow {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
             return Flow::Continue(0);
