@@ -248,11 +248,16 @@ fn cpu_setup(cpu: usize) -> Result<(), Error> {
             // SAFETY: on this CPU, VMX supported, a fresh kernel frame.
             unsafe { vmx::enable(region) }.map_err(|_| Error::NotSupported)?;
             let bitmap = kernel_frame(1)?;
-            let mut bits = [0xffu8; 4096];
+            // The maps are built on the heap: the kernel stack is 16 KiB
+            // without a guard page, and page-sized arrays on it (12 KiB
+            // here once) overran it into the frame below, a process's page
+            // table, whose entries became all ones.
+            let mut buf = ones(4096)?;
+            let bits: &mut [u8; 4096] = buf.as_mut_slice().try_into().map_err(|_| Error::NoMemory)?;
             for msr in vmx::PASSTHROUGH_MSRS {
-                vmx::msr_bitmap_allow(&mut bits, msr);
+                vmx::msr_bitmap_allow(bits, msr);
             }
-            mm::kernel::write_frame(bitmap, 0, &bits);
+            mm::kernel::write_frame(bitmap, 0, &bits[..]);
             CpuState { arch: CpuArch::Vmx(vmx::CpuVmx { msr_bitmap: bitmap }), nrips: true }
         }
         Vendor::Svm => {
@@ -261,13 +266,14 @@ fn cpu_setup(cpu: usize) -> Result<(), Error> {
             unsafe { svm::enable(host_save) };
             let iopm = kernel_frame(3)?;
             let msrpm = kernel_frame(2)?;
-            let ones = [0xffu8; 4096];
+            // On the heap, not the 16 KiB kernel stack (see the VMX case).
+            let mut buf = ones(8192)?;
             for i in 0..3 {
-                mm::kernel::write_frame(Frame::from_pfn(iopm.pfn() + i), 0, &ones);
+                mm::kernel::write_frame(Frame::from_pfn(iopm.pfn() + i), 0, &buf[..4096]);
             }
-            let mut pm = [0xffu8; 8192];
+            let pm: &mut [u8; 8192] = buf.as_mut_slice().try_into().map_err(|_| Error::NoMemory)?;
             for msr in vmx::PASSTHROUGH_MSRS.iter().chain(&[0x174u32, 0x175, 0x176]) {
-                svm_msrpm_allow(&mut pm, *msr);
+                svm_msrpm_allow(pm, *msr);
             }
             mm::kernel::write_frame(msrpm, 0, &pm[..4096]);
             mm::kernel::write_frame(Frame::from_pfn(msrpm.pfn() + 1), 0, &pm[4096..]);
@@ -277,6 +283,14 @@ fn cpu_setup(cpu: usize) -> Result<(), Error> {
     };
     *g = Some(st);
     Ok(())
+}
+
+/// `n` bytes of all ones on the heap (permission maps are built there).
+fn ones(n: usize) -> Result<alloc::vec::Vec<u8>, Error> {
+    let mut v = alloc::vec::Vec::new();
+    v.try_reserve_exact(n).map_err(|_| Error::NoMemory)?;
+    v.resize(n, 0xff);
+    Ok(v)
 }
 
 /// Clear the MSR permission map bits of `msr` (AMD APM Vol. 2 §15.11: two
@@ -657,12 +671,10 @@ fn run_guest(vm: &mut Vm, deadline: u64, window: bool, host: &impl Host, handled
     let mut host_fx = Fx([0; 512]);
     let mut host_msrs = [0u64; vmx::SWAPPED_MSRS.len()];
     let is_vmx = matches!(vm.arch, Arch::Vmx { .. });
-    // SAFETY: FXSAVE/FXRSTOR on 16-byte aligned 512-byte areas we own; the
-    // swapped MSRs exist on every x86-64 CPU and the host does not use them
-    // until we restore them below (no user code runs on this CPU meanwhile).
+    // SAFETY: the swapped MSRs exist on every x86-64 CPU and the host does
+    // not use them until we restore them below (no user code runs on this
+    // CPU meanwhile).
     unsafe {
-        core::arch::asm!("fxsave64 [{}]", in(reg) host_fx.0.as_mut_ptr(), options(nostack));
-        core::arch::asm!("fxrstor64 [{}]", in(reg) vm.fx.0.as_ptr(), options(nostack));
         if is_vmx {
             for (i, msr) in vmx::SWAPPED_MSRS.iter().enumerate() {
                 host_msrs[i] = rdmsr(*msr);
@@ -702,21 +714,34 @@ fn run_guest(vm: &mut Vm, deadline: u64, window: bool, host: &impl Host, handled
             }
         }
         host.leave_kernel();
-        let info = match &mut vm.arch {
-            Arch::Vmx { vmcs, .. } => {
-                // SAFETY: on the VM's CPU (take() checked), its VMCS current
-                // since creation, interrupts masked in the kernel.
-                match unsafe { vmx::run(vmcs, &mut vm.gprs) } {
-                    Ok(()) => vmcs.decode_exit(&vm.gprs),
-                    Err(code) => ExitInfo { kind: Kind::Exit(ExitKind::Error), value: code, raw: u64::MAX, rip: vmcs.rip(), ..ExitInfo::default() },
-                }
-            }
-            Arch::Svm { vmcb, nrips, .. } => {
+        // The guest's FPU/SSE state is in the registers only across the
+        // world switch itself: the kernel's Rust code between runs (exit
+        // decoding, CPUID, the host's interrupt handlers) uses SSE and
+        // would clobber it (a Linux guest's programs crashed so).
+        // SAFETY: FXSAVE/FXRSTOR on 16-byte aligned 512-byte areas we own;
+        // the compiler is told the vector registers change.
+        unsafe {
+            core::arch::asm!("fxsave64 [{}]", "fxrstor64 [{}]", in(reg) host_fx.0.as_mut_ptr(), in(reg) vm.fx.0.as_ptr(), clobber_abi("C"), options(nostack));
+        }
+        let ran = match &mut vm.arch {
+            // SAFETY: on the VM's CPU (take() checked), its VMCS current
+            // since creation, interrupts masked in the kernel.
+            Arch::Vmx { vmcs, .. } => unsafe { vmx::run(vmcs, &mut vm.gprs) },
+            Arch::Svm { vmcb, .. } => {
                 // SAFETY: on the VM's CPU with SVM enabled (cpu_setup);
                 // the VMCB was initialised by create(); interrupts masked.
                 unsafe { svm::run(vmcb, &mut vm.gprs, host_vmsave.unwrap_or(vmcb.frame)) };
-                vmcb.decode_exit(*nrips)
+                Ok(())
             }
+        };
+        // SAFETY: as above, in reverse.
+        unsafe {
+            core::arch::asm!("fxsave64 [{}]", "fxrstor64 [{}]", in(reg) vm.fx.0.as_mut_ptr(), in(reg) host_fx.0.as_ptr(), clobber_abi("C"), options(nostack));
+        }
+        let info = match (&mut vm.arch, ran) {
+            (Arch::Vmx { vmcs, .. }, Ok(())) => vmcs.decode_exit(&vm.gprs),
+            (Arch::Vmx { vmcs, .. }, Err(code)) => ExitInfo { kind: Kind::Exit(ExitKind::Error), value: code, raw: u64::MAX, rip: vmcs.rip(), ..ExitInfo::default() },
+            (Arch::Svm { vmcb, nrips, .. }, _) => vmcb.decode_exit(*nrips),
         };
         host.enter_kernel();
         match info.kind {
@@ -773,8 +798,6 @@ fn run_guest(vm: &mut Vm, deadline: u64, window: bool, host: &impl Host, handled
                 wrmsr(*msr, host_msrs[i]);
             }
         }
-        core::arch::asm!("fxsave64 [{}]", in(reg) vm.fx.0.as_mut_ptr(), options(nostack));
-        core::arch::asm!("fxrstor64 [{}]", in(reg) host_fx.0.as_ptr(), options(nostack));
     }
     result
 }

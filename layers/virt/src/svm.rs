@@ -10,9 +10,14 @@
 //!
 //! A run (`mc2_svm_run`): CLGI; VMSAVE the host's hidden state (FS/GS/TR/
 //! LDTR bases, KernelGsBase, STAR/LSTAR/CSTAR/SFMASK, SYSENTER); VMLOAD the
-//! guest's; load guest GPRs; VMRUN; save guest GPRs; VMSAVE the guest's;
-//! VMLOAD the host's; STGI. Global interrupts stay off in between, so nothing
-//! ever runs with the guest's GS base.
+//! guest's; load guest GPRs; STI; VMRUN; CLI; save guest GPRs; VMSAVE the
+//! guest's; VMLOAD the host's; STGI. Global interrupts stay off in between,
+//! so nothing ever runs with the guest's GS base. The STI matters: with
+//! V_INTR_MASKING the host's RFLAGS.IF at VMRUN decides whether physical
+//! interrupts reach the host (APM Vol. 2 §15.21.1); with IF clear (the
+//! kernel runs masked) the host's timer never ended a guest that makes no
+//! exits of its own, and a deadline passed unnoticed. GIF = 0 keeps the
+//! interrupt pending until the kernel takes it after the exit.
 
 use crate::{Event, ExitInfo, GuestGprs};
 use abi::vm::{ExitKind, Regs, Segment};
@@ -455,7 +460,9 @@ mc2_svm_run:
     mov 112(%rsi), %r14
     mov 120(%rsi), %r15
     mov 48(%rsi), %rsi
+    sti
     vmrun
+    cli
     push %rsi
     mov 24(%rsp), %rsi
     mov %rcx, 8(%rsi)

@@ -232,6 +232,11 @@ pub struct Monitor {
     min_slice: u64,
     /// Exits handled by the monitor.
     pub exits: u64,
+    /// Of those, by kind (`abi::vm::ExitKind` as index; 0: unknown kinds).
+    pub by_kind: [u64; 16],
+    /// The port of the most I/O exits so far and their count (a profile's
+    /// first line: which device the guest talks to most).
+    pub io_ports: [(u16, u64); 8],
 }
 
 /// An exit handler's verdict.
@@ -257,11 +262,25 @@ impl Monitor {
             noted_len: 0,
             min_slice: tsc_per_ms / 1000 * MIN_SLICE_US,
             exits: 0,
+            by_kind: [0; 16],
+            io_ports: [(0, 0); 8],
         }
     }
 
     pub fn ram_bytes(&self) -> u64 {
         self.ram_bytes
+    }
+
+    /// Count an I/O exit at `port` in the small port profile (the least
+    /// used entry makes room for a new port).
+    fn count_port(&mut self, port: u16) {
+        if let Some(e) = self.io_ports.iter_mut().find(|e| e.0 == port && e.1 > 0) {
+            e.1 += 1;
+            return;
+        }
+        if let Some(e) = self.io_ports.iter_mut().min_by_key(|e| e.1) {
+            *e = (port, 1);
+        }
     }
 
     /// Guest RAM backed so far (bytes; the last chunk may be short).
@@ -385,6 +404,10 @@ impl Monitor {
             }
             let exit = hcall("vm_run", host.run(run_flags, deadline.unwrap_or(0), in_value))?;
             self.exits += 1;
+            self.by_kind[if (exit.kind as usize) < 16 { exit.kind as usize } else { 0 }] += 1;
+            if exit.kind == ExitKind::Io as u32 {
+                self.count_port(exit.port as u16);
+            }
             (flags, in_value) = (0, 0);
             match self.handle(host, &exit)? {
                 Next::Go(f, v) => (flags, in_value) = (f, v),

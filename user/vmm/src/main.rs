@@ -45,7 +45,7 @@
 
 extern crate alloc;
 
-use abi::vm::{self, Exit, Regs, Segment};
+use abi::vm::{self, Exit, ExitKind, Regs, Segment};
 use abi::Error;
 use alloc::boxed::Box;
 use alloc::string::String;
@@ -438,6 +438,24 @@ fn run_vm(id: u64, o: &Options, guest: &Guest, ram_bytes: u64, size: u64, cpu: u
     let ms = rt::time::rdtsc().saturating_sub(started) / tsc_per_ms.max(1);
     let backed = m.backed_bytes() >> 10;
     println!("[vm{id}] ran {ms} ms, {} exits, {backed} KiB of guest RAM backed", m.exits);
+    let k = &m.by_kind;
+    let mut ports = m.io_ports;
+    ports.sort_unstable_by_key(|p| core::cmp::Reverse(p.1));
+    println!(
+        "[vm{id}] exits: io {} memfault {} hlt {} msr {} window {} deadline {}; busiest ports {:#x} ({}), {:#x} ({}), {:#x} ({})",
+        k[ExitKind::Io as usize],
+        k[ExitKind::MemFault as usize],
+        k[ExitKind::Hlt as usize],
+        k[ExitKind::Msr as usize],
+        k[ExitKind::InterruptWindow as usize],
+        k[ExitKind::Deadline as usize],
+        ports[0].0,
+        ports[0].1,
+        ports[1].0,
+        ports[1].1,
+        ports[2].0,
+        ports[2].1
+    );
     match end {
         Ok(End::Exited(s)) => {
             println!("[vm{id}] guest exited with status {s}");
