@@ -15,6 +15,7 @@ pub fn run(args: &[String]) -> Result<()> {
         Some("locks") => locks(&args[1..]),
         Some("mm") => mm(),
         Some("ipc") => ipc(&args[1..]),
+        Some("guests") => crate::bench_guests::run(),
         Some(other) => Err(format!("unknown benchmark `{other}` (available: locks, mm, ipc)")),
         None => Err("which benchmark? (available: locks, mm, ipc)".into()),
     }

@@ -12,6 +12,7 @@
 
 mod assure;
 mod bench;
+mod bench_guests;
 mod conform;
 mod emu;
 mod guests;
@@ -50,6 +51,7 @@ usage: cargo xtask <command>
                                 conformance traces with fresh seeds, fuzzing, exhaustion
                                 (--long: 10,000 traces, 1,000,000 fuzzed calls; docs/assurance.md)
   bench locks [--smp N]         the seed's lock experiment (host + in mc2 under QEMU)
+  bench guests                  workloads in a Linux guest vs the same Linux bare (QEMU TCG)
   build [--mcs] [--bkl]         build the kernel image (checking its layout) and the program bundle
   deps                          install QEMU, Bochs and the GRUB tools (Debian/Ubuntu)
 ";
