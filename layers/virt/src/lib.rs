@@ -510,8 +510,19 @@ pub fn guest_cpuid(leaf: u32, sub: u32, mut r: machine::x86::Cpuid) -> machine::
             r.ecx = 0;
             r.edx = 0;
         }
-        7 if sub == 0 => r.ebx &= !(1 << 5), // AVX2
-        0x8000_0001 => r.ecx &= !(1 << 2), // SVM
+        7 if sub == 0 => {
+            // AVX2 (needs XSAVE); INVPCID (EBX 10) and RDPID (ECX 22): the
+            // VMCS enables neither INVPCID nor RDTSCP among its secondary
+            // controls (SDM Vol. 3C §24.6.2), so both would #UD in a VT-x
+            // guest (Linux's first global TLB flush did, in Bochs).
+            r.ebx &= !(1 << 5 | 1 << 10);
+            r.ecx &= !(1 << 22);
+        }
+        // SVM; RDTSCP (EDX 27), as RDPID above.
+        0x8000_0001 => {
+            r.ecx &= !(1 << 2);
+            r.edx &= !(1 << 27);
+        }
         0x4000_0000 => {
             r.eax = 0x4000_0000;
             let sig = b"mc2 mc2 mc2 ";

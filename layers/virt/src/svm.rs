@@ -10,14 +10,17 @@
 //!
 //! A run (`mc2_svm_run`): CLGI; VMSAVE the host's hidden state (FS/GS/TR/
 //! LDTR bases, KernelGsBase, STAR/LSTAR/CSTAR/SFMASK, SYSENTER); VMLOAD the
-//! guest's; load guest GPRs; STI; VMRUN; CLI; save guest GPRs; VMSAVE the
-//! guest's; VMLOAD the host's; STGI. Global interrupts stay off in between,
-//! so nothing ever runs with the guest's GS base. The STI matters: with
+//! guest's; load guest GPRs; VMRUN; CLI; save guest GPRs; VMSAVE the
+//! guest's; VMLOAD the host's; STGI; with an STI right after the CLGI.
+//! Global interrupts stay off in between, so nothing ever runs with the
+//! guest's GS base. The STI matters: with
 //! V_INTR_MASKING the host's RFLAGS.IF at VMRUN decides whether physical
 //! interrupts reach the host (APM Vol. 2 §15.21.1); with IF clear (the
 //! kernel runs masked) the host's timer never ended a guest that makes no
 //! exits of its own, and a deadline passed unnoticed. GIF = 0 keeps the
-//! interrupt pending until the kernel takes it after the exit.
+//! interrupt pending until the kernel takes it after the exit. The STI is
+//! not the instruction before VMRUN: QEMU carries its one-instruction
+//! interrupt shadow into the guest, which then looked uninterruptible.
 
 use crate::{Event, ExitInfo, GuestGprs};
 use abi::vm::{ExitKind, Regs, Segment};
@@ -441,6 +444,7 @@ mc2_svm_run:
     push %rdi
     push %rdx
     clgi
+    sti
     mov %rdx, %rax
     vmsave
     mov 8(%rsp), %rax
@@ -460,7 +464,6 @@ mc2_svm_run:
     mov 112(%rsi), %r14
     mov 120(%rsi), %r15
     mov 48(%rsi), %rsi
-    sti
     vmrun
     cli
     push %rsi
