@@ -49,7 +49,14 @@ fn complete(m: &BTreeMap<String, f64>, what: &str, out: &str) -> Result<()> {
     Ok(())
 }
 
+/// The host's 1-minute load average: emulated time is only comparable
+/// between runs while nothing else competes for the host's cores.
+fn host_load() -> f64 {
+    std::fs::read_to_string("/proc/loadavg").ok().and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok())).unwrap_or(f64::NAN)
+}
+
 pub fn run() -> Result<()> {
+    let load_before = host_load();
     let elf = crate::kbuild::build(crate::kbuild::LockKind::Ticket, true)?;
     let bundle = crate::user::build_bundle()?;
     let vmlinuz = crate::linux::kernel()?;
@@ -124,6 +131,11 @@ pub fn run() -> Result<()> {
         println!("{w:<10} {b:>10.0} {g:>10.0} {:>7.1}%", ratio * 100.0);
     }
     figures.insert("three_guests_reached_shell".into(), json!(reached));
+    let load_after = host_load();
+    let cores = crate::util::host_cpus() as f64;
+    if load_before.max(load_after) > cores * 0.75 {
+        println!("warning: host load {load_before:.1} before, {load_after:.1} after, on {cores} cores: other work competed with the emulator, the ratios are noisy");
+    }
     let result = json!({
         "emulator": "QEMU TCG, -cpu qemu64,+svm,+npt; bare: 1 CPU; mc2: 4 CPUs, the guest pinned to CPU 1",
         "kernel": vmlinuz.file_name().map(|n| n.to_string_lossy().into_owned()),
@@ -133,6 +145,7 @@ pub fn run() -> Result<()> {
         "bare": bare_runs,
         "guest": guest_runs,
         "three_guests": three,
+        "host_load_average": { "before": load_before, "after": load_after, "cores": cores },
         "figures": figures,
     });
     let json_path = dir.join("guests.json");
