@@ -1,7 +1,8 @@
 //! The Linux guest in the boot bundle: Debian's kernel (`linux.rs` fetches
 //! it, unmodified) as `vmlinuz`, and a busybox initramfs as `initrd.cpio`
 //! whose `/init` prints [`MARKER`], runs a few commands (and, when the
-//! command line holds `mc2bench`, the guest workloads of `bench guests`),
+//! command line holds `mc2bench`, the guest workloads of `bench guests`;
+//! with `mc2shell`, an interactive shell on the console for `vm attach`),
 //! then powers the machine off.
 //!
 //! Power-off: the PC the VMM emulates has no ACPI, so Linux's own
@@ -68,6 +69,10 @@ echo "{MARKER}: Linux $(uname -r), $(grep -c ^processor /proc/cpuinfo) cpu, $(gr
 echo "mc2-linux-guest: uptime $(cut -d' ' -f1 /proc/uptime) s; clocksource $(cat /sys/devices/system/clocksource/clocksource0/current_clocksource)"
 ls /bin | wc -l | sed 's/^/mc2-linux-guest: busybox applets: /'
 case "$(cat /proc/cmdline)" in *mc2bench*) {BENCH} ;; esac
+case "$(cat /proc/cmdline)" in *mc2shell*)
+  echo "mc2-linux-guest: a shell on the console (\`exit\` powers off)"
+  PS1='guest# ' sh -i ;;
+esac
 echo "{POWER_OFF}"
 printf '\000' | dd of=/dev/port bs=1 seek=1281 count=1 2>/dev/null
 poweroff -f

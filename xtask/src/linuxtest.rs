@@ -6,7 +6,8 @@
 //! 2. three guests at once on cores 1-3, started from the shell: each
 //!    reaches its marker and powers off; the shell's memory (free pages,
 //!    its container's usage) is the same before and after;
-//! 3. stopping a guest (`vm stop`) while it boots returns all its memory.
+//! 3. stopping a guest (`vm stop`) while it boots returns all its memory;
+//! 4. `vm attach` sends typed lines to a guest's shell (`mc2shell`).
 //!
 //! `--long` adds the single guest under Intel VT-x in Bochs.
 
@@ -22,6 +23,7 @@ pub fn run(elf: &Path, bundle: &Path, long: bool) -> Vec<(String, Result<()>)> {
     out.push(("linux guest: Debian's kernel boots under mc2's VMM (SVM, QEMU TCG) to its marker line and powers itself off".to_string(), single(elf, bundle)));
     out.push(("linux guests: three at once on cores 1-3 reach their markers and power off; the shell's memory is the same before and after".to_string(), three(elf, bundle)));
     out.push(("linux guest: `vm stop` while it boots ends it and returns all its memory to the shell's container".to_string(), stop(elf, bundle)));
+    out.push(("linux guest: `vm attach` types into its console: the guest's shell runs the command and powers off on `exit`".to_string(), attach(elf, bundle)));
     if long {
         out.push(("linux guest under Intel VT-x (Bochs): boots to its marker and powers off".to_string(), bochs(elf, bundle)));
     }
@@ -162,6 +164,20 @@ fn stop(elf: &Path, bundle: &Path) -> Result<()> {
         return Err(format!("`vm list` should show the VM running, then none:\n{}", tail(&cap.output)));
     }
     same_memory(&cap)
+}
+
+fn attach(elf: &Path, bundle: &Path) -> Result<()> {
+    let lines: Vec<String> = vec![
+        lg::vm_start(1, "mc2shell"),
+        "sleep 20000".into(),
+        "vm attach 0".into(),
+        "echo attached-$((6*7))".into(),
+        "exit".into(),
+        "\x1dwait".into(),
+        "exit 0".into(),
+    ];
+    let cap = typed_run(elf, bundle, 1, &lines, 240)?;
+    need(&cap, &["[attached to vm0".to_string(), "[vm0] attached-42".to_string(), "[detached from vm0]".to_string(), "[vm0] guest exited with status 0".to_string(), "mc2: init powered off with status 0".to_string()])
 }
 
 fn bochs(elf: &Path, bundle: &Path) -> Result<()> {

@@ -224,6 +224,10 @@ impl Vmcb {
         self.w64(CTRL_IOPM_BASE, cpu.iopm.addr());
         self.w64(CTRL_MSRPM_BASE, cpu.msrpm.addr());
         self.w32(CTRL_ASID, asid);
+        // The ASID is the slot's: an earlier VM in this slot may have left
+        // translations tagged with it. Flush them at the first VMRUN
+        // (TLB_CONTROL 3: this guest's ASID, APM Vol. 2 §15.16.1).
+        self.w32(CTRL_TLB_CONTROL, 3);
         // V_INTR_MASKING: the guest's RFLAGS.IF masks only virtual interrupts;
         // physical ones always exit to the host.
         self.w64(CTRL_VINTR, 1 << 24);

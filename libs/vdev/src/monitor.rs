@@ -95,6 +95,12 @@ pub trait Host {
     fn console(&mut self, line: &[u8]);
     /// A remark of the VMM's own (unknown port, unknown MSR, ...).
     fn note(&mut self, msg: fmt::Arguments<'_>);
+    /// Console input for the guest's COM1: offer waiting bytes in order to
+    /// `accept` until it returns false (the UART is full); only accepted
+    /// bytes are consumed. None by default.
+    fn input(&mut self, accept: &mut dyn FnMut(u8) -> bool) {
+        let _ = accept;
+    }
 }
 
 /// A system call that failed (the VMM cannot go on).
@@ -369,6 +375,8 @@ impl Monitor {
         let mut halted = false;
         loop {
             let now = host.now();
+            let uart = &mut self.board.uart;
+            host.input(&mut |b| uart.has_room() && uart.receive(b));
             self.board.update_irqs(now);
             self.flush_console(host);
             if self.time_limit.is_some_and(|t| now >= t) {

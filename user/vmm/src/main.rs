@@ -131,6 +131,60 @@ struct Page([u8; 4096]);
 struct Vmm {
     id: u64,
     chunks: Vec<Option<Box<[Page]>>>,
+    console: ConsoleIn,
+}
+
+/// Console input from the shell (`vm attach`): a page shared with the
+/// parent, offered at start; Ready once the shell offers its side. Layout
+/// (words): 0 = bytes the shell has written, 1 = bytes the VMM has taken;
+/// the ring is bytes [`RING_AT`].. of [`RING`] bytes.
+struct ConsoleIn {
+    page: Option<rt::shm::SharedPage>,
+    ready: bool,
+    /// TSC of the next `shm_status` poll (a system call: not every turn).
+    next_poll: u64,
+    poll_every: u64,
+}
+
+pub const ATTACH_VA: u64 = 0x7100_0000_0000;
+const RING_AT: usize = 64;
+const RING: u64 = 2048;
+
+impl ConsoleIn {
+    fn new(tsc_per_ms: u64) -> ConsoleIn {
+        let parent = sys::getppid().unwrap_or(0);
+        let page = rt::shm::SharedPage::offer(parent, ATTACH_VA).ok().map(|(p, _)| p);
+        ConsoleIn { page, ready: false, next_poll: 0, poll_every: tsc_per_ms.saturating_mul(20) }
+    }
+
+    fn input(&mut self, accept: &mut dyn FnMut(u8) -> bool) {
+        let Some(page) = &self.page else { return };
+        if !self.ready {
+            let now = rt::time::rdtsc();
+            if now < self.next_poll {
+                return;
+            }
+            self.next_poll = now.saturating_add(self.poll_every);
+            match sys::shm_status(page.peer()) {
+                Ok(abi::ShmState::Ready) => self.ready = true,
+                Ok(abi::ShmState::Dead) | Err(_) => {
+                    self.page = None;
+                    return;
+                }
+                Ok(abi::ShmState::Pending) => return,
+            }
+        }
+        let (written, mut taken) = (page.load(0), page.load(1));
+        while taken < written && written - taken <= RING {
+            let mut b = [0u8];
+            page.read_bytes(RING_AT + (taken % RING) as usize, &mut b);
+            if !accept(b[0]) {
+                break;
+            }
+            taken += 1;
+        }
+        page.store(1, taken);
+    }
 }
 
 impl Vmm {
@@ -213,6 +267,10 @@ impl Host for Vmm {
 
     fn note(&mut self, msg: fmt::Arguments<'_>) {
         println!("[vm{}] note: {msg}", self.id);
+    }
+
+    fn input(&mut self, accept: &mut dyn FnMut(u8) -> bool) {
+        self.console.input(accept);
     }
 }
 
@@ -394,8 +452,8 @@ fn run_vm(id: u64, o: &Options, guest: &Guest, ram_bytes: u64, size: u64, cpu: u
         return FAILED;
     }
     chunks.resize_with((ram_bytes / CHUNK) as usize, || None);
-    let mut host = Vmm { id, chunks };
     let tsc_per_ms = rt::time::ticks_per_ms();
+    let mut host = Vmm { id, chunks, console: ConsoleIn::new(tsc_per_ms) };
     let now = rt::time::rdtsc();
     let board = Board::new(&Config { tsc_per_ms, ram_bytes, epoch_unix: o.epoch }, now);
     let limit = o.time_limit_s.map(|s| now.saturating_add(s.saturating_mul(1000).saturating_mul(tsc_per_ms)));
