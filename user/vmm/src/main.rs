@@ -34,6 +34,10 @@
 //! such image, no VT-x/SVM, quota too small) print `vmm: ...` and exit 1;
 //! bad usage exits 2. `--time-limit` stops a guest that runs longer.
 //!
+//! Console input: at start the VMM offers its parent a shared page
+//! (`ATTACH_VA`); once the shell's `vm attach` completes the pair, bytes
+//! typed there reach the guest's COM1 (see docs/design.md).
+//!
 //! Assumes: the kernel's `vm_*` calls (docs/syscalls.md rows 33-40) and a
 //! quota of at least the guest's RAM plus about 64 pages (heap, nested
 //! page tables). Nothing the guest does can crash the VMM: every exit goes
