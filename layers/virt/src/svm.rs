@@ -108,6 +108,7 @@ const EXIT_SHUTDOWN: u64 = 0x7f;
 const EXIT_VMMCALL: u64 = 0x81;
 const EXIT_NPF: u64 = 0x400;
 const EXIT_INVALID: u64 = u64::MAX;
+const EXIT_INVALID_32: u64 = 0xffff_ffff;
 
 /// Does this CPU have SVM with nested paging, usable (not disabled by firmware)?
 pub fn supported() -> bool {
@@ -402,7 +403,11 @@ impl Vmcb {
                 e.value = self.rax();
                 e.next_rip = next(3);
             }
-            EXIT_INVALID => e.kind = crate::Kind::Exit(ExitKind::Error),
+            // VMEXIT_INVALID is -1; QEMU stores it as a 32-bit -1.
+            EXIT_INVALID | EXIT_INVALID_32 => {
+                e.kind = crate::Kind::Exit(ExitKind::Error);
+                e.value = code;
+            }
             c if (EXIT_EXCP_BASE..EXIT_EXCP_BASE + 32).contains(&c) => {
                 e.kind = crate::Kind::Exit(ExitKind::Exception);
                 e.extra = c - EXIT_EXCP_BASE;
