@@ -101,6 +101,8 @@ pub fn busybox_initramfs(init_script: &str) -> Result<Vec<u8>> {
         Entry::CharDev { path: "dev/console", major: 5, minor: 1 },
         Entry::CharDev { path: "dev/null", major: 1, minor: 3 },
         Entry::CharDev { path: "dev/ttyS0", major: 4, minor: 64 },
+        Entry::CharDev { path: "dev/port", major: 1, minor: 4 },
+        Entry::CharDev { path: "dev/urandom", major: 1, minor: 9 },
         Entry::File { path: "bin/busybox", mode: 0o755, data: busybox },
         Entry::File { path: "init", mode: 0o755, data: init_script.as_bytes().to_vec() },
     ]))

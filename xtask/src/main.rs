@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! cargo xtask run   [--smp N] [--mcs] [--bochs] [--iso] [--cmdline ARGS] [-- COMMAND]
+//! cargo xtask run   --guests N [--stay]
 //! cargo xtask test  [--quick]
 //! cargo xtask check [--long]
 //! cargo xtask bench locks [--smp N]
@@ -12,12 +13,15 @@
 mod assure;
 mod bench;
 mod bench_vm;
+mod bench_guests;
 mod conform;
 mod emu;
 mod guests;
 mod image;
 mod kbuild;
 mod linux;
+mod linuxguest;
+mod linuxtest;
 mod provision;
 mod svg;
 mod test;
@@ -39,15 +43,19 @@ usage: cargo xtask <command>
         --cmdline ARGS          extra kernel command line (e.g. `test`, `bench=locks`, `monitor`)
         --bkl                   build the big-kernel-lock kernel (mC2-bl)
         -- COMMAND              run one shell command, then power off
+        --guests N [--stay]     start N Linux guests (Debian's kernel) on CPUs 1..N from the
+                                shell and show their consoles; --stay keeps the shell
         (QEMU: Ctrl-A X quits, Ctrl-A C toggles the QEMU monitor)
   test  [--quick]               run every check; ends with `N passed, N failed`
                                 (--quick skips loom/shuttle and Bochs)
+  test-guests [--long]          only the Linux guest checks of `test` (--long: also Bochs VT-x)
   check [--long] [--traces N] [--seed S]
                                 conformance traces with fresh seeds, fuzzing, exhaustion
                                 (--long: 10,000 traces, 1,000,000 fuzzed calls; docs/assurance.md)
   test-vm [--quick]             only the hypervisor checks of `test` (guests under SVM and VT-x)
   bench locks [--smp N]         the seed's lock experiment (host + in mc2 under QEMU)
   bench mm | ipc | vm           memory, IPC and hypervisor costs (docs/benchmarks.md)
+  bench guests                  workloads in a Linux guest vs the same Linux bare (QEMU TCG)
   build [--mcs] [--bkl]         build the kernel image (checking its layout) and the program bundle
   deps                          install QEMU, Bochs and the GRUB tools (Debian/Ubuntu)
 ";
@@ -64,6 +72,7 @@ fn main() -> ExitCode {
         "test" => return test::run(test::TestOpts { quick: rest.iter().any(|a| a == "--quick") }),
         "test-vm" => return vmtest::run_alone(rest.iter().any(|a| a == "--quick")),
         "bench" => bench::run(rest),
+        "test-guests" => linuxtest::standalone(rest),
         "check" => assure::check(rest),
         "build" => kbuild::build_variant(lock_kind(rest), rest.iter().any(|a| a == "--bkl"), false).and_then(|k| {
             let b = user::build_bundle()?;
@@ -115,6 +124,10 @@ fn run(args: &[String]) -> util::Result<()> {
     if !command.is_empty() {
         // The kernel runs everything after ` -- ` as a command, then powers off.
         cmdline = format!("{cmdline} -- {command}").trim().to_string();
+    }
+    if let Some(n) = flag_value(opts, "--guests") {
+        let n = n.parse().map_err(|_| format!("--guests takes a number, not `{n}`"))?;
+        return linuxguest::run_guests(n, opts.iter().any(|a| a == "--stay"));
     }
     let elf = kbuild::build_variant(lock_kind(opts), opts.iter().any(|a| a == "--bkl"), false)?;
     let bundle = user::build_bundle()?;

@@ -120,6 +120,10 @@ pub fn run(opts: TestOpts) -> ExitCode {
         if let Some(b) = &bundle {
             section("user space under QEMU TCG (init, shell, programs, utest)");
             user_tests(&mut t, &kernels, bkl.as_deref(), b);
+            section("Linux guests under mc2's VMM (QEMU TCG, SVM; --long: also VT-x in Bochs)");
+            for (name, r) in crate::linuxtest::run(&kernels[0].1, b, std::env::args().any(|a| a == "--long")) {
+                t.check(&name, r);
+            }
         }
         if let Some(b) = &bundle {
             section("hypervisor: guests under the user-level VMM (SVM in QEMU; VT-x in Bochs unless --quick)");

@@ -226,6 +226,8 @@ const ST_FREE: u32 = 0;
 const ST_CREATED: u32 = 1;
 const ST_RUNNING: u32 = 2;
 const ST_STOPPED: u32 = 3;
+/// Taken by a `create` still filling it in (not listed, not yet a VM).
+const ST_CLAIMED: u32 = 4;
 
 fn kernel_frame(n: usize) -> Result<Frame, Error> {
     let t = mm::kernel::frames();
@@ -250,11 +252,16 @@ fn cpu_setup(cpu: usize) -> Result<(), Error> {
             // SAFETY: on this CPU, VMX supported, a fresh kernel frame.
             unsafe { vmx::enable(region) }.map_err(|_| Error::NotSupported)?;
             let bitmap = kernel_frame(1)?;
-            let mut bits = [0xffu8; 4096];
+            // The maps are built on the heap: the kernel stack is 16 KiB
+            // without a guard page, and page-sized arrays on it (12 KiB
+            // here once) overran it into the frame below, a process's page
+            // table, whose entries became all ones.
+            let mut buf = ones(4096)?;
+            let bits: &mut [u8; 4096] = buf.as_mut_slice().try_into().map_err(|_| Error::NoMemory)?;
             for msr in vmx::PASSTHROUGH_MSRS {
-                vmx::msr_bitmap_allow(&mut bits, msr);
+                vmx::msr_bitmap_allow(bits, msr);
             }
-            mm::kernel::write_frame(bitmap, 0, &bits);
+            mm::kernel::write_frame(bitmap, 0, &bits[..]);
             CpuState { arch: CpuArch::Vmx(vmx::CpuVmx { msr_bitmap: bitmap }), nrips: true }
         }
         Vendor::Svm => {
@@ -263,13 +270,14 @@ fn cpu_setup(cpu: usize) -> Result<(), Error> {
             unsafe { svm::enable(host_save) };
             let iopm = kernel_frame(3)?;
             let msrpm = kernel_frame(2)?;
-            let ones = [0xffu8; 4096];
+            // On the heap, not the 16 KiB kernel stack (see the VMX case).
+            let mut buf = ones(8192)?;
             for i in 0..3 {
-                mm::kernel::write_frame(Frame::from_pfn(iopm.pfn() + i), 0, &ones);
+                mm::kernel::write_frame(Frame::from_pfn(iopm.pfn() + i), 0, &buf[..4096]);
             }
-            let mut pm = [0xffu8; 8192];
+            let pm: &mut [u8; 8192] = buf.as_mut_slice().try_into().map_err(|_| Error::NoMemory)?;
             for msr in vmx::PASSTHROUGH_MSRS.iter().chain(&[0x174u32, 0x175, 0x176]) {
-                svm_msrpm_allow(&mut pm, *msr);
+                svm_msrpm_allow(pm, *msr);
             }
             mm::kernel::write_frame(msrpm, 0, &pm[..4096]);
             mm::kernel::write_frame(Frame::from_pfn(msrpm.pfn() + 1), 0, &pm[4096..]);
@@ -279,6 +287,14 @@ fn cpu_setup(cpu: usize) -> Result<(), Error> {
     };
     *g = Some(st);
     Ok(())
+}
+
+/// `n` bytes of all ones on the heap (permission maps are built there).
+fn ones(n: usize) -> Result<alloc::vec::Vec<u8>, Error> {
+    let mut v = alloc::vec::Vec::new();
+    v.try_reserve_exact(n).map_err(|_| Error::NoMemory)?;
+    v.resize(n, 0xff);
+    Ok(v)
 }
 
 /// Clear the MSR permission map bits of `msr` (AMD APM Vol. 2 §15.11: two
@@ -302,10 +318,27 @@ fn svm_msrpm_allow(pm: &mut [u8; 8192], msr: u32) {
 pub fn create(owner: u32, container: ContainerId) -> Result<u64, Error> {
     let cpu = machine::cpu::id();
     cpu_setup(cpu)?;
-    if PUBLIC.iter().any(|p| p.state.load(Ordering::Acquire) != ST_FREE && p.cpu.load(Ordering::Relaxed) as usize == cpu) {
+    // (A slot another CPU has only claimed is not on this CPU: creates on
+    // one CPU never overlap, the kernel runs with interrupts masked.)
+    if PUBLIC.iter().any(|p| !matches!(p.state.load(Ordering::Acquire), ST_FREE | ST_CLAIMED) && p.cpu.load(Ordering::Relaxed) as usize == cpu) {
         return Err(Error::Busy);
     }
-    let id = (0..MAX_VMS).find(|&i| PUBLIC[i].state.load(Ordering::Acquire) == ST_FREE).ok_or(Error::TableFull)?;
+    // Claim a free slot atomically: VMMs on other CPUs create VMs at the
+    // same time (a plain find-then-store gave two of them the same id).
+    let id = (0..MAX_VMS)
+        .find(|&i| PUBLIC[i].state.compare_exchange(ST_FREE, ST_CLAIMED, Ordering::AcqRel, Ordering::Relaxed).is_ok())
+        .ok_or(Error::TableFull)?;
+    let r = create_in(id, owner, container, cpu);
+    if r.is_err() {
+        PUBLIC[id].state.store(ST_FREE, Ordering::Release);
+    }
+    r
+}
+
+/// `create` in slot `id`, which the caller has claimed.
+#[cfg(mc2_bare)]
+#[allow(unsafe_code)]
+fn create_in(id: usize, owner: u32, container: ContainerId, cpu: usize) -> Result<u64, Error> {
     let m = mm::kernel::mm();
     let quota = |e: mm::MmError| if e == mm::MmError::QuotaExceeded { Error::QuotaExceeded } else { Error::NoMemory };
     let frame = CONTAINERS.alloc_page(m.frames, container).map_err(quota)?;
@@ -481,8 +514,19 @@ pub fn guest_cpuid(leaf: u32, sub: u32, mut r: machine::x86::Cpuid) -> machine::
             r.ecx = 0;
             r.edx = 0;
         }
-        7 if sub == 0 => r.ebx &= !(1 << 5), // AVX2
-        0x8000_0001 => r.ecx &= !(1 << 2), // SVM
+        7 if sub == 0 => {
+            // AVX2 (needs XSAVE); INVPCID (EBX 10) and RDPID (ECX 22): the
+            // VMCS enables neither INVPCID nor RDTSCP among its secondary
+            // controls (SDM Vol. 3C §24.6.2), so both would #UD in a VT-x
+            // guest (Linux's first global TLB flush did, in Bochs).
+            r.ebx &= !(1 << 5 | 1 << 10);
+            r.ecx &= !(1 << 22);
+        }
+        // SVM; RDTSCP (EDX 27), as RDPID above.
+        0x8000_0001 => {
+            r.ecx &= !(1 << 2);
+            r.edx &= !(1 << 27);
+        }
         0x4000_0000 => {
             r.eax = 0x4000_0000;
             let sig = b"mc2 mc2 mc2 ";
@@ -582,8 +626,13 @@ impl Vm {
         }
         if write {
             let v = (self.gprs.0[abi::vm::RDX] << 32) | (self.rax() & 0xffff_ffff);
-            // Only SCE, LME, NXE (and LMA, ignored) are the guest's to set.
-            self.set_efer(v & (1 | 1 << 8 | 1 << 11));
+            // Only SCE, LME, NXE are the guest's to set; LMA is the CPU's
+            // and stays as it is (AMD APM Vol. 2 §3.1.7: writes to LMA are
+            // ignored). Dropping it would leave a guest running in long
+            // mode with EFER.LMA clear: SVM then shuts the guest down
+            // (Linux's startup_64 sets NXE exactly so).
+            let lma = self.efer() & EFER_LMA;
+            self.set_efer((v & (1 | 1 << 8 | 1 << 11)) | lma);
         } else {
             let v = self.efer();
             self.set_rax(v & 0xffff_ffff);
@@ -637,12 +686,10 @@ fn run_guest(vm: &mut Vm, deadline: u64, window: bool, host: &impl Host, handled
     let mut host_fx = Fx([0; 512]);
     let mut host_msrs = [0u64; vmx::SWAPPED_MSRS.len()];
     let is_vmx = matches!(vm.arch, Arch::Vmx { .. });
-    // SAFETY: FXSAVE/FXRSTOR on 16-byte aligned 512-byte areas we own; the
-    // swapped MSRs exist on every x86-64 CPU and the host does not use them
-    // until we restore them below (no user code runs on this CPU meanwhile).
+    // SAFETY: the swapped MSRs exist on every x86-64 CPU and the host does
+    // not use them until we restore them below (no user code runs on this
+    // CPU meanwhile).
     unsafe {
-        core::arch::asm!("fxsave64 [{}]", in(reg) host_fx.0.as_mut_ptr(), options(nostack));
-        core::arch::asm!("fxrstor64 [{}]", in(reg) vm.fx.0.as_ptr(), options(nostack));
         if is_vmx {
             for (i, msr) in vmx::SWAPPED_MSRS.iter().enumerate() {
                 host_msrs[i] = rdmsr(*msr);
@@ -682,21 +729,34 @@ fn run_guest(vm: &mut Vm, deadline: u64, window: bool, host: &impl Host, handled
             }
         }
         host.leave_kernel();
-        let info = match &mut vm.arch {
-            Arch::Vmx { vmcs, .. } => {
-                // SAFETY: on the VM's CPU (take() checked), its VMCS current
-                // since creation, interrupts masked in the kernel.
-                match unsafe { vmx::run(vmcs, &mut vm.gprs) } {
-                    Ok(()) => vmcs.decode_exit(&vm.gprs),
-                    Err(code) => ExitInfo { kind: Kind::Exit(ExitKind::Error), value: code, raw: u64::MAX, rip: vmcs.rip(), ..ExitInfo::default() },
-                }
-            }
-            Arch::Svm { vmcb, nrips, .. } => {
+        // The guest's FPU/SSE state is in the registers only across the
+        // world switch itself: the kernel's Rust code between runs (exit
+        // decoding, CPUID, the host's interrupt handlers) uses SSE and
+        // would clobber it (a Linux guest's programs crashed so).
+        // SAFETY: FXSAVE/FXRSTOR on 16-byte aligned 512-byte areas we own;
+        // the compiler is told the vector registers change.
+        unsafe {
+            core::arch::asm!("fxsave64 [{}]", "fxrstor64 [{}]", in(reg) host_fx.0.as_mut_ptr(), in(reg) vm.fx.0.as_ptr(), clobber_abi("C"), options(nostack));
+        }
+        let ran = match &mut vm.arch {
+            // SAFETY: on the VM's CPU (take() checked), its VMCS current
+            // since creation, interrupts masked in the kernel.
+            Arch::Vmx { vmcs, .. } => unsafe { vmx::run(vmcs, &mut vm.gprs) },
+            Arch::Svm { vmcb, .. } => {
                 // SAFETY: on the VM's CPU with SVM enabled (cpu_setup);
                 // the VMCB was initialised by create(); interrupts masked.
                 unsafe { svm::run(vmcb, &mut vm.gprs, host_vmsave.unwrap_or(vmcb.frame)) };
-                vmcb.decode_exit(*nrips)
+                Ok(())
             }
+        };
+        // SAFETY: as above, in reverse.
+        unsafe {
+            core::arch::asm!("fxsave64 [{}]", "fxrstor64 [{}]", in(reg) vm.fx.0.as_mut_ptr(), in(reg) host_fx.0.as_ptr(), clobber_abi("C"), options(nostack));
+        }
+        let info = match (&mut vm.arch, ran) {
+            (Arch::Vmx { vmcs, .. }, Ok(())) => vmcs.decode_exit(&vm.gprs),
+            (Arch::Vmx { vmcs, .. }, Err(code)) => ExitInfo { kind: Kind::Exit(ExitKind::Error), value: code, raw: u64::MAX, rip: vmcs.rip(), ..ExitInfo::default() },
+            (Arch::Svm { vmcb, nrips, .. }, _) => vmcb.decode_exit(*nrips),
         };
         host.enter_kernel();
         let invalid_gp_at = vm.invalid_gp_at.take();
@@ -765,8 +825,6 @@ fn run_guest(vm: &mut Vm, deadline: u64, window: bool, host: &impl Host, handled
                 wrmsr(*msr, host_msrs[i]);
             }
         }
-        core::arch::asm!("fxsave64 [{}]", in(reg) vm.fx.0.as_mut_ptr(), options(nostack));
-        core::arch::asm!("fxrstor64 [{}]", in(reg) host_fx.0.as_ptr(), options(nostack));
     }
     result
 }
@@ -812,7 +870,7 @@ pub fn destroy(id: u64, owner: u32, unshare: &mut dyn FnMut(Frame)) -> Result<()
 /// Destroy every VM `owner` has (it is exiting, on its CPU).
 pub fn destroy_owned_by(owner: u32, unshare: &mut dyn FnMut(Frame)) {
     for id in 0..MAX_VMS {
-        if PUBLIC[id].state.load(Ordering::Acquire) != ST_FREE && PUBLIC[id].owner.load(Ordering::Relaxed) == owner {
+        if !matches!(PUBLIC[id].state.load(Ordering::Acquire), ST_FREE | ST_CLAIMED) && PUBLIC[id].owner.load(Ordering::Relaxed) == owner {
             let _ = destroy(id as u64, owner, unshare);
         }
     }
@@ -823,7 +881,7 @@ pub fn list(mut f: impl FnMut(abi::vm::Info)) -> usize {
     let mut n = 0;
     for (id, p) in PUBLIC.iter().enumerate() {
         let st = p.state.load(Ordering::Acquire);
-        if st == ST_FREE {
+        if st == ST_FREE || st == ST_CLAIMED {
             continue;
         }
         n += 1;

@@ -10,9 +10,17 @@
 //!
 //! A run (`mc2_svm_run`): CLGI; VMSAVE the host's hidden state (FS/GS/TR/
 //! LDTR bases, KernelGsBase, STAR/LSTAR/CSTAR/SFMASK, SYSENTER); VMLOAD the
-//! guest's; load guest GPRs; VMRUN; save guest GPRs; VMSAVE the guest's;
-//! VMLOAD the host's; STGI. Global interrupts stay off in between, so nothing
-//! ever runs with the guest's GS base.
+//! guest's; load guest GPRs; VMRUN; CLI; save guest GPRs; VMSAVE the
+//! guest's; VMLOAD the host's; STGI; with an STI right after the CLGI.
+//! Global interrupts stay off in between, so nothing ever runs with the
+//! guest's GS base. The STI matters: with
+//! V_INTR_MASKING the host's RFLAGS.IF at VMRUN decides whether physical
+//! interrupts reach the host (APM Vol. 2 §15.21.1); with IF clear (the
+//! kernel runs masked) the host's timer never ended a guest that makes no
+//! exits of its own, and a deadline passed unnoticed. GIF = 0 keeps the
+//! interrupt pending until the kernel takes it after the exit. The STI is
+//! not the instruction before VMRUN: QEMU carries its one-instruction
+//! interrupt shadow into the guest, which then looked uninterruptible.
 
 use crate::{Event, ExitInfo, GuestGprs};
 use abi::vm::{ExitKind, Regs, Segment};
@@ -216,6 +224,10 @@ impl Vmcb {
         self.w64(CTRL_IOPM_BASE, cpu.iopm.addr());
         self.w64(CTRL_MSRPM_BASE, cpu.msrpm.addr());
         self.w32(CTRL_ASID, asid);
+        // The ASID is the slot's: an earlier VM in this slot may have left
+        // translations tagged with it. Flush them at the first VMRUN
+        // (TLB_CONTROL 3: this guest's ASID, APM Vol. 2 §15.16.1).
+        self.w32(CTRL_TLB_CONTROL, 3);
         // V_INTR_MASKING: the guest's RFLAGS.IF masks only virtual interrupts;
         // physical ones always exit to the host.
         self.w64(CTRL_VINTR, 1 << 24);
@@ -408,7 +420,11 @@ impl Vmcb {
                 e.value = self.rax();
                 e.next_rip = next(3);
             }
-            EXIT_INVALID => e.kind = crate::Kind::Exit(ExitKind::Error),
+            // (Normalised above from QEMU's 32-bit -1.)
+            EXIT_INVALID => {
+                e.kind = crate::Kind::Exit(ExitKind::Error);
+                e.value = code;
+            }
             c if (EXIT_EXCP_BASE..EXIT_EXCP_BASE + 32).contains(&c) => {
                 e.kind = crate::Kind::Exit(ExitKind::Exception);
                 e.extra = c - EXIT_EXCP_BASE;
@@ -454,6 +470,7 @@ mc2_svm_run:
     push %rdi
     push %rdx
     clgi
+    sti
     mov %rdx, %rax
     vmsave
     mov 8(%rsp), %rax
@@ -474,6 +491,7 @@ mc2_svm_run:
     mov 120(%rsi), %r15
     mov 48(%rsi), %rsi
     vmrun
+    cli
     push %rsi
     mov 24(%rsp), %rsi
     mov %rcx, 8(%rsi)

@@ -27,6 +27,9 @@ fn cpuid_hides_what_the_guest_may_not_use_whatever_the_host_says() {
         assert_eq!(g.eax, host.eax);
         assert_eq!(guest_cpuid(0x8000_0001, 0, host).ecx & 1 << 2, 0, "SVM hidden");
         assert_eq!(guest_cpuid(7, 0, host).ebx & 1 << 5, 0, "AVX2 hidden");
+        assert_eq!(guest_cpuid(7, 0, host).ebx & 1 << 10, 0, "INVPCID hidden (not enabled in the VMCS)");
+        assert_eq!(guest_cpuid(7, 0, host).ecx & 1 << 22, 0, "RDPID hidden");
+        assert_eq!(guest_cpuid(0x8000_0001, 0, host).edx & 1 << 27, 0, "RDTSCP hidden");
         let pmu = guest_cpuid(0xa, 0, host);
         assert_eq!((pmu.eax, pmu.ebx, pmu.ecx, pmu.edx), (0, 0, 0, 0));
         // Leaves the kernel does not filter are the host's.

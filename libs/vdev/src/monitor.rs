@@ -95,6 +95,12 @@ pub trait Host {
     fn console(&mut self, line: &[u8]);
     /// A remark of the VMM's own (unknown port, unknown MSR, ...).
     fn note(&mut self, msg: fmt::Arguments<'_>);
+    /// Console input for the guest's COM1: offer waiting bytes in order to
+    /// `accept` until it returns false (the UART is full); only accepted
+    /// bytes are consumed. None by default.
+    fn input(&mut self, accept: &mut dyn FnMut(u8) -> bool) {
+        let _ = accept;
+    }
 }
 
 /// A system call that failed (the VMM cannot go on).
@@ -232,6 +238,11 @@ pub struct Monitor {
     min_slice: u64,
     /// Exits handled by the monitor.
     pub exits: u64,
+    /// Of those, by kind (`abi::vm::ExitKind` as index; 0: unknown kinds).
+    pub by_kind: [u64; 16],
+    /// The port of the most I/O exits so far and their count (a profile's
+    /// first line: which device the guest talks to most).
+    pub io_ports: [(u16, u64); 8],
 }
 
 /// An exit handler's verdict.
@@ -257,11 +268,31 @@ impl Monitor {
             noted_len: 0,
             min_slice: tsc_per_ms / 1000 * MIN_SLICE_US,
             exits: 0,
+            by_kind: [0; 16],
+            io_ports: [(0, 0); 8],
         }
     }
 
     pub fn ram_bytes(&self) -> u64 {
         self.ram_bytes
+    }
+
+    /// Count an I/O exit at `port` in the small port profile (the least
+    /// used entry makes room for a new port).
+    fn count_port(&mut self, port: u16) {
+        if let Some(e) = self.io_ports.iter_mut().find(|e| e.0 == port && e.1 > 0) {
+            e.1 += 1;
+            return;
+        }
+        if let Some(e) = self.io_ports.iter_mut().min_by_key(|e| e.1) {
+            *e = (port, 1);
+        }
+    }
+
+    /// Guest RAM backed so far (bytes; the last chunk may be short).
+    pub fn backed_bytes(&self) -> u64 {
+        let chunks: u64 = self.backed.iter().map(|w| u64::from(w.count_ones())).sum();
+        (chunks * CHUNK).min(self.ram_bytes)
     }
 
     fn is_backed(&self, chunk: usize) -> bool {
@@ -344,6 +375,8 @@ impl Monitor {
         let mut halted = false;
         loop {
             let now = host.now();
+            let uart = &mut self.board.uart;
+            host.input(&mut |b| uart.has_room() && uart.receive(b));
             self.board.update_irqs(now);
             self.flush_console(host);
             if self.time_limit.is_some_and(|t| now >= t) {
@@ -379,6 +412,10 @@ impl Monitor {
             }
             let exit = hcall("vm_run", host.run(run_flags, deadline.unwrap_or(0), in_value))?;
             self.exits += 1;
+            self.by_kind[if (exit.kind as usize) < 16 { exit.kind as usize } else { 0 }] += 1;
+            if exit.kind == ExitKind::Io as u32 {
+                self.count_port(exit.port as u16);
+            }
             (flags, in_value) = (0, 0);
             match self.handle(host, &exit)? {
                 Next::Go(f, v) => (flags, in_value) = (f, v),

@@ -322,6 +322,14 @@ impl Uart {
         true
     }
 
+    /// Would a terminal with RTS/CTS flow control send a byte now: RTS
+    /// asserted (a driver has opened the port: Linux's 8250 sets DTR and
+    /// RTS at startup, after clearing the FIFOs) and room in the receiver
+    /// (not in loopback)? Sending only then never causes an overrun.
+    pub fn has_room(&self) -> bool {
+        !self.loopback() && self.mcr & MCR_RTS != 0 && self.rx_len < if self.fifo_enabled { RX_FIFO } else { 1 }
+    }
+
     /// A byte arrives on the serial line; false if it was lost (overrun).
     pub fn receive(&mut self, b: u8) -> bool {
         if self.loopback() {

@@ -19,6 +19,7 @@ extern crate alloc;
 use abi::Error;
 use alloc::vec::Vec;
 use rt::text::parse_u64;
+use rt::shm::SharedPage;
 use rt::{print, println, proc, sys};
 
 const PROMPT: &str = "mc2$ ";
@@ -66,10 +67,12 @@ commands:
                                quota (default 4096, less if the shell has less to spare);
                                see `vmm` for ARGS
   vm stop ID                   end VM ID's VMM (the kernel destroys the VM with it)
+  vm attach ID                 type into VM ID's console (COM1) until Ctrl-]
   wait [PID]                   wait for a background process (default: all of them)
   sleep MS                     pause for MS milliseconds
   echo [TEXT...]               print TEXT
   exit [CODE], poweroff [CODE] leave the shell; init powers off with CODE (default 0)
+  COMMAND; COMMAND...          run commands one after the other
 ";
 
 /// What a command asks the shell to do next.
@@ -84,11 +87,19 @@ struct Shell {
     me: u64,
     /// Background children not reaped yet.
     bg: Vec<u64>,
+    /// Pages shared with VMMs for `vm attach`.
+    attached: Vec<SharedPage>,
 }
+
+/// Where the shell maps the page it shares with VMM pid P (plus P * 4096),
+/// and the ring in it (as the VMM reads it: word 0 written, word 1 taken).
+const ATTACH_VA: u64 = 0x7200_0000_0000;
+const ATTACH_RING_AT: usize = 64;
+const ATTACH_RING: u64 = 2048;
 
 fn main() -> i32 {
     let me = sys::getpid().unwrap_or(0);
-    let mut sh = Shell { me, bg: Vec::new() };
+    let mut sh = Shell { me, bg: Vec::new(), attached: Vec::new() };
     let command = rt::args().trim();
     if !command.is_empty() {
         let (Flow::Continue(s) | Flow::Exit(s)) = sh.exec(command);
@@ -107,8 +118,21 @@ fn main() -> i32 {
 }
 
 impl Shell {
-    /// Run one command line.
+    /// Run a command line: commands separated by `;` run one after the
+    /// other (the last one's status counts; `exit` ends the sequence).
     fn exec(&mut self, line: &str) -> Flow {
+        let mut flow = Flow::Continue(0);
+        for command in line.split(';') {
+            flow = self.exec_one(command);
+            if let Flow::Exit(_) = flow {
+                break;
+            }
+        }
+        flow
+    }
+
+    /// Run one command.
+    fn exec_one(&mut self, line: &str) -> Flow {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
             return Flow::Continue(0);
@@ -310,16 +334,83 @@ impl Shell {
 
     /// `vm list | start [-c CPU] [-q PAGES] IMAGE [ARGS...] | stop ID`.
     fn vm(&mut self, args: &[&str]) -> u64 {
-        const USAGE_VM: &str = "usage: vm list | vm start [-c CPU] [-q PAGES] IMAGE [ARGS...] | vm stop ID";
+        const USAGE_VM: &str = "usage: vm list | vm start [-c CPU] [-q PAGES] IMAGE [ARGS...] | vm stop ID | vm attach ID";
         match args.split_first() {
             Some((&"list", [])) => vm_list(),
             Some((&"start", rest)) => self.vm_start(rest),
             Some((&"stop", [id])) => vm_stop(id),
+            Some((&"attach", [id])) => self.vm_attach(id),
             _ => {
                 println!("{USAGE_VM}");
                 USAGE
             }
         }
+    }
+
+    /// `vm attach ID`: what is typed goes to VM ID's COM1 (through a page
+    /// shared with its VMM, which offered it at start) until Ctrl-] or the
+    /// VMM ends; the guest's lines keep coming as `[vmN] ...`.
+    fn vm_attach(&mut self, id: &str) -> u64 {
+        let Some(id) = parse_u64(id) else {
+            println!("vm attach: ID must be a number, not `{id}`");
+            return USAGE;
+        };
+        let mut v = [abi::vm::Info::default(); 16];
+        let n = sys::vm_list(&mut v).unwrap_or(0).min(v.len());
+        let Some(owner) = v[..n].iter().find(|i| i.id as u64 == id).map(|i| i.owner as u64) else {
+            println!("vm attach: no VM {id} (`vm list` shows them)");
+            return 1;
+        };
+        // One page per VMM, at an address of its own: it stays mapped
+        // until either side exits, and a later attach reuses it.
+        let va = ATTACH_VA + owner * 4096;
+        let page = match self.attached.iter().position(|p| p.peer() == owner) {
+            Some(i) => &self.attached[i],
+            None => match SharedPage::offer(owner, va) {
+                Ok((p, _)) => {
+                    self.attached.push(p);
+                    &self.attached[self.attached.len() - 1]
+                }
+                Err(e) => {
+                    println!("vm attach: sharing a page with pid {owner}: {e}");
+                    return 1;
+                }
+            },
+        };
+        if let Err(e) = page.wait_ready(2000) {
+            println!("vm attach: VMM pid {owner} does not take console input: {e}");
+            return 1;
+        }
+        println!("[attached to vm{id}: typing goes to its console; Ctrl-] detaches]");
+        // One byte at a time: what follows Ctrl-] is the shell's again.
+        let mut buf = [0u8; 1];
+        'typing: loop {
+            let got = match sys::console_read(&mut buf) {
+                Ok(n) => n as usize,
+                Err(_) => break,
+            };
+            for &b in &buf[..got.min(buf.len())] {
+                if b == 0x1d {
+                    break 'typing;
+                }
+                // Wait for room in the ring while the VMM lives.
+                loop {
+                    if !matches!(sys::shm_status(owner), Ok(abi::ShmState::Ready)) {
+                        println!("[vm{id}'s VMM has ended]");
+                        break 'typing;
+                    }
+                    let (written, taken) = (page.load(0), page.load(1));
+                    if written - taken < ATTACH_RING {
+                        page.write_bytes(ATTACH_RING_AT + (written % ATTACH_RING) as usize, &[b]);
+                        page.store(0, written + 1);
+                        break;
+                    }
+                    sys::sleep_ms(1);
+                }
+            }
+        }
+        println!("[detached from vm{id}]");
+        0
     }
 
     /// `vm start`: `vmm IMAGE ARGS...` in the background.

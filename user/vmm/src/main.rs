@@ -2,11 +2,18 @@
 //!
 //! ```text
 //! vmm IMAGE [--ram-mb N] [--arg N] [--time-limit SECONDS] [--epoch UNIX-SECONDS]
+//!           [--initrd FILE] [-- KERNEL COMMAND LINE...]
 //! ```
 //!
 //! Creates a VM on the CPU it runs on (`vm_create`), backs its RAM with its
-//! own pages, loads the flat image `IMAGE` from the boot bundle and runs it
-//! until the guest exits or the VMM stops it. The devices are the virtual
+//! own pages, loads `IMAGE` from the boot bundle and runs it until the guest
+//! exits or the VMM stops it. `IMAGE` is either a flat image (below) or a
+//! Linux bzImage (recognised by its setup header): then the VMM is the boot
+//! loader of the Linux 32-bit boot protocol (`linuxboot`, and
+//! docs/design.md "Linux guests"): the protected-mode kernel at 1 MiB, the
+//! `--initrd` file high in RAM, the boot parameters page with the e820 map,
+//! and the command line after `--` (default [`LINUX_CMDLINE`]); RAM
+//! defaults to [`LINUX_RAM_MB`] MiB. The devices are the virtual
 //! PC of `vdev` (COM1, 8259A pair, 8254 PIT, RTC/CMOS, PCI host bridge,
 //! debug exit at port 0x501); the exit loop is `vdev::monitor`.
 //!
@@ -27,6 +34,10 @@
 //! such image, no VT-x/SVM, quota too small) print `vmm: ...` and exit 1;
 //! bad usage exits 2. `--time-limit` stops a guest that runs longer.
 //!
+//! Console input: at start the VMM offers its parent a shared page
+//! (`ATTACH_VA`); once the shell's `vm attach` completes the pair, bytes
+//! typed there reach the guest's COM1 (see docs/design.md).
+//!
 //! Assumes: the kernel's `vm_*` calls (docs/syscalls.md rows 33-40) and a
 //! quota of at least the guest's RAM plus about 64 pages (heap, nested
 //! page tables). Nothing the guest does can crash the VMM: every exit goes
@@ -38,7 +49,7 @@
 
 extern crate alloc;
 
-use abi::vm::{self, Exit, Regs, Segment};
+use abi::vm::{self, Exit, ExitKind, Regs, Segment};
 use abi::Error;
 use alloc::boxed::Box;
 use alloc::string::String;
@@ -64,11 +75,22 @@ const FAILED: i32 = 1;
 const USAGE_STATUS: i32 = 2;
 const STOPPED: i32 = 3;
 
-const USAGE: &str = "usage: vmm IMAGE [--ram-mb N] [--arg N] [--time-limit SECONDS] [--epoch UNIX-SECONDS]";
+const USAGE: &str = "usage: vmm IMAGE [--ram-mb N] [--arg N] [--time-limit SECONDS] [--epoch UNIX-SECONDS] [--initrd FILE] [-- LINUX COMMAND LINE]";
+
+/// A Linux guest's RAM unless `--ram-mb`: Debian's kernel decompresses
+/// itself at 16 MiB into an area of about 64 MiB (`init_size`), and its
+/// initramfs goes above that.
+const LINUX_RAM_MB: u64 = 128;
+/// A Linux guest's command line unless one follows `--`: the console on
+/// the emulated 16550, no local APIC (the virtual PC has 8259 PICs only),
+/// no reboot on panic (`panic=-1` resets, which ends the VM).
+pub const LINUX_CMDLINE: &str = "console=ttyS0 quiet panic=-1 tsc=reliable";
 
 struct Options {
     image: String,
-    ram_mb: u64,
+    ram_mb: Option<u64>,
+    initrd: Option<String>,
+    cmdline: Option<String>,
     arg: u64,
     time_limit_s: Option<u64>,
     epoch: u64,
@@ -76,10 +98,12 @@ struct Options {
 
 fn parse(args: &str) -> Result<Options, String> {
     let mut w = Words::new(args);
-    let mut o = Options { image: String::new(), ram_mb: DEFAULT_RAM_MB, arg: 0, time_limit_s: None, epoch: DEFAULT_EPOCH };
+    let mut o = Options { image: String::new(), ram_mb: None, initrd: None, cmdline: None, arg: 0, time_limit_s: None, epoch: DEFAULT_EPOCH };
     while let Some(word) = w.next() {
         match word {
-            "--ram-mb" => o.ram_mb = w.need_u64("N after --ram-mb")?,
+            "--ram-mb" => o.ram_mb = Some(w.need_u64("N after --ram-mb")?),
+            "--initrd" => o.initrd = Some(String::from(w.next().ok_or("missing FILE after --initrd")?)),
+            "--" => o.cmdline = Some(w.rest()),
             "--arg" => o.arg = w.need_u64("N after --arg")?,
             "--time-limit" => o.time_limit_s = Some(w.need_u64("SECONDS after --time-limit")?),
             "--epoch" => o.epoch = w.need_u64("UNIX-SECONDS after --epoch")?,
@@ -91,8 +115,8 @@ fn parse(args: &str) -> Result<Options, String> {
     if o.image.is_empty() {
         return Err(String::from("missing IMAGE"));
     }
-    if o.ram_mb == 0 || o.ram_mb > MAX_RAM >> 20 {
-        return Err(alloc::format!("--ram-mb must be 1..={}, not {}", MAX_RAM >> 20, o.ram_mb));
+    if let Some(mb) = o.ram_mb.filter(|&mb| mb == 0 || mb > MAX_RAM >> 20) {
+        return Err(alloc::format!("--ram-mb must be 1..={}, not {mb}", MAX_RAM >> 20));
     }
     if o.arg > u32::MAX as u64 {
         return Err(alloc::format!("--arg must fit in 32 bits (it goes in EBX), not {}", o.arg));
@@ -111,6 +135,60 @@ struct Page([u8; 4096]);
 struct Vmm {
     id: u64,
     chunks: Vec<Option<Box<[Page]>>>,
+    console: ConsoleIn,
+}
+
+/// Console input from the shell (`vm attach`): a page shared with the
+/// parent, offered at start; Ready once the shell offers its side. Layout
+/// (words): 0 = bytes the shell has written, 1 = bytes the VMM has taken;
+/// the ring is bytes [`RING_AT`].. of [`RING`] bytes.
+struct ConsoleIn {
+    page: Option<rt::shm::SharedPage>,
+    ready: bool,
+    /// TSC of the next `shm_status` poll (a system call: not every turn).
+    next_poll: u64,
+    poll_every: u64,
+}
+
+pub const ATTACH_VA: u64 = 0x7100_0000_0000;
+const RING_AT: usize = 64;
+const RING: u64 = 2048;
+
+impl ConsoleIn {
+    fn new(tsc_per_ms: u64) -> ConsoleIn {
+        let parent = sys::getppid().unwrap_or(0);
+        let page = rt::shm::SharedPage::offer(parent, ATTACH_VA).ok().map(|(p, _)| p);
+        ConsoleIn { page, ready: false, next_poll: 0, poll_every: tsc_per_ms.saturating_mul(20) }
+    }
+
+    fn input(&mut self, accept: &mut dyn FnMut(u8) -> bool) {
+        let Some(page) = &self.page else { return };
+        if !self.ready {
+            let now = rt::time::rdtsc();
+            if now < self.next_poll {
+                return;
+            }
+            self.next_poll = now.saturating_add(self.poll_every);
+            match sys::shm_status(page.peer()) {
+                Ok(abi::ShmState::Ready) => self.ready = true,
+                Ok(abi::ShmState::Dead) | Err(_) => {
+                    self.page = None;
+                    return;
+                }
+                Ok(abi::ShmState::Pending) => return,
+            }
+        }
+        let (written, mut taken) = (page.load(0), page.load(1));
+        while taken < written && written - taken <= RING {
+            let mut b = [0u8];
+            page.read_bytes(RING_AT + (taken % RING) as usize, &mut b);
+            if !accept(b[0]) {
+                break;
+            }
+            taken += 1;
+        }
+        page.store(1, taken);
+    }
 }
 
 impl Vmm {
@@ -194,6 +272,10 @@ impl Host for Vmm {
     fn note(&mut self, msg: fmt::Arguments<'_>) {
         println!("[vm{}] note: {msg}", self.id);
     }
+
+    fn input(&mut self, accept: &mut dyn FnMut(u8) -> bool) {
+        self.console.input(accept);
+    }
 }
 
 /// The vCPU at the boot protocol's start (see the crate documentation).
@@ -222,6 +304,62 @@ fn print_regs(id: u64, r: &Regs) {
     );
 }
 
+/// What the VMM boots.
+enum Guest {
+    /// A flat image at [`LOAD`], entered in real mode.
+    Flat,
+    /// A Linux bzImage: where its pieces go, its command line and initrd.
+    Linux { image: linuxboot::Image, layout: linuxboot::Layout, cmdline: String, initrd: Option<String> },
+}
+
+/// Size of bundle file `name`, or the message saying why not.
+fn bundle_size(name: &str, what: &str) -> Result<u64, String> {
+    match sys::file_size(name) {
+        Ok(s) => Ok(s),
+        Err(Error::NoSuchProgram) => Err(alloc::format!("no {what} `{name}` in the boot bundle (`programs` lists its files)")),
+        Err(e) => Err(alloc::format!("{name}: {e}")),
+    }
+}
+
+/// Decide what `IMAGE` is and lay the guest out (before any VM exists, so
+/// that every refusal is a plain message). Returns the guest, the RAM size
+/// and the RAM that must be there before the guest runs.
+fn prepare(o: &Options, size: u64) -> Result<(Guest, u64, u64), String> {
+    let mut head = [0u8; linuxboot::HEAD_BYTES];
+    let got = if size >= head.len() as u64 { sys::file_read(&o.image, 0, &mut head).map_err(|e| alloc::format!("{}: {e}", o.image))? } else { 0 };
+    let linux = if got == head.len() as u64 { linuxboot::Image::parse(&head, size).ok() } else { None };
+    let Some(image) = linux else {
+        if o.initrd.is_some() || o.cmdline.is_some() {
+            return Err(alloc::format!("{}: not a Linux bzImage, so --initrd and `-- COMMAND LINE` do not apply", o.image));
+        }
+        let ram_bytes = o.ram_mb.unwrap_or(DEFAULT_RAM_MB) << 20;
+        let initial = INITIAL_RAM.min(ram_bytes);
+        if size == 0 || LOAD + size > initial {
+            return Err(alloc::format!("{}: {size} bytes do not fit between {LOAD:#x} and {initial:#x}, the RAM mapped at start", o.image));
+        }
+        return Ok((Guest::Flat, ram_bytes, initial));
+    };
+    let ram_bytes = o.ram_mb.unwrap_or(LINUX_RAM_MB) << 20;
+    let initrd_size = match &o.initrd {
+        Some(name) => bundle_size(name, "initrd")?,
+        None => 0,
+    };
+    let mut cmdline = o.cmdline.clone().filter(|c| !c.is_empty()).unwrap_or_else(|| String::from(LINUX_CMDLINE));
+    // The firmware's part the VMM plays: telling Linux the TSC's rate (the
+    // guest reads the CPU's own TSC). A PC's Linux measures it against
+    // the PIT, which needs a thousand port reads in 10 ms: through VM exits
+    // to this VMM, under an emulator, they take far longer, and Linux
+    // would give the TSC up. `tsc_early_khz` is Linux's documented way to
+    // be told (Documentation/admin-guide/kernel-parameters.txt).
+    if !cmdline.contains("tsc_early_khz=") {
+        cmdline.push_str(&alloc::format!(" tsc_early_khz={}", rt::time::ticks_per_ms()));
+    }
+    let layout = linuxboot::plan(&image, ram_bytes, cmdline.len(), initrd_size).map_err(|e| alloc::format!("{}: {e}", o.image))?;
+    // Loaded before the start: the low 2 MiB, the kernel, the initrd.
+    let initial = INITIAL_RAM + image.kernel_len + initrd_size;
+    Ok((Guest::Linux { image, layout, cmdline, initrd: o.initrd.clone() }, ram_bytes, initial))
+}
+
 fn main() -> i32 {
     let o = match parse(rt::args()) {
         Ok(o) => o,
@@ -230,24 +368,15 @@ fn main() -> i32 {
             return USAGE_STATUS;
         }
     };
-    let ram_bytes = o.ram_mb << 20;
-    let size = match sys::file_size(&o.image) {
-        Ok(s) => s,
-        Err(Error::NoSuchProgram) => {
-            println!("vmm: no guest image `{}` in the boot bundle (`programs` lists its files)", o.image);
-            return FAILED;
-        }
+    let prepared = bundle_size(&o.image, "guest image").and_then(|size| prepare(&o, size).map(|p| (size, p)));
+    let (size, (guest, ram_bytes, initial)) = match prepared {
+        Ok(p) => p,
         Err(e) => {
-            println!("vmm: {}: {e}", o.image);
+            println!("vmm: {e}");
             return FAILED;
         }
     };
-    let initial = INITIAL_RAM.min(ram_bytes);
-    if size == 0 || LOAD + size > initial {
-        println!("vmm: {}: {size} bytes do not fit between {LOAD:#x} and {initial:#x}, the RAM mapped at start", o.image);
-        return FAILED;
-    }
-    let need = initial / 4096 + OVERHEAD_PAGES;
+    let need = initial.div_ceil(4096) + OVERHEAD_PAGES;
     match proc::spare_pages(0) {
         Ok(spare) if spare < need => {
             println!("vmm: needs at least {need} pages of quota for the first {} KiB of guest RAM, has {spare} to spare; start it with more (`run -q PAGES`)", initial / 1024);
@@ -275,22 +404,60 @@ fn main() -> i32 {
             return FAILED;
         }
     };
-    let status = run_vm(id, &o, ram_bytes, size, cpu);
+    let status = run_vm(id, &o, &guest, ram_bytes, size, cpu);
     if let Err(e) = sys::vm_destroy(id) {
         println!("[vm{id}] vm_destroy: {e}");
     }
     status
 }
 
-fn run_vm(id: u64, o: &Options, ram_bytes: u64, size: u64, cpu: u64) -> i32 {
+/// Copy bundle file `name` (`size` bytes) to guest-physical `gpa`, 64 KiB
+/// at a time, skipping its first `skip` bytes.
+fn load_file(m: &mut Monitor, host: &mut Vmm, name: &str, skip: u64, size: u64, gpa: u64) -> Result<(), String> {
+    let mut buf: Vec<u8> = Vec::new();
+    buf.try_reserve_exact(CHUNK as usize).map_err(|_| String::from("out of memory for the load buffer"))?;
+    buf.resize(CHUNK as usize, 0);
+    let mut off = 0;
+    while skip + off < size {
+        let n = match sys::file_read(name, skip + off, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => (n as usize).min(buf.len()),
+            Err(e) => return Err(alloc::format!("reading {name} at {}: {e}", skip + off)),
+        };
+        m.load(host, gpa + off, &buf[..n]).map_err(|stop| alloc::format!("loading {name}: {stop}"))?;
+        off += n as u64;
+    }
+    Ok(())
+}
+
+/// Put a Linux guest's pieces in place (the boot loader's work, boot.rst
+/// "32-bit boot protocol") and return the vCPU state at its entry.
+fn load_linux(m: &mut Monitor, host: &mut Vmm, o: &Options, guest: &Guest, size: u64) -> Result<Regs, String> {
+    let Guest::Linux { image, layout, cmdline, initrd } = guest else {
+        return Err(String::from("not a Linux guest"));
+    };
+    let put = |m: &mut Monitor, host: &mut Vmm, gpa: u64, data: &[u8]| m.load(host, gpa, data).map_err(|stop| alloc::format!("{stop}"));
+    put(m, host, layout.gdt, &linuxboot::GDT)?;
+    put(m, host, layout.boot_params, &linuxboot::boot_params(image, layout))?;
+    let mut line = Vec::from(cmdline.as_bytes());
+    line.push(0);
+    put(m, host, layout.cmdline, &line)?;
+    load_file(m, host, &o.image, image.kernel_offset, size, layout.kernel)?;
+    if let Some(name) = initrd {
+        load_file(m, host, name, 0, layout.initrd_size, layout.initrd)?;
+    }
+    Ok(linuxboot::entry_regs(layout))
+}
+
+fn run_vm(id: u64, o: &Options, guest: &Guest, ram_bytes: u64, size: u64, cpu: u64) -> i32 {
     let mut chunks = Vec::new();
     if chunks.try_reserve_exact((ram_bytes / CHUNK) as usize).is_err() {
         println!("[vm{id}] out of memory for the RAM table");
         return FAILED;
     }
     chunks.resize_with((ram_bytes / CHUNK) as usize, || None);
-    let mut host = Vmm { id, chunks };
     let tsc_per_ms = rt::time::ticks_per_ms();
+    let mut host = Vmm { id, chunks, console: ConsoleIn::new(tsc_per_ms) };
     let now = rt::time::rdtsc();
     let board = Board::new(&Config { tsc_per_ms, ram_bytes, epoch_unix: o.epoch }, now);
     let limit = o.time_limit_s.map(|s| now.saturating_add(s.saturating_mul(1000).saturating_mul(tsc_per_ms)));
@@ -299,30 +466,59 @@ fn run_vm(id: u64, o: &Options, ram_bytes: u64, size: u64, cpu: u64) -> i32 {
         println!("[vm{id}] cannot map the first {} KiB of guest RAM: {stop}", INITIAL_RAM.min(ram_bytes) / 1024);
         return FAILED;
     }
-    // The image, 4 KiB at a time straight into guest RAM.
-    let mut buf = [0u8; 4096];
-    let mut off = 0;
-    while off < size {
-        let n = match sys::file_read(&o.image, off, &mut buf) {
-            Ok(0) => break,
-            Ok(n) => n as usize,
-            Err(e) => {
-                println!("[vm{id}] reading {} at {off}: {e}", o.image);
-                return FAILED;
-            }
-        };
-        if let Err(stop) = m.load(&mut host, LOAD + off, &buf[..n.min(buf.len())]) {
-            println!("[vm{id}] loading {}: {stop}", o.image);
+    let regs = match guest {
+        Guest::Flat => load_file(&mut m, &mut host, &o.image, 0, size, LOAD).map(|()| initial_regs(o.arg, ram_bytes)),
+        Guest::Linux { .. } => load_linux(&mut m, &mut host, o, guest, size),
+    };
+    let regs = match regs {
+        Ok(r) => r,
+        Err(e) => {
+            println!("[vm{id}] {e}");
             return FAILED;
         }
-        off += n as u64;
-    }
-    if let Err(e) = sys::vm_set_regs(id, &initial_regs(o.arg, ram_bytes)) {
+    };
+    if let Err(e) = sys::vm_set_regs(id, &regs) {
         println!("[vm{id}] vm_set_regs: {e}");
         return FAILED;
     }
-    println!("[vm{id}] starting {} ({size} bytes) with {} MiB of RAM on cpu {cpu}", o.image, ram_bytes >> 20);
-    match m.run(&mut host) {
+    match guest {
+        Guest::Flat => println!("[vm{id}] starting {} ({size} bytes) with {} MiB of RAM on cpu {cpu}", o.image, ram_bytes >> 20),
+        Guest::Linux { image, layout, cmdline, initrd } => println!(
+            "[vm{id}] starting Linux {} (boot protocol {}.{:02}, {size} bytes{}) with {} MiB of RAM on cpu {cpu}: {cmdline}",
+            o.image,
+            image.version >> 8,
+            image.version & 0xff,
+            match initrd {
+                Some(n) => alloc::format!(", initrd {n} {} bytes at {:#x}", layout.initrd_size, layout.initrd),
+                None => String::new(),
+            },
+            ram_bytes >> 20
+        ),
+    }
+    let started = rt::time::rdtsc();
+    let end = m.run(&mut host);
+    let ms = rt::time::rdtsc().saturating_sub(started) / tsc_per_ms.max(1);
+    let backed = m.backed_bytes() >> 10;
+    println!("[vm{id}] ran {ms} ms, {} exits, {backed} KiB of guest RAM backed", m.exits);
+    let k = &m.by_kind;
+    let mut ports = m.io_ports;
+    ports.sort_unstable_by_key(|p| core::cmp::Reverse(p.1));
+    println!(
+        "[vm{id}] exits: io {} memfault {} hlt {} msr {} window {} deadline {}; busiest ports {:#x} ({}), {:#x} ({}), {:#x} ({})",
+        k[ExitKind::Io as usize],
+        k[ExitKind::MemFault as usize],
+        k[ExitKind::Hlt as usize],
+        k[ExitKind::Msr as usize],
+        k[ExitKind::InterruptWindow as usize],
+        k[ExitKind::Deadline as usize],
+        ports[0].0,
+        ports[0].1,
+        ports[1].0,
+        ports[1].1,
+        ports[2].0,
+        ports[2].1
+    );
+    match end {
         Ok(End::Exited(s)) => {
             println!("[vm{id}] guest exited with status {s}");
             s as i32

@@ -1,0 +1,194 @@
+//! `cargo xtask bench guests`: workloads inside a Linux guest under mc2's
+//! hypervisor, against the same Linux kernel and initramfs booted directly
+//! by the same emulator (QEMU TCG, the same CPU model): 100% = bare speed.
+//!
+//! The guest's `/init` (`linuxguest.rs`, `mc2bench` on its command line)
+//! times two workloads with its own clock (the TSC, `tsc=reliable`) and
+//! prints `mc2-bench untar MS` and `mc2-bench compile MS`. Runs alternate
+//! bare, guest, bare, guest; each workload's best time per side counts.
+//! A last run boots three guests at once (cores 1-3) running the same
+//! workloads: all three must reach their shells.
+//!
+//! Output: `target/bench/guests.json` (raw times, every run, and `figures`:
+//! `untar_over_bare`, `compile_over_bare` = bare time / guest time, so 1.0
+//! means the guest is as fast as bare Linux) and `target/bench/guests.svg`.
+
+use crate::emu::{self, QemuOpts, Tcg};
+use crate::linuxguest::{self as lg, INITRD, KERNEL, QUOTA_PAGES};
+use crate::svg::{self, Series};
+use crate::util::{run_captured, target_dir, Result, Typed};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+const WORKLOADS: [&str; 2] = ["untar", "compile"];
+const ROUNDS: usize = 2;
+
+/// `mc2-bench NAME MS` lines of the console whose lines start with `prefix`.
+fn times(out: &str, prefix: &str) -> BTreeMap<String, f64> {
+    let mut m = BTreeMap::new();
+    for l in out.lines() {
+        let Some(rest) = l.trim_end_matches('\r').strip_prefix(prefix).and_then(|r| r.strip_prefix("mc2-bench ")) else { continue };
+        let w: Vec<&str> = rest.split_whitespace().collect();
+        if let [name, ms] = w[..] {
+            if let Ok(v) = ms.parse::<f64>() {
+                m.insert(name.to_string(), v);
+            }
+        }
+    }
+    m
+}
+
+fn complete(m: &BTreeMap<String, f64>, what: &str, out: &str) -> Result<()> {
+    for w in WORKLOADS {
+        if !m.contains_key(w) {
+            let tail: Vec<&str> = out.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect();
+            return Err(format!("{what}: no `mc2-bench {w}` line:\n{}", tail.join("\n")));
+        }
+    }
+    Ok(())
+}
+
+/// The host's 1-minute load average: emulated time is only comparable
+/// between runs while nothing else competes for the host's cores.
+fn host_load() -> f64 {
+    std::fs::read_to_string("/proc/loadavg").ok().and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok())).unwrap_or(f64::NAN)
+}
+
+pub fn run() -> Result<()> {
+    let load_before = host_load();
+    let elf = crate::kbuild::build(crate::kbuild::LockKind::Ticket, true)?;
+    let bundle = crate::user::build_bundle()?;
+    let vmlinuz = crate::linux::kernel()?;
+    let dir = target_dir().join("bench");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    // The very initramfs the bundle holds.
+    let cpio = dir.join("guests-initrd.cpio");
+    std::fs::write(&cpio, crate::linux::busybox_initramfs(&lg::init_script())?).map_err(|e| e.to_string())?;
+    let cmdline = format!("{} mc2bench", lg::CMDLINE);
+
+    let mut bare_runs = Vec::new();
+    let mut guest_runs = Vec::new();
+    for round in 1..=ROUNDS {
+        println!("== round {round}/{ROUNDS}: bare Linux on QEMU TCG (1 CPU, {} MiB)", lg::RAM_MB);
+        crate::provision::ensure(&[crate::provision::Tool::Qemu])?;
+        let mut q = std::process::Command::new("qemu-system-x86_64");
+        q.args(["-machine", "pc", "-cpu", "qemu64,+svm,+npt", "-accel", "tcg,thread=multi", "-smp", "1", "-m"])
+            .arg(lg::RAM_MB.to_string())
+            .arg("-kernel")
+            .arg(&vmlinuz)
+            .arg("-initrd")
+            .arg(&cpio)
+            .arg("-append")
+            .arg(&cmdline)
+            // The guest's power-off writes port 0x501, as under mc2's VMM.
+            .args(["-device", "isa-debug-exit,iobase=0x501,iosize=1", "-display", "none", "-no-reboot", "-serial", "stdio"]);
+        let cap = run_captured(&mut q, Duration::from_secs(600), None, None)?;
+        let t = times(&cap.output, "");
+        complete(&t, "bare run", &cap.output)?;
+        println!("   {t:?} ({:.1} s wall)", cap.elapsed.as_secs_f64());
+        bare_runs.push(t);
+
+        println!("== round {round}/{ROUNDS}: the same Linux as a guest of mc2 (QEMU TCG, SVM, guest on CPU 1)");
+        let mc2_cmdline = format!("-- run -c 1 -q {QUOTA_PAGES} vmm {KERNEL} --initrd {INITRD} -- {cmdline}");
+        let o = QemuOpts { smp: 4, memory_mib: lg::qemu_memory_mib(1), cmdline: &mc2_cmdline, tcg: Tcg::MultiThreaded, bundle: Some(&bundle), ..Default::default() };
+        let cap = emu::qemu_capture(&elf, &o, Duration::from_secs(600), None)?;
+        let t = times(&cap.output, "[vm0] ");
+        complete(&t, "guest run", &cap.output)?;
+        println!("   {t:?} ({:.1} s wall)", cap.elapsed.as_secs_f64());
+        if let Some(l) = cap.output.lines().find(|l| l.starts_with("[vm0] exits:")) {
+            println!("   {l}");
+        }
+        guest_runs.push(t);
+    }
+
+    println!("== three guests at once (cores 1-3), each running the workloads");
+    let mut lines = lg::session(3, "mc2bench");
+    lines.push("exit 0".into());
+    let input: String = lines.iter().map(|l| format!("{l}\r")).collect();
+    let o = QemuOpts { smp: lg::qemu_cpus(3), memory_mib: lg::qemu_memory_mib(3), cmdline: "", tcg: Tcg::MultiThreaded, bundle: Some(&bundle), ..Default::default() };
+    let cap = emu::qemu_capture(&elf, &o, Duration::from_secs(900), Some(Typed { after: "mc2$ ", input: &input }))?;
+    let mut three = Vec::new();
+    let mut reached = 0;
+    for id in 0..3 {
+        let prefix = format!("[vm{id}] ");
+        if cap.output.contains(&format!("{prefix}{}", lg::MARKER)) {
+            reached += 1;
+        }
+        three.push(times(&cap.output, &prefix));
+    }
+    println!("   {reached} of 3 reached their shells; {three:?} ({:.1} s wall)", cap.elapsed.as_secs_f64());
+
+    let best = |runs: &[BTreeMap<String, f64>], w: &str| runs.iter().filter_map(|m| m.get(w)).cloned().fold(f64::INFINITY, f64::min);
+    let mut figures = serde_json::Map::new();
+    let mut pct = Vec::new();
+    println!("\n{:<10} {:>10} {:>10} {:>8}", "workload", "bare ms", "guest ms", "guest %");
+    for w in WORKLOADS {
+        let (b, g) = (best(&bare_runs, w), best(&guest_runs, w));
+        let ratio = b / g;
+        figures.insert(format!("{w}_over_bare"), json!(ratio));
+        pct.push(ratio * 100.0);
+        println!("{w:<10} {b:>10.0} {g:>10.0} {:>7.1}%", ratio * 100.0);
+    }
+    figures.insert("three_guests_reached_shell".into(), json!(reached));
+    let load_after = host_load();
+    let cores = crate::util::host_cpus() as f64;
+    if load_before.max(load_after) > cores * 0.75 {
+        println!("warning: host load {load_before:.1} before, {load_after:.1} after, on {cores} cores: other work competed with the emulator, the ratios are noisy");
+    }
+    let result = json!({
+        "emulator": "QEMU TCG, -cpu qemu64,+svm,+npt; bare: 1 CPU; mc2: 4 CPUs, the guest pinned to CPU 1",
+        "kernel": vmlinuz.file_name().map(|n| n.to_string_lossy().into_owned()),
+        "guest_ram_mib": lg::RAM_MB,
+        "command_line": cmdline,
+        "unit": "milliseconds, timed by the guest's own clock",
+        "bare": bare_runs,
+        "guest": guest_runs,
+        "three_guests": three,
+        "host_load_average": { "before": load_before, "after": load_after, "cores": cores },
+        "figures": figures,
+    });
+    let json_path = dir.join("guests.json");
+    std::fs::write(&json_path, serde_json::to_string_pretty(&result).unwrap()).map_err(|e| e.to_string())?;
+    let cats: Vec<String> = WORKLOADS.iter().map(|s| s.to_string()).collect();
+    let rel = svg::bar_chart(
+        "Linux guest under mc2 vs the same Linux bare (QEMU TCG): speed, bare = 100%",
+        "workload",
+        "% of bare speed",
+        &cats,
+        &[Series::new("bare Linux", vec![(0.0, 100.0), (1.0, 100.0)]), Series::new("guest of mc2", vec![(0.0, pct[0]), (1.0, pct[1])])],
+    );
+    let raw = svg::bar_chart(
+        "Best times (ms, guest clock)",
+        "workload",
+        "ms",
+        &cats,
+        &[
+            Series::new("bare Linux", WORKLOADS.iter().enumerate().map(|(i, w)| (i as f64, best(&bare_runs, w))).collect()),
+            Series::new("guest of mc2", WORKLOADS.iter().enumerate().map(|(i, w)| (i as f64, best(&guest_runs, w))).collect()),
+            Series::new("3 guests at once (mean)", WORKLOADS.iter().enumerate().map(|(i, w)| (i as f64, three.iter().filter_map(|m| m.get(*w)).sum::<f64>() / 3.0)).collect()),
+        ],
+    );
+    let svg_path = dir.join("guests.svg");
+    std::fs::write(&svg_path, svg::page(&[rel, raw])).map_err(|e| e.to_string())?;
+    println!("\nwrote {} and {}", json_path.display(), svg_path.display());
+    if reached != 3 {
+        return Err(format!("only {reached} of 3 guests reached their shells"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bench_lines_are_read_per_guest() {
+        let out = "[vm0] mc2-bench untar 120\r\n[vm1] mc2-bench untar 130\n[vm0] mc2-bench compile 400\nmc2-bench untar 99\n";
+        let m = times(out, "[vm0] ");
+        assert_eq!(m.get("untar"), Some(&120.0));
+        assert_eq!(m.get("compile"), Some(&400.0));
+        assert_eq!(times(out, "").get("untar"), Some(&99.0));
+        assert!(complete(&times(out, "[vm1] "), "x", out).is_err());
+    }
+}

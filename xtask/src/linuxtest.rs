@@ -1,0 +1,204 @@
+//! Linux guests in `cargo xtask test`: Debian's kernel and the busybox
+//! initramfs (`linuxguest.rs`) under mc2's VMM, on QEMU TCG with AMD SVM.
+//!
+//! 1. one guest boots to its marker line and powers itself off (`[vm0]`
+//!    lines, status 0, init powers off cleanly);
+//! 2. three guests at once on cores 1-3, started from the shell: each
+//!    reaches its marker and powers off; the shell's memory (free pages,
+//!    its container's usage) is the same before and after;
+//! 3. stopping a guest (`vm stop`) while it boots returns all its memory;
+//! 4. `vm attach` sends typed lines to a guest's shell (`mc2shell`).
+//!
+//! `--long` adds the single guest under Intel VT-x in Bochs.
+
+use crate::emu::{self, QemuOpts, Tcg, QEMU_SUCCESS};
+use crate::linuxguest::{self as lg, KERNEL, INITRD, MARKER, POWER_OFF, QUOTA_PAGES};
+use crate::util::{Captured, Result, Typed};
+use std::path::Path;
+use std::time::Duration;
+
+/// Each check as (name, result): the caller tallies them.
+pub fn run(elf: &Path, bundle: &Path, long: bool) -> Vec<(String, Result<()>)> {
+    let mut out = Vec::new();
+    out.push(("linux guest: Debian's kernel boots under mc2's VMM (SVM, QEMU TCG) to its marker line and powers itself off".to_string(), single(elf, bundle)));
+    out.push(("linux guests: three at once on cores 1-3 reach their markers and power off; the shell's memory is the same before and after".to_string(), three(elf, bundle)));
+    out.push(("linux guest: `vm stop` while it boots ends it and returns all its memory to the shell's container".to_string(), stop(elf, bundle)));
+    out.push(("linux guest: `vm attach` types into its console: the guest's shell runs the command and powers off on `exit`".to_string(), attach(elf, bundle)));
+    if long {
+        out.push(("linux guest under Intel VT-x (Bochs): boots to its marker and powers off".to_string(), bochs(elf, bundle)));
+    }
+    out
+}
+
+/// `cargo xtask test-guests [--long]`: only these checks.
+pub fn standalone(args: &[String]) -> Result<()> {
+    let elf = crate::kbuild::build(crate::kbuild::LockKind::Ticket, true)?;
+    let bundle = crate::user::build_bundle()?;
+    let mut failed = 0;
+    for (name, r) in run(&elf, &bundle, args.iter().any(|a| a == "--long")) {
+        match r {
+            Ok(()) => println!("ok      {name}"),
+            Err(e) => {
+                failed += 1;
+                println!("FAILED  {name}");
+                for l in e.lines() {
+                    println!("        | {l}");
+                }
+            }
+        }
+    }
+    if failed == 0 {
+        Ok(())
+    } else {
+        Err(format!("{failed} Linux guest check(s) failed"))
+    }
+}
+
+fn need(cap: &Captured, lines: &[String]) -> Result<()> {
+    for l in lines {
+        if !cap.output.contains(l.as_str()) {
+            return Err(format!("the console lacks `{l}` (status {:?}, timed out {}, {:.1} s):\n{}", cap.code(), cap.timed_out, cap.elapsed.as_secs_f64(), tail(&cap.output)));
+        }
+    }
+    Ok(())
+}
+
+/// The console from the first Linux guest's start on.
+fn linux_part(out: &str) -> &str {
+    out.find("starting Linux").map(|i| &out[i..]).unwrap_or("")
+}
+
+fn tail(s: &str) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(60)..].join("\n")
+}
+
+/// The lines one guest `vmN` prints when all goes well.
+fn guest_ok(id: usize) -> Vec<String> {
+    vec![format!("[vm{id}] starting Linux {KERNEL}"), format!("[vm{id}] {MARKER}: Linux "), format!("[vm{id}] {POWER_OFF}"), format!("[vm{id}] guest exited with status 0")]
+}
+
+fn single(elf: &Path, bundle: &Path) -> Result<()> {
+    let cmdline = format!("-- run -c 1 -q {QUOTA_PAGES} vmm {KERNEL} --initrd {INITRD}");
+    let o = QemuOpts { smp: 2, memory_mib: lg::qemu_memory_mib(1), cmdline: &cmdline, tcg: Tcg::MultiThreaded, bundle: Some(bundle), ..Default::default() };
+    let cap = emu::qemu_capture(elf, &o, Duration::from_secs(240), None)?;
+    let mut want = guest_ok(0);
+    want.push("mc2: init powered off with status 0".into());
+    need(&cap, &want)?;
+    if cap.code() != Some(QEMU_SUCCESS) {
+        return Err(format!("QEMU status {:?}", cap.code()));
+    }
+    println!("        single Linux guest: {:.1} s from QEMU start to power-off", cap.elapsed.as_secs_f64());
+    Ok(())
+}
+
+/// The shell's `mem` figures: (free pages, shell's usage), each time `mem` ran.
+fn mem_figures(out: &str) -> Vec<(u64, u64)> {
+    let mut free = Vec::new();
+    let mut usage = Vec::new();
+    for l in out.lines() {
+        let w: Vec<&str> = l.split_whitespace().collect();
+        if w.first() == Some(&"memory:") {
+            free.extend(w.get(1).and_then(|v| v.parse::<u64>().ok()));
+        }
+        if w.first() == Some(&"shell:") {
+            usage.extend(w.get(5).and_then(|v| v.parse::<u64>().ok()));
+        }
+    }
+    free.into_iter().zip(usage).collect()
+}
+
+/// Every page is back: free pages plus the shell's own usage (its heap may
+/// grow by a page while it keeps track of the children) are the same at
+/// the last `mem` as at the first.
+fn same_memory(cap: &Captured) -> Result<()> {
+    let m = mem_figures(&cap.output);
+    match (m.first(), m.last()) {
+        (Some(a), Some(b)) if m.len() >= 2 && a.0 + a.1 == b.0 + b.1 => Ok(()),
+        _ => Err(format!("free pages + shell usage before and after differ or are missing: {m:?}\n{}", tail(&cap.output))),
+    }
+}
+
+fn typed_run(elf: &Path, bundle: &Path, guests: usize, lines: &[String], timeout: u64) -> Result<Captured> {
+    let input: String = lines.iter().map(|l| format!("{l}\r")).collect();
+    let o = QemuOpts { smp: lg::qemu_cpus(guests), memory_mib: lg::qemu_memory_mib(guests), cmdline: "", tcg: Tcg::MultiThreaded, bundle: Some(bundle), ..Default::default() };
+    emu::qemu_capture(elf, &o, Duration::from_secs(timeout), Some(Typed { after: "mc2$ ", input: &input }))
+}
+
+/// Lines that run a small flat guest on cores 1..=cpus first: the kernel
+/// sets each core's SVM state up (a few pages, kept) and the shell's heap
+/// reaches its size, so that `mem` before and after the Linux guests
+/// compares the guests' memory alone.
+fn warm_up(cpus: usize) -> Vec<String> {
+    let mut l: Vec<String> = (1..=cpus).map(|c| format!("vm start -c {c} testguest.bin")).collect();
+    l.extend(["wait".to_string(), "vm list".to_string()]);
+    l
+}
+
+fn three(elf: &Path, bundle: &Path) -> Result<()> {
+    let mut lines = warm_up(3);
+    lines.extend(lg::session(3, ""));
+    lines.push("exit 0".into());
+    let cap = typed_run(elf, bundle, 3, &lines, 420)?;
+    let mut want: Vec<String> = (0..3).flat_map(guest_ok).collect();
+    want.extend((1..=3).map(|c| format!("MiB of RAM on cpu {c}:")));
+    want.push("mc2: init powered off with status 0".into());
+    need(&cap, &want)?;
+    // The warm-up's flat guests end the same way: count only what follows.
+    let linux = Captured { status: cap.status, output: linux_part(&cap.output).to_string(), timed_out: cap.timed_out, elapsed: cap.elapsed };
+    need(&linux, &(0..3).map(|id| format!("[vm{id}] guest exited with status 0")).collect::<Vec<_>>())?;
+    same_memory(&cap)?;
+    println!("        three Linux guests: {:.1} s from QEMU start to power-off", cap.elapsed.as_secs_f64());
+    Ok(())
+}
+
+fn stop(elf: &Path, bundle: &Path) -> Result<()> {
+    let mut lines = warm_up(1);
+    lines.extend(["mem".to_string(), lg::vm_start(1, ""), "sleep 2000".into(), "vm list".into(), "vm stop 0".into(), "wait".into(), "vm list".into(), "mem".into(), "exit 0".into()]);
+    let cap = typed_run(elf, bundle, 1, &lines, 180)?;
+    need(&cap, &["[vm0] starting Linux".to_string(), "vm 0: its VMM (pid ".to_string(), "mc2: init powered off with status 0".to_string()])?;
+    if linux_part(&cap.output).contains("[vm0] guest exited") {
+        return Err(format!("the guest ended by itself before `vm stop`:\n{}", tail(&cap.output)));
+    }
+    if cap.output.matches("(no virtual machines)").count() != 2 {
+        return Err(format!("`vm list` should show the VM running, then none:\n{}", tail(&cap.output)));
+    }
+    same_memory(&cap)
+}
+
+fn attach(elf: &Path, bundle: &Path) -> Result<()> {
+    let lines: Vec<String> = vec![
+        lg::vm_start(1, "mc2shell"),
+        "sleep 20000".into(),
+        "vm attach 0".into(),
+        "echo attached-$((6*7))".into(),
+        "exit".into(),
+        "\x1dwait".into(),
+        "exit 0".into(),
+    ];
+    let cap = typed_run(elf, bundle, 1, &lines, 240)?;
+    need(&cap, &["[attached to vm0".to_string(), "[vm0] attached-42".to_string(), "[detached from vm0]".to_string(), "[vm0] guest exited with status 0".to_string(), "mc2: init powered off with status 0".to_string()])
+}
+
+fn bochs(elf: &Path, bundle: &Path) -> Result<()> {
+    let cmdline = format!("-- run -c 0 -q {QUOTA_PAGES} vmm {KERNEL} --initrd {INITRD}");
+    let iso = emu::iso_path("mc2-linux-bochs");
+    emu::make_iso(elf, Some(bundle), &cmdline, &iso)?;
+    let cap = emu::bochs_capture(&iso, 1, "linux-guest", Duration::from_secs(1500))?;
+    let mut want = guest_ok(0);
+    want.push("mc2: init powered off with status 0".into());
+    need(&cap, &want)?;
+    println!("        Linux guest under VT-x in Bochs: {:.1} s", cap.elapsed.as_secs_f64());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mem_figures_are_read() {
+        let out = "memory:    192051 of 192139 pages free (750 of 750 MiB)\nroot:      quota 1 pages, usage 1 pages\nshell:     quota 192034 pages, usage 44 pages\n";
+        assert_eq!(mem_figures(out), vec![(192051, 44)]);
+    }
+}
