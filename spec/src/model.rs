@@ -85,10 +85,10 @@ pub const MAX_SLEEP_MS: u64 = 20;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mutant {
     None,
-    /// `chan_create(u64::MAX)` takes the highest free channel.
+    /// `chan_create(u64::MAX)` takes the highest free channel (below the harness's).
     ChanHighest,
-    /// `mem_map` does not charge the page tables it adds.
-    MapTablesFree,
+    /// `spawn` does not charge the child's kernel stack to its container.
+    KstackFree,
 }
 
 impl Mutant {
@@ -96,7 +96,7 @@ impl Mutant {
         match s {
             "none" => Some(Mutant::None),
             "chan-highest" => Some(Mutant::ChanHighest),
-            "map-tables-free" => Some(Mutant::MapTablesFree),
+            "kstack-free" => Some(Mutant::KstackFree),
             _ => None,
         }
     }
@@ -795,7 +795,7 @@ impl Model {
                     return Err(Reject::Forbidden("claims a harness channel"));
                 }
                 let r = if want == u64::MAX && self.mutant == Mutant::ChanHighest {
-                    match (0..MAX_CHANNELS as u64).rev().find(|c| !self.chans.chans.contains_key(c)) {
+                    match (0..FIRST_HARNESS_CHAN).rev().find(|c| !self.chans.chans.contains_key(c)) {
                         Some(c) => self.chans.create(pid, c),
                         None => Err(Error::TableFull),
                     }
@@ -901,7 +901,7 @@ impl Model {
                 } else {
                     return Err(Reject::Forbidden("starts a program other than the worker"));
                 };
-                self.info.insert(pid, PInfo { who, name, cpu, container: c, tid, run: Run::Idle, queue, kstack: Some(kstack) });
+                self.info.insert(pid, PInfo { who, name, cpu, container: c, tid, run: Run::Idle, queue, kstack });
                 self.bufs.insert(pid, vec![Some(0); BUF_LEN as usize]);
                 if let Some(Who::Worker(i)) = who {
                     // The worker's start-up: claim its command channel, say hello.
@@ -932,7 +932,7 @@ impl Model {
     /// trap::process::build does: the page-table root, every segment page
     /// (in order, each charged then mapped), the 16-page stack, the
     /// 4-page kernel stack, a thread. On an error the caller cleans up.
-    fn build(&mut self, pid: Pid, c: ContainerId, name: &str, _cpu: u64) -> Result<(Tid, Frame), Error> {
+    fn build(&mut self, pid: Pid, c: ContainerId, name: &str, _cpu: u64) -> Result<(Tid, Option<Frame>), Error> {
         let prog = self.cfg.parsed.get(name).cloned().flatten().ok_or(Error::Invalid)?;
         self.mm.new_space(pid as usize, c).map_err(mm_error)?;
         let mut pages: Vec<(u64, Rights)> = Vec::new();
@@ -957,19 +957,25 @@ impl Model {
                 return Err(mm_error(e));
             }
         }
-        self.mm.containers.charge(c, KSTACK_PAGES).map_err(mm_error)?;
-        let kstack = match self.mm.frames.alloc_contiguous(KSTACK_PAGES as usize, 1, Owner::Container(c)) {
-            Ok(f) => f,
-            Err(e) => {
-                let _ = self.mm.containers.uncharge(c, KSTACK_PAGES);
-                return Err(mm_error(e));
+        let kstack = if self.mutant == Mutant::KstackFree {
+            None
+        } else {
+            self.mm.containers.charge(c, KSTACK_PAGES).map_err(mm_error)?;
+            match self.mm.frames.alloc_contiguous(KSTACK_PAGES as usize, 1, Owner::Container(c)) {
+                Ok(f) => Some(f),
+                Err(e) => {
+                    let _ = self.mm.containers.uncharge(c, KSTACK_PAGES);
+                    return Err(mm_error(e));
+                }
             }
         };
         let tid = match self.sched.alloc_thread() {
             Ok(t) => t,
             Err(_) => {
-                let _ = self.mm.frames.free_contiguous(kstack, KSTACK_PAGES as usize, Owner::Container(c));
-                let _ = self.mm.containers.uncharge(c, KSTACK_PAGES);
+                if let Some(k) = kstack {
+                    let _ = self.mm.frames.free_contiguous(k, KSTACK_PAGES as usize, Owner::Container(c));
+                    let _ = self.mm.containers.uncharge(c, KSTACK_PAGES);
+                }
                 return Err(Error::TableFull);
             }
         };
@@ -1249,7 +1255,6 @@ impl Model {
             }
             p += PAGE;
         }
-        let tables_before = self.mm.spaces.get(&(pid as usize)).map_or(0, |s| s.tables.len());
         let mut p = va;
         while p < end {
             let r = self.mm.alloc_page(c).and_then(|f| {
@@ -1269,10 +1274,6 @@ impl Model {
                 return fail(mm_error(e));
             }
             p += PAGE;
-        }
-        if self.mutant == Mutant::MapTablesFree {
-            let added = self.mm.spaces.get(&(pid as usize)).map_or(0, |s| s.tables.len()) - tables_before;
-            let _ = self.mm.containers.uncharge(c, added as u64);
         }
         ret(0)
     }

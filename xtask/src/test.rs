@@ -9,7 +9,9 @@
 //!    a CPU that never answers, interrupt-driven serial input, and the
 //!    harness's own teeth (a fault, a panic and a hang must be reported as
 //!    failures);
-//! 5. Bochs: the GRUB ISO on a VT-x capable CPU model, 1 and 4 CPUs.
+//! 5. assurance (`assure`): conformance traces against the spec, fuzzing,
+//!    exhaustion;
+//! 6. Bochs: the GRUB ISO on a VT-x capable CPU model, 1 and 4 CPUs.
 
 use crate::emu::{self, QemuOpts, Tcg, QEMU_FAILURE, QEMU_SUCCESS};
 use crate::kbuild::{self, LockKind};
@@ -118,6 +120,12 @@ pub fn run(opts: TestOpts) -> ExitCode {
         if let Some(b) = &bundle {
             section("user space under QEMU TCG (init, shell, programs, utest)");
             user_tests(&mut t, &kernels, bkl.as_deref(), b);
+        }
+        if let Some(b) = &bundle {
+            section("assurance: conformance with the spec, fuzzing, exhaustion (docs/assurance.md)");
+            for (name, r) in crate::assure::tests(&kernels[0].1, b) {
+                t.check(&name, r);
+            }
         }
         if !opts.quick {
             section("boot under Bochs (GRUB ISO, VT-x capable CPU model)");
