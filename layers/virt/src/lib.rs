@@ -222,6 +222,9 @@ const ST_FREE: u32 = 0;
 const ST_CREATED: u32 = 1;
 const ST_RUNNING: u32 = 2;
 const ST_STOPPED: u32 = 3;
+/// Claimed by a `create` in progress (another CPU may be creating its VM
+/// at the same time: the claim keeps them off each other's slot).
+const ST_CLAIMED: u32 = 4;
 
 fn kernel_frame(n: usize) -> Result<Frame, Error> {
     let t = mm::kernel::frames();
@@ -246,11 +249,14 @@ fn cpu_setup(cpu: usize) -> Result<(), Error> {
             // SAFETY: on this CPU, VMX supported, a fresh kernel frame.
             unsafe { vmx::enable(region) }.map_err(|_| Error::NotSupported)?;
             let bitmap = kernel_frame(1)?;
-            let mut bits = [0xffu8; 4096];
+            // Built on the heap: a page-sized array on a process's 16 KiB
+            // kernel stack overflowed it (found by the fuzzer).
+            let mut bits = alloc::vec![0xffu8; 4096].into_boxed_slice();
+            let Ok(arr) = <&mut [u8; 4096]>::try_from(&mut bits[..]) else { return Err(Error::NoMemory) };
             for msr in vmx::PASSTHROUGH_MSRS {
-                vmx::msr_bitmap_allow(&mut bits, msr);
+                vmx::msr_bitmap_allow(arr, msr);
             }
-            mm::kernel::write_frame(bitmap, 0, &bits);
+            mm::kernel::write_frame(bitmap, 0, arr);
             CpuState { arch: CpuArch::Vmx(vmx::CpuVmx { msr_bitmap: bitmap }), nrips: true }
         }
         Vendor::Svm => {
@@ -259,16 +265,21 @@ fn cpu_setup(cpu: usize) -> Result<(), Error> {
             unsafe { svm::enable(host_save) };
             let iopm = kernel_frame(3)?;
             let msrpm = kernel_frame(2)?;
-            let ones = [0xffu8; 4096];
+            // The maps are built on the heap, not the stack: 12 KiB of arrays
+            // here overflowed the calling process's 16 KiB kernel stack into
+            // the frame below it (found by the fuzzer: a first vm_create on a
+            // CPU corrupted another process's page tables).
+            let ones = alloc::vec![0xffu8; 4096];
             for i in 0..3 {
                 mm::kernel::write_frame(Frame::from_pfn(iopm.pfn() + i), 0, &ones);
             }
-            let mut pm = [0xffu8; 8192];
+            let mut pm = alloc::vec![0xffu8; 8192].into_boxed_slice();
+            let Ok(arr) = <&mut [u8; 8192]>::try_from(&mut pm[..]) else { return Err(Error::NoMemory) };
             for msr in vmx::PASSTHROUGH_MSRS.iter().chain(&[0x174u32, 0x175, 0x176]) {
-                svm_msrpm_allow(&mut pm, *msr);
+                svm_msrpm_allow(arr, *msr);
             }
-            mm::kernel::write_frame(msrpm, 0, &pm[..4096]);
-            mm::kernel::write_frame(Frame::from_pfn(msrpm.pfn() + 1), 0, &pm[4096..]);
+            mm::kernel::write_frame(msrpm, 0, &arr[..4096]);
+            mm::kernel::write_frame(Frame::from_pfn(msrpm.pfn() + 1), 0, &arr[4096..]);
             let host_vmsave = kernel_frame(1)?;
             CpuState { arch: CpuArch::Svm(svm::CpuSvm { iopm, msrpm, host_vmsave }), nrips: svm::has_nrips() }
         }
@@ -298,10 +309,39 @@ fn svm_msrpm_allow(pm: &mut [u8; 8192], msr: u32) {
 pub fn create(owner: u32, container: ContainerId) -> Result<u64, Error> {
     let cpu = machine::cpu::id();
     cpu_setup(cpu)?;
-    if PUBLIC.iter().any(|p| p.state.load(Ordering::Acquire) != ST_FREE && p.cpu.load(Ordering::Relaxed) as usize == cpu) {
+    // (A claim on this CPU cannot be in progress: this CPU is here.)
+    if PUBLIC.iter().any(|p| !matches!(p.state.load(Ordering::Acquire), ST_FREE | ST_CLAIMED) && p.cpu.load(Ordering::Relaxed) as usize == cpu) {
         return Err(Error::Busy);
     }
-    let id = (0..MAX_VMS).find(|&i| PUBLIC[i].state.load(Ordering::Acquire) == ST_FREE).ok_or(Error::TableFull)?;
+    // Claim a free slot atomically: two CPUs creating at once used to pick
+    // the same slot, and the second VM overwrote the first, leaking its
+    // pages in the first owner's container (found by the fuzzer).
+    let id = (0..MAX_VMS)
+        .find(|&i| PUBLIC[i].state.compare_exchange(ST_FREE, ST_CLAIMED, Ordering::AcqRel, Ordering::Relaxed).is_ok())
+        .ok_or(Error::TableFull)?;
+    match build(id, cpu, owner, container) {
+        Ok(vm) => {
+            *VMS[id].lock() = Some(vm);
+            let p = &PUBLIC[id];
+            p.owner.store(owner, Ordering::Relaxed);
+            p.cpu.store(cpu as u32, Ordering::Relaxed);
+            p.pages.store(0, Ordering::Relaxed);
+            p.exits.store(0, Ordering::Relaxed);
+            p.state.store(ST_CREATED, Ordering::Release);
+            Ok(id as u64)
+        }
+        Err(e) => {
+            PUBLIC[id].state.store(ST_FREE, Ordering::Release);
+            Err(e)
+        }
+    }
+}
+
+/// The VM of slot `id` (claimed by the caller), with its VMCB/VMCS and
+/// nested tables charged to `container`.
+#[cfg(mc2_bare)]
+#[allow(unsafe_code)]
+fn build(id: usize, cpu: usize, owner: u32, container: ContainerId) -> Result<Box<Vm>, Error> {
     let m = mm::kernel::mm();
     let quota = |e: mm::MmError| if e == mm::MmError::QuotaExceeded { Error::QuotaExceeded } else { Error::NoMemory };
     let frame = CONTAINERS.alloc_page(m.frames, container).map_err(quota)?;
@@ -341,15 +381,7 @@ pub fn create(owner: u32, container: ContainerId) -> Result<u64, Error> {
             Arch::Svm { vmcb, npt, nrips: cs.nrips }
         }
     };
-    let vm = Box::new(Vm { id, owner, cpu, container, arch, gprs: GuestGprs::default(), fx: Fx::clean(), pending: None, last: None, guest_msrs: [0; vmx::SWAPPED_MSRS.len()] });
-    *VMS[id].lock() = Some(vm);
-    let p = &PUBLIC[id];
-    p.owner.store(owner, Ordering::Relaxed);
-    p.cpu.store(cpu as u32, Ordering::Relaxed);
-    p.pages.store(0, Ordering::Relaxed);
-    p.exits.store(0, Ordering::Relaxed);
-    p.state.store(ST_CREATED, Ordering::Release);
-    Ok(id as u64)
+    Ok(Box::new(Vm { id, owner, cpu, container, arch, gprs: GuestGprs::default(), fx: Fx::clean(), pending: None, last: None, guest_msrs: [0; vmx::SWAPPED_MSRS.len()] }))
 }
 
 /// Take VM `id` out of its slot for `owner` (the caller puts it back).
@@ -795,7 +827,7 @@ pub fn list(mut f: impl FnMut(abi::vm::Info)) -> usize {
     let mut n = 0;
     for (id, p) in PUBLIC.iter().enumerate() {
         let st = p.state.load(Ordering::Acquire);
-        if st == ST_FREE {
+        if st == ST_FREE || st == ST_CLAIMED {
             continue;
         }
         n += 1;
