@@ -545,15 +545,6 @@ impl Gen<'_> {
         self.model.procs.ancestors(pid).contains(&self.model.driver)
     }
 
-    fn childless(&self, pid: Pid) -> bool {
-        if !self.model.avoid_known_bug {
-            // Leaves first only matters while the known leak is avoided.
-            return true;
-        }
-        let Some(p) = self.model.info.get(&pid) else { return true };
-        self.model.mm.containers.nodes.get(&(p.container.index() as u16)).is_none_or(|i| i.children == 0)
-    }
-
     fn who(&self, pid: Pid) -> Option<Who> {
         self.model.info.get(&pid).and_then(|p| p.who)
     }
@@ -564,9 +555,10 @@ impl Gen<'_> {
         let pids = m.trace_pids();
         let idle = |pid: &Pid| m.info.get(pid).is_some_and(|p| p.run == Run::Idle);
         let run = |pid: &Pid| m.info.get(pid).map(|p| p.run.clone());
-        // 1. Reap zombies whose containers are leaves.
+        // 1. Reap zombies (a container with children left is destroyed
+        //    once they are gone: ReapSemantics::Deferred).
         for &z in &pids {
-            if run(&z) != Some(Run::Zombie) || !self.childless(z) {
+            if run(&z) != Some(Run::Zombie) {
                 continue;
             }
             let parent = m.procs.procs.get(&z).map_or(0, |p| p.parent);
@@ -576,21 +568,12 @@ impl Gen<'_> {
                 _ => {}
             }
         }
-        // 2. Idle workers whose containers are leaves exit.
-        for &p in &pids {
-            if idle(&p) && self.childless(p) {
-                if let Some(w) = self.who(p) {
-                    out.push(Step { who: w, call: Call::vals(nr::EXIT, &[0]) });
-                }
-            }
-        }
-        // 3. The driver kills blocked descendants (leaves first).
-        let mut blocked: Vec<Pid> = pids.iter().copied().filter(|p| matches!(run(p), Some(Run::Blocked(_))) && self.is_driver_descendant(*p)).collect();
-        blocked.sort_by_key(|&p| !self.childless(p));
+        // 2. The driver kills blocked descendants.
+        let blocked: Vec<Pid> = pids.iter().copied().filter(|p| matches!(run(p), Some(Run::Blocked(_))) && self.is_driver_descendant(*p)).collect();
         for p in blocked {
             out.push(Step { who: Who::Driver, call: Call::vals(nr::KILL, &[p as u64]) });
         }
-        // 4. Any idle worker exits.
+        // 3. Idle workers exit.
         for &p in &pids {
             if idle(&p) {
                 if let Some(w) = self.who(p) {
@@ -598,7 +581,7 @@ impl Gen<'_> {
                 }
             }
         }
-        // 5. Blocked orphans: release what they wait for.
+        // 4. Blocked orphans: release what they wait for.
         for &p in &pids {
             let Some(Run::Blocked(c)) = run(&p) else { continue };
             match c {
@@ -791,17 +774,16 @@ impl Coverage {
     }
 }
 
-/// The known container leak (KNOWN-BUG, see docs/assurance.md): a worker
-/// whose child outlives it is reaped while that child's container still
-/// hangs below its own; mc2 never destroys the reaped container, so its
-/// quota never returns to the grandparent. With `semantics` Deferred the
-/// trace expects the documented behaviour (the quota comes back once the
-/// orphan is gone) and mc2 diverges at the orphan's exit; with Leak it
-/// expects what mc2 does.
+/// The orphan-container trace (a regression trace for a leak the
+/// conformance checks found in mc2): a worker whose child outlives it is
+/// reaped while that child's container still hangs below its own. As
+/// documented (`semantics` Deferred) the reaped container goes, and its
+/// quota returns to the grandparent, when the orphan is reaped; mc2 used to
+/// never destroy it (`semantics` Leak, now a wrong spec the kernel must
+/// disagree with).
 pub fn container_leak_trace(cfg: &Arc<Config>, env: &Env, semantics: ReapSemantics) -> Result<Generated, String> {
     let wp = cfg.worker_pages().ok_or("the boot image has no usable `conform` program")?;
     let mut model = Model::new(cfg.clone(), env, Mutant::None)?;
-    model.avoid_known_bug = false;
     model.reap = semantics;
     let mut g = Gen { rng: Rng::new(0), worker_pages: wp, cpus: cfg.cpus, model, steps: Vec::new(), expects: Vec::new(), parts: Vec::new(), _cfg: cfg };
     let w = Who::Worker;

@@ -110,8 +110,10 @@ pub enum ReapSemantics {
     /// goes once its last child container has gone, and its quota returns
     /// then.
     Deferred,
-    /// As mc2 does today: the container is never destroyed; its quota stays
-    /// charged to the parent's container for good (a leak: KNOWN-BUG).
+    /// As mc2 did until the conformance checks found it: the container is
+    /// never destroyed; its quota stays charged to the parent's container
+    /// for good (a leak). Kept as a wrong spec the kernel must now disagree
+    /// with.
     Leak,
 }
 
@@ -126,9 +128,6 @@ pub enum Reject {
     /// Two woken processes would race for the same mutex: the outcome
     /// depends on the CPUs' schedules, not on the sequential spec.
     Race,
-    /// The step would reap a container that still has child containers
-    /// (the known container leak; avoided unless asked for).
-    KnownBug,
     /// The model itself is inconsistent (a bug in this crate).
     Model(String),
 }
@@ -237,8 +236,6 @@ pub struct Model {
     pub workers: BTreeMap<usize, Pid>,
     pub mutant: Mutant,
     pub reap: ReapSemantics,
-    /// Reject steps that would show the known container leak.
-    pub avoid_known_bug: bool,
     pub driver: Pid,
     tids: BTreeMap<Tid, Pid>,
     queues: BTreeMap<(u8, u64), Vec<usize>>,
@@ -258,7 +255,6 @@ pub struct Model {
     answers: Vec<(Who, Answer)>,
     reacquired: Vec<u64>,
     race: bool,
-    known_bug_hit: bool,
 }
 
 const K_CHAN: u8 = 0;
@@ -323,7 +319,6 @@ impl Model {
             workers: BTreeMap::new(),
             mutant,
             reap: ReapSemantics::Deferred,
-            avoid_known_bug: true,
             driver: env.driver,
             tids: BTreeMap::new(),
             queues: BTreeMap::new(),
@@ -337,7 +332,6 @@ impl Model {
             answers: Vec::new(),
             reacquired: Vec::new(),
             race: false,
-            known_bug_hit: false,
         };
         // The console's reader queue.
         m.sched.alloc_queue().map_err(|e| format!("{e:?}"))?;
@@ -395,7 +389,6 @@ impl Model {
         self.answers.clear();
         self.reacquired.clear();
         self.race = false;
-        self.known_bug_hit = false;
         let pid = match st.who {
             Who::Driver => self.driver,
             Who::Worker(i) => *self.workers.get(&i).ok_or(Reject::NotIdle)?,
@@ -424,9 +417,6 @@ impl Model {
         self.init_reaps()?;
         if self.race {
             return Err(Reject::Race);
-        }
-        if self.known_bug_hit && self.avoid_known_bug {
-            return Err(Reject::KnownBug);
         }
         Ok(Expect { blocks, answers: std::mem::take(&mut self.answers), ps: self.ps_rows() })
     }
@@ -1022,7 +1012,6 @@ impl Model {
         match self.mm.containers.destroy(c) {
             Ok(()) => {}
             Err(MmError::HasChildren) => {
-                self.known_bug_hit = true;
                 if self.reap == ReapSemantics::Deferred {
                     self.deferred.insert(c.index() as u16);
                 }

@@ -340,11 +340,56 @@ pub fn wait(parent: Pid, which: u64) -> Result<(u64, u64), Error> {
     }
     free_space(child, c); // normally gone already (exit frees it)
     free_kstack(child, c);
-    if let Err(e) = CONTAINERS.destroy(c) {
-        log::error!("pid {child} ({}): container not destroyed: {e}", p.name);
-    }
+    destroy_container(c, child, &p.name);
     PROCS.release(&SCHED, child);
     Ok((child as u64, p.exit_code))
+}
+
+/// Containers of reaped processes whose children outlived them (their
+/// containers hang below): each goes, and its quota returns to its parent,
+/// once its last child container has gone (the spec's `ReapSemantics::
+/// Deferred`). Before, such a container was never destroyed and its quota
+/// was lost to the parent for good (found by the conformance checks).
+static DEFERRED: SpinLock<[u64; mm::MAX_CONTAINERS / 64]> = SpinLock::new([0; mm::MAX_CONTAINERS / 64]);
+
+/// Destroy the container of reaped process `pid`, or defer it while it has
+/// child containers; then destroy the deferred ones that are now childless.
+fn destroy_container(c: ContainerId, pid: Pid, name: &str) {
+    match CONTAINERS.destroy(c) {
+        Ok(()) => {}
+        Err(MmError::HasChildren) => {
+            let i = c.index();
+            DEFERRED.lock()[i / 64] |= 1 << (i % 64);
+            return;
+        }
+        Err(e) => {
+            log::error!("pid {pid} ({name}): container not destroyed: {e}");
+            return;
+        }
+    }
+    // A deferred container whose last child has gone goes too (which may
+    // free its own deferred parent: repeat until nothing changes).
+    loop {
+        let mut gone = None;
+        {
+            let mut d = DEFERRED.lock();
+            for i in 0..mm::MAX_CONTAINERS {
+                if d[i / 64] & (1 << (i % 64)) == 0 {
+                    continue;
+                }
+                let id = ContainerId::new(i as u16);
+                if CONTAINERS.info(id).is_ok_and(|info| info.children == 0 && info.own == 0) {
+                    d[i / 64] &= !(1 << (i % 64));
+                    gone = Some(id);
+                    break;
+                }
+            }
+        }
+        let Some(id) = gone else { return };
+        if let Err(e) = CONTAINERS.destroy(id) {
+            log::error!("deferred container {} not destroyed: {e}", id.index());
+        }
+    }
 }
 
 /// `killer` ends its descendant `target`.
