@@ -1,10 +1,13 @@
-//! A canary: `fuzz canary SECRET MASTER-PID MASTER-CHAN CHAN`. Its memory
+//! A canary: `fuzz canary SECRET MASTER-PID MASTER-CHAN CHAN [PLANT]`. Its memory
 //! of every kind holds the pattern `(MAGIC, secret ^ i)`: a static array
 //! (bss), an array on its stack, and pages the kernel mapped for it (three
 //! shared-memory offers to processes that never offer back — the master,
 //! init, the shell — so the pages stay the canary's alone and are seen
 //! through `rt::shm` without `unsafe`). All of it is checked on every
 //! `check` from the master; the answer is (MSG_CANARY, bad words, pages).
+//! With PLANT 1 (the harness's own teeth) the canary changes one word of
+//! its static data after its first check, as a breach would: the master
+//! must report it.
 
 use crate::*;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -21,7 +24,7 @@ fn expect(secret: u64, i: usize) -> u64 {
     }
 }
 
-pub fn run(secret: u64, master: u64, master_chan: u64, chan: u64) -> i32 {
+pub fn run(secret: u64, master: u64, master_chan: u64, chan: u64, plant: bool) -> i32 {
     if sys::chan_create(chan).is_err() {
         return 3;
     }
@@ -60,6 +63,9 @@ pub fn run(secret: u64, master: u64, master_chan: u64, chan: u64) -> i32 {
         }
         let _ = from;
         let _ = sys::send(master_chan, &words([MSG_CANARY, bad, pages.len() as u64]));
+        if plant {
+            DATA[7].fetch_xor(1, Ordering::Relaxed);
+        }
         if cmd == CMD_STOP {
             // Keep the stack array alive until here.
             return if core::hint::black_box(&stack)[0] == MAGIC { 0 } else { 1 };

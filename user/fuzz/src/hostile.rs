@@ -1,8 +1,8 @@
-//! A hostile process: `fuzz hostile SEED MASTER-CHAN INDEX LIMIT [PIDS...]`
-//! (call numbers below LIMIT, and unknown ones).
+//! A hostile process: `fuzz hostile SEED MASTER-CHAN INDEX MASK [PIDS...]`
+//! (the call numbers whose bit is set in MASK, and unknown ones).
 //!
 //! Issues random system calls with random arguments for ever, reporting
-//! its count to the master every 128 calls. Buffers are its static scratch
+//! its count to the master every 32 calls. Buffers are its static scratch
 //! area (atomics: the kernel writes it, this process only reads it), or
 //! addresses that are never its memory: below the first user page, in the
 //! kernel half (direct map, kernel image), non-canonical, across the end
@@ -62,8 +62,8 @@ impl Verdict {
 
 struct State {
     dice: Dice,
-    /// Call numbers below this (all of them but the unknown ones).
-    limit: u64,
+    /// Bit n set: call number n may be issued (unknown numbers always may).
+    mask: u64,
     created: [u32; 4],
     pids: [u64; 8],
 }
@@ -163,8 +163,8 @@ fn written(n: u64, a: [u64; 6], rax: u64) -> Option<(u64, u64)> {
     }
 }
 
-pub fn run(seed: u64, master: u64, index: u64, limit: u64, pids: &[u64]) -> i32 {
-    let mut st = State { dice: Dice(seed | 1), created: [0; 4], pids: [0; 8], limit };
+pub fn run(seed: u64, master: u64, index: u64, mask: u64, pids: &[u64]) -> i32 {
+    let mut st = State { dice: Dice(seed | 1), created: [0; 4], pids: [0; 8], mask };
     for (i, p) in pids.iter().take(8).enumerate() {
         st.pids[i] = *p;
     }
@@ -198,7 +198,7 @@ pub fn run(seed: u64, master: u64, index: u64, limit: u64, pids: &[u64]) -> i32 
                 rt::println!("FUZZ VIOLATION hostile {index}: code {code} after call {n} args {a:x?} -> rax {rax:#x} rdx {rdx:#x}");
             }
         }
-        if calls % 128 == 0 {
+        if calls % 32 == 0 {
             let m = words([MSG_PROGRESS, index, calls - reported, violations, first.0, first.1]);
             reported = calls;
             let _ = sys::send(master, &m);
@@ -246,7 +246,12 @@ fn pick(st: &mut State) -> (u64, [u64; 6], Verdict) {
     let n = match st.dice.below(20) {
         0 => nr::COUNT + st.dice.below(4),
         1 => *[999u64, 1 << 63, u64::MAX, 0x1_0000_0001].get(st.dice.below(4) as usize).unwrap_or(&999),
-        _ => st.dice.below(st.limit.min(nr::COUNT)),
+        _ => loop {
+            let n = st.dice.below(nr::COUNT);
+            if st.mask & (1 << n) != 0 || st.mask & ((1 << nr::COUNT) - 1) == 0 {
+                break n;
+            }
+        },
     };
     let mut a = [st.dice.next(), st.dice.next(), st.dice.next(), st.dice.next(), st.dice.next(), st.dice.next()];
     match n {

@@ -1,7 +1,8 @@
 //! fuzz: hostile processes against the kernel.
 //!
-//! `fuzz CALLS [SEED] [HOSTILES] [LIMIT]` (the master; LIMIT: only call
-//! numbers below it, besides unknown ones) records the machine's free
+//! `fuzz CALLS [SEED] [HOSTILES] [MASK] [PLANT]` (the master; MASK: only the call
+//! numbers whose bit is set, besides unknown ones; default all; PLANT 1:
+//! a canary breaks its own memory once, which the run must report) records the machine's free
 //! pages, root-container usage and process count, starts two canaries and
 //! HOSTILES (default 6) hostile processes spread over the CPUs, and keeps
 //! them running (replacing those that exit, fault or stay blocked) until
@@ -22,14 +23,17 @@
 //!   pages from `mem_map`, a page offered for sharing) with a secret
 //!   pattern marked by a 64-bit magic, and verifies all of it whenever the
 //!   master asks (and once more at the end).
-//! - `fuzz nap MS`, `fuzz tick CHAN`: the short-lived children hostiles
-//!   may start, and the master's clock.
+//! - [`bomb`]: `fuzz bomb spawn|alloc|ipc`, the exhaustion bombs.
+//! - `fuzz nap MS`, `fuzz tick CHAN`, `fuzz vmwarm`: the short-lived
+//!   children hostiles may start, the master's clock, and a process that
+//!   sets its CPU up for guests before the master records the machine.
 #![no_std]
 #![no_main]
 #![forbid(unsafe_code)]
 
 extern crate alloc;
 
+mod bomb;
 mod canary;
 mod hostile;
 mod master;
@@ -93,24 +97,34 @@ fn main() -> i32 {
     let args = rt::args();
     let mut w = args.split_whitespace();
     let first = w.next();
+    let w2 = args.split_whitespace().nth(1);
     let nums: alloc::vec::Vec<u64> = w.filter_map(parse_u64).collect();
     let n = |i: usize| nums.get(i).copied();
     match first {
         Some("hostile") => match (n(0), n(1), n(2), n(3)) {
-            (Some(seed), Some(chan), Some(index), Some(limit)) => hostile::run(seed, chan, index, limit, &nums[4..]),
+            (Some(seed), Some(chan), Some(index), Some(mask)) => hostile::run(seed, chan, index, mask, &nums[4..]),
             _ => 2,
         },
         Some("canary") => match (n(0), n(1), n(2), n(3)) {
-            (Some(secret), Some(master), Some(mchan), Some(chan)) => canary::run(secret, master, mchan, chan),
+            (Some(secret), Some(master), Some(mchan), Some(chan)) => canary::run(secret, master, mchan, chan, n(4) == Some(1)),
             _ => 2,
         },
+        Some("bomb") => bomb::run(w2.unwrap_or(""), n(0)),
+        Some("vmwarm") => {
+            // Set this CPU up for guests once (the kernel keeps its per-CPU
+            // virtualization pages for ever) before the master's baseline.
+            if let Ok(id) = rt::sys::vm_create() {
+                let _ = rt::sys::vm_destroy(id);
+            }
+            0
+        }
         Some("nap") => {
             rt::sys::sleep_ms(n(0).unwrap_or(0).min(50));
             0
         }
         Some("tick") => match n(0) {
             Some(chan) => loop {
-                rt::sys::sleep_ms(20);
+                rt::sys::sleep_ms(10);
                 if rt::sys::send(chan, &words([MSG_TICK])).is_err() {
                     return 0;
                 }
@@ -118,14 +132,14 @@ fn main() -> i32 {
             None => 2,
         },
         Some(c) => match parse_u64(c) {
-            Some(calls) => master::run(calls, n(0), n(1).unwrap_or(6), n(2).unwrap_or(abi::nr::COUNT)),
+            Some(calls) => master::run(calls, n(0), n(1).unwrap_or(6), n(2).unwrap_or((1 << abi::nr::COUNT) - 1), n(3) == Some(1)),
             None => {
-                rt::println!("usage: fuzz CALLS [SEED] [HOSTILES] [LIMIT]");
+                rt::println!("usage: fuzz CALLS [SEED] [HOSTILES] [MASK] [PLANT]");
                 2
             }
         },
         None => {
-            rt::println!("usage: fuzz CALLS [SEED] [HOSTILES]");
+            rt::println!("usage: fuzz CALLS [SEED] [HOSTILES] [MASK] [PLANT]");
             2
         }
     }
