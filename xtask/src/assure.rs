@@ -492,10 +492,16 @@ fn teeth(m: &Machine, mutant: Mutant, what: &str) -> Verdict {
         Ok(b) => match b.failures.first() {
             None => (name, Err(format!("{} traces ran and none diverged from the wrong spec", b.traces))),
             Some(f) if f.random_steps.1 > 3 => (name, Err(format!("caught, but only shrunk to {} random steps:\n{}", f.random_steps.1, f.report()))),
-            Some(f) => (
-                format!("{name} (seed {}: {} random steps shrunk to {}, {:.0} s)", f.seed, f.random_steps.0, f.random_steps.1, start.elapsed().as_secs_f64()),
-                Ok(()),
-            ),
+            Some(f) => {
+                // Show what a reported divergence looks like.
+                for l in f.report().lines() {
+                    println!("        : {l}");
+                }
+                (
+                    format!("{name} (seed {}: {} random steps shrunk to {}, {:.0} s)", f.seed, f.random_steps.0, f.random_steps.1, start.elapsed().as_secs_f64()),
+                    Ok(()),
+                )
+            }
         },
     }
 }

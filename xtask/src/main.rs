@@ -40,9 +40,10 @@ usage: cargo xtask <command>
         (QEMU: Ctrl-A X quits, Ctrl-A C toggles the QEMU monitor)
   test  [--quick]               run every check; ends with `N passed, N failed`
                                 (--quick skips loom/shuttle and Bochs)
-  check [--long] [--traces N] [--seed S]
+  check [--long] [--traces N] [--calls N] [--seed S] [--no-exhaustion] [--teeth] [--mutant M]
                                 conformance traces with fresh seeds, fuzzing, exhaustion
-                                (--long: 10,000 traces, 1,000,000 fuzzed calls; docs/assurance.md)
+                                (default 300 traces, 100,000 calls; --long: 10,000 traces,
+                                1,000,000 fuzzed calls; docs/assurance.md)
   bench locks [--smp N]         the seed's lock experiment (host + in mc2 under QEMU)
   build [--mcs] [--bkl]         build the kernel image (checking its layout) and the program bundle
   deps                          install QEMU, Bochs and the GRUB tools (Debian/Ubuntu)
