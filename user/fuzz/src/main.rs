@@ -1,8 +1,9 @@
 //! fuzz: hostile processes against the kernel.
 //!
-//! `fuzz CALLS [SEED] [HOSTILES] [MASK] [PLANT]` (the master; MASK: only the call
+//! `fuzz CALLS [SEED] [HOSTILES] [MASK] [PLANT] [COLD]` (the master; MASK: only the call
 //! numbers whose bit is set, besides unknown ones; default all; PLANT 1:
-//! a canary breaks its own memory once, which the run must report) records the machine's free
+//! a canary breaks its own memory once, which the run must report; COLD 1:
+//! no per-CPU guest set-up before the baseline, see [`master`]) records the machine's free
 //! pages, root-container usage and process count, starts two canaries and
 //! HOSTILES (default 6) hostile processes spread over the CPUs, and keeps
 //! them running (replacing those that exit, fault or stay blocked) until
@@ -132,14 +133,14 @@ fn main() -> i32 {
             None => 2,
         },
         Some(c) => match parse_u64(c) {
-            Some(calls) => master::run(calls, n(0), n(1).unwrap_or(6), n(2).unwrap_or((1 << abi::nr::COUNT) - 1), n(3) == Some(1)),
+            Some(calls) => master::run(calls, n(0), n(1).unwrap_or(6), n(2).unwrap_or((1 << abi::nr::COUNT) - 1), n(3) == Some(1), n(4) == Some(1)),
             None => {
-                rt::println!("usage: fuzz CALLS [SEED] [HOSTILES] [MASK] [PLANT]");
+                rt::println!("usage: fuzz CALLS [SEED] [HOSTILES] [MASK] [PLANT] [COLD]");
                 2
             }
         },
         None => {
-            rt::println!("usage: fuzz CALLS [SEED] [HOSTILES] [MASK] [PLANT]");
+            rt::println!("usage: fuzz CALLS [SEED] [HOSTILES] [MASK] [PLANT] [COLD]");
             2
         }
     }
