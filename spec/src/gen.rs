@@ -787,14 +787,6 @@ pub fn container_leak_trace(cfg: &Arc<Config>, env: &Env, semantics: ReapSemanti
     model.reap = semantics;
     let mut g = Gen { rng: Rng::new(0), worker_pages: wp, cpus: cfg.cpus, model, steps: Vec::new(), expects: Vec::new(), parts: Vec::new(), _cfg: cfg };
     let w = Who::Worker;
-    let step = |g: &mut Gen, who: Who, call: Call, part: Part| -> Result<(), String> {
-        let what = crate::trace::describe(&Step { who, call: call.clone() });
-        if g.try_step(Step { who, call }, part) {
-            Ok(())
-        } else {
-            Err(format!("the known-bug trace does not run in the model at `{what}`"))
-        }
-    };
     step(&mut g, Who::Driver, spawn_call(0, 3 * wp + 20, 1), Part::Setup)?;
     step(&mut g, w(0), spawn_call(1, 2 * wp + 10, 2), Part::Random)?;
     let p1 = g.model.pid_of_worker(1).ok_or("w1 did not start")?;
@@ -803,7 +795,40 @@ pub fn container_leak_trace(cfg: &Arc<Config>, env: &Env, semantics: ReapSemanti
     step(&mut g, w(0), Call::vals(nr::WAIT, &[p1 as u64]), Part::Random)?;
     step(&mut g, w(2), Call::vals(nr::EXIT, &[0]), Part::Random)?;
     if !g.cleanup() {
-        return Err("no cleanup for the known-bug trace".into());
+        return Err("no cleanup for the orphan-container trace".into());
+    }
+    Ok(Generated { trace: Trace { seed: 0, steps: g.steps, parts: g.parts }, expects: g.expects })
+}
+
+/// One step of a fixed trace, run in the model (an error if it will not run).
+fn step(g: &mut Gen, who: Who, call: Call, part: Part) -> Result<(), String> {
+    let what = crate::trace::describe(&Step { who, call: call.clone() });
+    if g.try_step(Step { who, call }, part) {
+        Ok(())
+    } else {
+        Err(format!("the fixed trace does not run in the model at `{what}`"))
+    }
+}
+
+/// The two-bad-buffers trace (a regression trace for a divergence the
+/// conformance checks found, seed 795768887126 shrunk to 4 steps): a
+/// sender whose buffer is unmapped waits on a channel whose receiver then
+/// passes a buffer that runs past the end of the address space. The
+/// sender's fault is reported (it gets BadAddress) and the receiver goes on
+/// waiting; mc2 used to fail the receiver instead (its copy checked the
+/// destination's overflow before the source).
+pub fn bad_buffers_trace(cfg: &Arc<Config>, env: &Env) -> Result<Generated, String> {
+    let wp = cfg.worker_pages().ok_or("the boot image has no usable `conform` program")?;
+    let model = Model::new(cfg.clone(), env, Mutant::None)?;
+    let mut g = Gen { rng: Rng::new(0), worker_pages: wp, cpus: cfg.cpus, model, steps: Vec::new(), expects: Vec::new(), parts: Vec::new(), _cfg: cfg };
+    let w = Who::Worker;
+    step(&mut g, Who::Driver, spawn_call(0, wp + 4, 1), Part::Setup)?;
+    step(&mut g, Who::Driver, spawn_call(1, wp + 4, 0), Part::Setup)?;
+    step(&mut g, w(1), Call::vals(nr::CHAN_CREATE, &[5]), Part::Random)?;
+    step(&mut g, w(0), Call::vals(nr::SEND, &[5, 16, 18]), Part::Random)?;
+    step(&mut g, w(1), Call::vals(nr::RECV, &[5, 0xffff_ffff_ffff_fffc, 1417]), Part::Random)?;
+    if !g.cleanup() {
+        return Err("no cleanup for the two-bad-buffers trace".into());
     }
     Ok(Generated { trace: Trace { seed: 0, steps: g.steps, parts: g.parts }, expects: g.expects })
 }

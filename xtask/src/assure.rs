@@ -58,6 +58,7 @@ fn run_plan(elf: &Path, bundle: &Path, plan: &Plan) -> Vec<Verdict> {
             out.push(teeth(&m, Mutant::ChanHighest, "chan-highest: chan_create(any) takes the highest free channel"));
         }
         out.push(orphan_regression(&m));
+        out.push(bad_buffers_regression(&m));
     }
     if plan.calls > 0 {
         out.push(fuzz(&m, plan.calls, plan.fuzz_seed));
@@ -451,24 +452,41 @@ fn fuzz_teeth(m: &Machine) -> Verdict {
 fn orphan_regression(m: &Machine) -> Verdict {
     use spec::model::ReapSemantics;
     let name = "regression: a reaped process's container goes (quota back to its parent) once the child that outlived it is reaped";
-    let run = |semantics| -> Result<conform::Outcome> {
-        let mut s = conform::Session::start(m)?;
-        let g = spec::gen::container_leak_trace(&m.cfg, &s.env, semantics)?;
-        let o = s.run(&g);
-        if let conform::Outcome::Agree { .. } = o {
-            s.finish()?;
-        }
-        Ok(o)
-    };
-    let text = |r: &Result<conform::Outcome>| match r {
+    let run = |semantics| fixed_trace(m, |cfg, env| spec::gen::container_leak_trace(cfg, env, semantics));
+    match (run(ReapSemantics::Deferred), run(ReapSemantics::Leak)) {
+        (Ok(conform::Outcome::Agree { .. }), Ok(conform::Outcome::Diverge(_))) => (name.into(), Ok(())),
+        (a, b) => (name.into(), Err(format!("documented (deferred) semantics: {}\nleaking semantics: {}", text(&a), text(&b)))),
+    }
+}
+
+/// Run one fixed trace in a fresh mc2.
+fn fixed_trace(m: &Machine, trace: impl Fn(&std::sync::Arc<spec::model::Config>, &spec::model::Env) -> std::result::Result<spec::gen::Generated, String>) -> Result<conform::Outcome> {
+    let mut s = conform::Session::start(m)?;
+    let g = trace(&m.cfg, &s.env)?;
+    let o = s.run(&g);
+    if let conform::Outcome::Agree { .. } = o {
+        s.finish()?;
+    }
+    Ok(o)
+}
+
+fn text(r: &Result<conform::Outcome>) -> String {
+    match r {
         Ok(conform::Outcome::Agree { steps }) => format!("agrees ({steps} steps)"),
         Ok(conform::Outcome::Diverge(d)) => format!("diverges: {}", d.what),
         Ok(conform::Outcome::Crash(c)) => format!("crashed: {c}"),
         Err(e) => format!("could not run: {e}"),
-    };
-    match (run(ReapSemantics::Deferred), run(ReapSemantics::Leak)) {
-        (Ok(conform::Outcome::Agree { .. }), Ok(conform::Outcome::Diverge(_))) => (name.into(), Ok(())),
-        (a, b) => (name.into(), Err(format!("documented (deferred) semantics: {}\nleaking semantics: {}", text(&a), text(&b)))),
+    }
+}
+
+/// The regression trace of the divergence the long conformance run found:
+/// when both a waiting sender's buffer and the receiver's are bad, the
+/// sender's fault is the one reported.
+fn bad_buffers_regression(m: &Machine) -> Verdict {
+    let name = "regression: a waiting sender's bad buffer is reported before the receiver's (both bad)";
+    match fixed_trace(m, spec::gen::bad_buffers_trace) {
+        Ok(conform::Outcome::Agree { .. }) => (name.into(), Ok(())),
+        r => (name.into(), Err(text(&r))),
     }
 }
 
