@@ -26,7 +26,8 @@ fn scratch() -> u64 {
     SCRATCH.as_ptr() as u64
 }
 
-/// Addresses that are never this process's memory.
+/// Addresses outside this process's memory (USER_END - 8: any range longer
+/// than 8 bytes from it runs past the end of user space).
 const FORBIDDEN: [u64; 12] = [
     0,
     8,
@@ -36,14 +37,16 @@ const FORBIDDEN: [u64; 12] = [
     0xffff_ffff_8000_0000,
     0xffff_ffff_8010_0000,
     0x0000_8000_0000_0000,
-    0x7fff_ffff_ffff_f000,
+    0xffff_ffff_ffff_f000,
     abi::USER_END - 8,
     u64::MAX - 7,
     0x8000_0000_0000_0000,
 ];
 
-fn forbidden(p: u64) -> bool {
-    FORBIDDEN.contains(&p)
+/// Whether `[p, p+len)` (len > 0) is never this process's memory: below
+/// the first user page, or not entirely below the end of user space.
+fn forbidden(p: u64, len: u64) -> bool {
+    p < abi::USER_BASE || p.checked_add(len).is_none_or(|e| e > abi::USER_END)
 }
 
 /// The kernel read from or wrote to `ptr` (length `len` > 0) and said Ok:
@@ -54,7 +57,7 @@ struct Verdict {
 
 impl Verdict {
     fn touched(&mut self, ptr: u64, len: u64, ok: bool) {
-        if ok && len > 0 && forbidden(ptr) {
+        if ok && len > 0 && forbidden(ptr, len) {
             self.violation.get_or_insert(V_POINTER);
         }
     }
@@ -219,7 +222,8 @@ fn judge(n: u64, a: [u64; 6], rax: u64, rdx: u64, ok: bool, v: &mut Verdict) {
         }
         nr::PS => v.touched(a[0], if a[1] >= 64 && rax > 0 { 64 } else { 0 }, ok),
         nr::SYSINFO => v.touched(a[0], 1, ok),
-        nr::VM_GET_REGS | nr::VM_SET_REGS => v.touched(a[1], a[2], ok),
+        // (The length only has to be large enough: a record is copied.)
+        nr::VM_GET_REGS | nr::VM_SET_REGS => v.touched(a[1], a[2].min(abi::vm::Regs::SIZE as u64), ok),
         nr::PROGRAMS => v.touched(a[0], rax, ok),
         nr::SPAWN => {
             v.touched(a[0], a[1], ok);

@@ -264,9 +264,11 @@ pub fn run(wanted: u64, seed: Option<u64>, hostiles: u64, mask: u64, plant: bool
             next_report += 10_000.max(wanted / 10);
         }
     }
+    println!("FUZZ stopping: hostiles");
     for i in 0..m.hostiles.len() {
         m.retire(i);
     }
+    println!("FUZZ stopping: canaries");
     m.check_canaries(true);
     for &p in &m.canary_pids.clone() {
         match sys::wait(p) {
@@ -275,6 +277,7 @@ pub fn run(wanted: u64, seed: Option<u64>, hostiles: u64, mask: u64, plant: bool
             Err(e) => m.violations.push(format!("wait for canary pid {p}: {e}")),
         }
     }
+    println!("FUZZ stopping: clock");
     let _ = sys::kill(tick);
     let _ = sys::wait(tick);
     // Everything back?
