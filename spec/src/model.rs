@@ -85,10 +85,10 @@ pub const MAX_SLEEP_MS: u64 = 20;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mutant {
     None,
-    /// `chan_create(u64::MAX)` takes the highest free channel.
+    /// `chan_create(u64::MAX)` takes the highest free channel (below the harness's).
     ChanHighest,
-    /// `mem_map` does not charge the page tables it adds.
-    MapTablesFree,
+    /// `spawn` does not charge the child's kernel stack to its container.
+    KstackFree,
 }
 
 impl Mutant {
@@ -96,7 +96,7 @@ impl Mutant {
         match s {
             "none" => Some(Mutant::None),
             "chan-highest" => Some(Mutant::ChanHighest),
-            "map-tables-free" => Some(Mutant::MapTablesFree),
+            "kstack-free" => Some(Mutant::KstackFree),
             _ => None,
         }
     }
@@ -110,8 +110,10 @@ pub enum ReapSemantics {
     /// goes once its last child container has gone, and its quota returns
     /// then.
     Deferred,
-    /// As mc2 does today: the container is never destroyed; its quota stays
-    /// charged to the parent's container for good (a leak: KNOWN-BUG).
+    /// As mc2 did until the conformance checks found it: the container is
+    /// never destroyed; its quota stays charged to the parent's container
+    /// for good (a leak). Kept as a wrong spec the kernel must now disagree
+    /// with.
     Leak,
 }
 
@@ -126,9 +128,6 @@ pub enum Reject {
     /// Two woken processes would race for the same mutex: the outcome
     /// depends on the CPUs' schedules, not on the sequential spec.
     Race,
-    /// The step would reap a container that still has child containers
-    /// (the known container leak; avoided unless asked for).
-    KnownBug,
     /// The model itself is inconsistent (a bug in this crate).
     Model(String),
 }
@@ -237,8 +236,6 @@ pub struct Model {
     pub workers: BTreeMap<usize, Pid>,
     pub mutant: Mutant,
     pub reap: ReapSemantics,
-    /// Reject steps that would show the known container leak.
-    pub avoid_known_bug: bool,
     pub driver: Pid,
     tids: BTreeMap<Tid, Pid>,
     queues: BTreeMap<(u8, u64), Vec<usize>>,
@@ -258,7 +255,6 @@ pub struct Model {
     answers: Vec<(Who, Answer)>,
     reacquired: Vec<u64>,
     race: bool,
-    known_bug_hit: bool,
 }
 
 const K_CHAN: u8 = 0;
@@ -323,7 +319,6 @@ impl Model {
             workers: BTreeMap::new(),
             mutant,
             reap: ReapSemantics::Deferred,
-            avoid_known_bug: true,
             driver: env.driver,
             tids: BTreeMap::new(),
             queues: BTreeMap::new(),
@@ -337,7 +332,6 @@ impl Model {
             answers: Vec::new(),
             reacquired: Vec::new(),
             race: false,
-            known_bug_hit: false,
         };
         // The console's reader queue.
         m.sched.alloc_queue().map_err(|e| format!("{e:?}"))?;
@@ -395,7 +389,6 @@ impl Model {
         self.answers.clear();
         self.reacquired.clear();
         self.race = false;
-        self.known_bug_hit = false;
         let pid = match st.who {
             Who::Driver => self.driver,
             Who::Worker(i) => *self.workers.get(&i).ok_or(Reject::NotIdle)?,
@@ -424,9 +417,6 @@ impl Model {
         self.init_reaps()?;
         if self.race {
             return Err(Reject::Race);
-        }
-        if self.known_bug_hit && self.avoid_known_bug {
-            return Err(Reject::KnownBug);
         }
         Ok(Expect { blocks, answers: std::mem::take(&mut self.answers), ps: self.ps_rows() })
     }
@@ -795,7 +785,7 @@ impl Model {
                     return Err(Reject::Forbidden("claims a harness channel"));
                 }
                 let r = if want == u64::MAX && self.mutant == Mutant::ChanHighest {
-                    match (0..MAX_CHANNELS as u64).rev().find(|c| !self.chans.chans.contains_key(c)) {
+                    match (0..FIRST_HARNESS_CHAN).rev().find(|c| !self.chans.chans.contains_key(c)) {
                         Some(c) => self.chans.create(pid, c),
                         None => Err(Error::TableFull),
                     }
@@ -901,7 +891,7 @@ impl Model {
                 } else {
                     return Err(Reject::Forbidden("starts a program other than the worker"));
                 };
-                self.info.insert(pid, PInfo { who, name, cpu, container: c, tid, run: Run::Idle, queue, kstack: Some(kstack) });
+                self.info.insert(pid, PInfo { who, name, cpu, container: c, tid, run: Run::Idle, queue, kstack });
                 self.bufs.insert(pid, vec![Some(0); BUF_LEN as usize]);
                 if let Some(Who::Worker(i)) = who {
                     // The worker's start-up: claim its command channel, say hello.
@@ -932,7 +922,7 @@ impl Model {
     /// trap::process::build does: the page-table root, every segment page
     /// (in order, each charged then mapped), the 16-page stack, the
     /// 4-page kernel stack, a thread. On an error the caller cleans up.
-    fn build(&mut self, pid: Pid, c: ContainerId, name: &str, _cpu: u64) -> Result<(Tid, Frame), Error> {
+    fn build(&mut self, pid: Pid, c: ContainerId, name: &str, _cpu: u64) -> Result<(Tid, Option<Frame>), Error> {
         let prog = self.cfg.parsed.get(name).cloned().flatten().ok_or(Error::Invalid)?;
         self.mm.new_space(pid as usize, c).map_err(mm_error)?;
         let mut pages: Vec<(u64, Rights)> = Vec::new();
@@ -957,19 +947,25 @@ impl Model {
                 return Err(mm_error(e));
             }
         }
-        self.mm.containers.charge(c, KSTACK_PAGES).map_err(mm_error)?;
-        let kstack = match self.mm.frames.alloc_contiguous(KSTACK_PAGES as usize, 1, Owner::Container(c)) {
-            Ok(f) => f,
-            Err(e) => {
-                let _ = self.mm.containers.uncharge(c, KSTACK_PAGES);
-                return Err(mm_error(e));
+        let kstack = if self.mutant == Mutant::KstackFree {
+            None
+        } else {
+            self.mm.containers.charge(c, KSTACK_PAGES).map_err(mm_error)?;
+            match self.mm.frames.alloc_contiguous(KSTACK_PAGES as usize, 1, Owner::Container(c)) {
+                Ok(f) => Some(f),
+                Err(e) => {
+                    let _ = self.mm.containers.uncharge(c, KSTACK_PAGES);
+                    return Err(mm_error(e));
+                }
             }
         };
         let tid = match self.sched.alloc_thread() {
             Ok(t) => t,
             Err(_) => {
-                let _ = self.mm.frames.free_contiguous(kstack, KSTACK_PAGES as usize, Owner::Container(c));
-                let _ = self.mm.containers.uncharge(c, KSTACK_PAGES);
+                if let Some(k) = kstack {
+                    let _ = self.mm.frames.free_contiguous(k, KSTACK_PAGES as usize, Owner::Container(c));
+                    let _ = self.mm.containers.uncharge(c, KSTACK_PAGES);
+                }
                 return Err(Error::TableFull);
             }
         };
@@ -1016,7 +1012,6 @@ impl Model {
         match self.mm.containers.destroy(c) {
             Ok(()) => {}
             Err(MmError::HasChildren) => {
-                self.known_bug_hit = true;
                 if self.reap == ReapSemantics::Deferred {
                     self.deferred.insert(c.index() as u16);
                 }
@@ -1249,7 +1244,6 @@ impl Model {
             }
             p += PAGE;
         }
-        let tables_before = self.mm.spaces.get(&(pid as usize)).map_or(0, |s| s.tables.len());
         let mut p = va;
         while p < end {
             let r = self.mm.alloc_page(c).and_then(|f| {
@@ -1269,10 +1263,6 @@ impl Model {
                 return fail(mm_error(e));
             }
             p += PAGE;
-        }
-        if self.mutant == Mutant::MapTablesFree {
-            let added = self.mm.spaces.get(&(pid as usize)).map_or(0, |s| s.tables.len()) - tables_before;
-            let _ = self.mm.containers.uncharge(c, added as u64);
         }
         ret(0)
     }

@@ -49,9 +49,10 @@ usage: cargo xtask <command>
   test  [--quick]               run every check; ends with `N passed, N failed`
                                 (--quick skips loom/shuttle and Bochs)
   test-guests [--long]          only the Linux guest checks of `test` (--long: also Bochs VT-x)
-  check [--long] [--traces N] [--seed S]
+  check [--long] [--traces N] [--calls N] [--seed S] [--no-exhaustion] [--teeth] [--mutant M]
                                 conformance traces with fresh seeds, fuzzing, exhaustion
-                                (--long: 10,000 traces, 1,000,000 fuzzed calls; docs/assurance.md)
+                                (default 300 traces, 100,000 calls; --long: 10,000 traces,
+                                1,000,000 fuzzed calls; docs/assurance.md)
   test-vm [--quick]             only the hypervisor checks of `test` (guests under SVM and VT-x)
   bench locks [--smp N]         the seed's lock experiment (host + in mc2 under QEMU)
   bench mm | ipc | vm           memory, IPC and hypervisor costs (docs/benchmarks.md)

@@ -9,9 +9,14 @@
 //!    a CPU that never answers, interrupt-driven serial input, and the
 //!    harness's own teeth (a fault, a panic and a hang must be reported as
 //!    failures);
-//! 5. hypervisor (`vmtest`): the test and chaos guests under SVM (QEMU)
+//! 5. user space: `utest` on every kernel variant, the demos, a shell session;
+//! 6. Linux guests (`linuxtest`): one to its marker, three at once, `vm stop`
+//!    mid-boot, `vm attach`;
+//! 7. hypervisor (`vmtest`): the test and chaos guests under SVM (QEMU)
 //!    and VT-x (Bochs), the shell's `vm` commands;
-//! 6. Bochs: the GRUB ISO on a VT-x capable CPU model, 1 and 4 CPUs.
+//! 8. assurance (`assure`): conformance traces against the spec, fuzzing,
+//!    exhaustion;
+//! 9. Bochs: the GRUB ISO on a VT-x capable CPU model, 1 and 4 CPUs.
 
 use crate::emu::{self, QemuOpts, Tcg, QEMU_FAILURE, QEMU_SUCCESS};
 use crate::kbuild::{self, LockKind};
@@ -128,6 +133,12 @@ pub fn run(opts: TestOpts) -> ExitCode {
         if let Some(b) = &bundle {
             section("hypervisor: guests under the user-level VMM (SVM in QEMU; VT-x in Bochs unless --quick)");
             for (name, r) in crate::vmtest::tests(&kernels[0].1, b, !opts.quick) {
+                t.check(&name, r);
+            }
+        }
+        if let Some(b) = &bundle {
+            section("assurance: conformance with the spec, fuzzing, exhaustion (docs/assurance.md)");
+            for (name, r) in crate::assure::tests(&kernels[0].1, b) {
                 t.check(&name, r);
             }
         }

@@ -6,7 +6,7 @@ use crate::util::{cargo, root, target_dir, Result};
 use std::path::PathBuf;
 
 /// The user programs, in the order the bundle lists them.
-pub const PROGRAMS: &[&str] = &["init", "shell", "hello", "pingpong", "prodcons", "shmdemo", "ipcbench", "utest", "utest-helper", "conform", "vmm"];
+pub const PROGRAMS: &[&str] = &["init", "shell", "hello", "pingpong", "prodcons", "shmdemo", "ipcbench", "utest", "utest-helper", "conform", "fuzz", "vmm"];
 
 /// Code generation and link flags for user programs: static, non-PIE ELF64
 /// at 0x400000 (user/rt/user.ld), no libc.

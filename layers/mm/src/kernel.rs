@@ -427,10 +427,14 @@ pub fn copy_between(
     }
     let bad = |side| (side, crate::MmError::NotMapped);
     // Each range touches at most two pages: the one of its first byte and
-    // the one of its last.
-    let (s_end, d_end) = (src_va.checked_add(len as u64 - 1).ok_or(bad(Side::Source))?, dst_va.checked_add(len as u64 - 1).ok_or(bad(Side::Destination))?);
+    // the one of its last. The source is checked completely before the
+    // destination: when both are bad, the source's fault is the one
+    // reported (the spec's order; an overflowing destination used to be
+    // reported first, found by the conformance checks).
+    let s_end = src_va.checked_add(len as u64 - 1).ok_or(bad(Side::Source))?;
     let s0 = user_pa(src, src_va, false).ok_or(bad(Side::Source))?;
     let s1 = if s_end / PAGE != src_va / PAGE { user_pa(src, s_end & !(PAGE - 1), false).ok_or(bad(Side::Source))? } else { s0 };
+    let d_end = dst_va.checked_add(len as u64 - 1).ok_or(bad(Side::Destination))?;
     let d0 = user_pa(dst, dst_va, true).ok_or(bad(Side::Destination))?;
     let d1 = if d_end / PAGE != dst_va / PAGE { user_pa(dst, d_end & !(PAGE - 1), true).ok_or(bad(Side::Destination))? } else { d0 };
     let at = |first: u64, second: u64, va: u64, off: u64| {

@@ -41,7 +41,7 @@ impl Sched for Scheduler {
         let _ = Scheduler::free_queue(self, q);
     }
     fn block<G>(&self, q: usize, release: G) {
-        self.block_on(machine::cpu::id(), q, release)
+        self.block_on_killable(machine::cpu::id(), q, release)
     }
     fn take(&self, q: usize) -> Option<Tid> {
         self.queues.dequeue(q)

@@ -358,6 +358,30 @@ impl Scheduler {
         self.switch_to_next(cpu);
     }
 
+    /// [`block_on`](Self::block_on) for waits a kill must end (IPC, mutexes,
+    /// condition variables, children): a thread already interrupted (its
+    /// mark set by [`interrupt`](Self::interrupt)) leaves the queue again and
+    /// returns at once instead of sleeping. The mark is read after the
+    /// thread is in the queue (and [`interrupt`](Self::interrupt) looks for
+    /// the thread after setting it), so a kill either finds the thread in
+    /// the queue or is seen here. Before, a kill that came between a thread
+    /// deciding to wait and queueing itself was lost and the killer's `wait`
+    /// hung (found by the fuzzer). Otherwise the same as `block_on`.
+    pub fn block_on_killable<G>(&self, cpu: usize, q: usize, release: G) {
+        let cur = self.current(cpu);
+        self.set_state(cur, State::Blocked);
+        let _ = self.queues.enqueue(q, cur);
+        core::sync::atomic::fence(Ordering::SeqCst);
+        if self.interrupted[cur as usize].load(Ordering::Acquire) && self.queues.remove(q, cur) {
+            // Not asleep yet and nobody woke it: carry on running.
+            self.set_state(cur, State::Running);
+            drop(release);
+            return;
+        }
+        drop(release);
+        self.switch_to_next(cpu);
+    }
+
     /// Wake the thread at the head of wait queue `q`.
     pub fn wake_one(&self, q: usize) -> Option<Tid> {
         let t = self.queues.dequeue(q)?;
@@ -455,12 +479,17 @@ impl Scheduler {
 
     /// Kill-path helper: take a blocked thread out of whatever wait queue
     /// holds it and make it ready (so it can notice it was killed); a thread
-    /// not yet asleep will not go to sleep ([`block_on`](Self::block_on)
-    /// checks the mark after queueing).
+    /// not yet asleep will not go to sleep in
+    /// [`block_on_killable`](Self::block_on_killable), which checks the mark
+    /// after queueing (plain `block_on` and `sleep_until` do not: their
+    /// waits are bounded or not ended by kills).
     pub fn interrupt(&self, t: Tid) -> bool {
         if let Some(flag) = self.interrupted.get(t as usize) {
             flag.store(true, Ordering::Release);
         }
+        // Pairs with the fence in block_on_killable (store, then load, on
+        // both sides).
+        core::sync::atomic::fence(Ordering::SeqCst);
         match self.queues.home(t) {
             Some(q) if (MAX_CPUS..2 * MAX_CPUS).contains(&q) => {
                 let mut s = self.sleepers[q - MAX_CPUS].lock();

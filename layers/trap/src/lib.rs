@@ -54,6 +54,7 @@ pub fn syscall_entry(frame: &mut machine::trap::TrapFrame) {
     let pid = process::current_pid();
     let args = [frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8, frame.r9];
     let r = syscall::dispatch(pid, frame.rax, args);
+    process::check_kstack();
     frame.rax = abi::encode(r.map(|v| v.0));
     frame.rdx = r.map(|v| v.1).unwrap_or(0);
     thread::SCHED.flush_handoff(machine::cpu::id());
