@@ -151,7 +151,11 @@ pub fn bsp(handoff: machine::boot::Handoff) -> ! {
             let _ = to_start.try_push(acpi::CpuEntry { apic_id: id as u32 });
         }
         listed = to_start.len().max(1);
-        start_aps(&to_start, bsp_apic);
+        // Test aid: `ap_timeout_us=N` gives up on each AP after N us, so
+        // that APs come up after the BSP has moved on (late CPUs must park,
+        // never take a later CPU's stack and index).
+        let timeout = info.cmdline_value("ap_timeout_us").and_then(parse_number).unwrap_or(AP_TIMEOUT_US);
+        start_aps(&to_start, bsp_apic, timeout);
     }
     // The APs are up (they needed the boot identity map to get here): from
     // now on every CPU runs on the kernel's own page tables.
@@ -198,7 +202,7 @@ fn parse_number(s: &str) -> Option<u64> {
     }
 }
 
-fn start_aps(cpus: &[acpi::CpuEntry], bsp_apic: u32) {
+fn start_aps(cpus: &[acpi::CpuEntry], bsp_apic: u32, timeout_us: u64) {
     let ipis = Ipis(lapic::local());
     let mut next = 1;
     for entry in cpus.iter().filter(|c| c.apic_id != bsp_apic) {
@@ -208,14 +212,14 @@ fn start_aps(cpus: &[acpi::CpuEntry], bsp_apic: u32) {
         // SAFETY: boot CPU, one AP at a time; the trampoline page (0x8000) is
         // below 1 MiB, which no loader structure we still need occupies (the
         // boot information was copied out above).
-        let ok = unsafe { machine::smp::start_ap(next, entry.apic_id, &ipis, AP_TIMEOUT_US) };
+        let ok = unsafe { machine::smp::start_ap(next, entry.apic_id, &ipis, timeout_us) };
         if ok {
             while !cpus::is_online(next) {
                 machine::x86::pause();
             }
             next += 1;
         } else {
-            log::warn!("CPU with APIC id {} did not start within {} ms; continuing without it", entry.apic_id, AP_TIMEOUT_US / 1000);
+            log::warn!("CPU with APIC id {} did not start within {} us; continuing without it", entry.apic_id, timeout_us);
         }
     }
 }

@@ -321,6 +321,16 @@ fn boot_tests(t: &mut Tally, kernels: &[(LockKind, PathBuf)]) {
         }
     }
 
+    // APs given up on at once (1 us): a CPU that comes up after the BSP has
+    // moved on must park, never run on the next CPU's stack and index.
+    {
+        let o = QemuOpts { smp: 4, cmdline: "test ap_timeout_us=1", tcg: Tcg::MultiThreaded, ..Default::default() };
+        match emu::qemu_capture(elf, &o, timeout, None) {
+            Ok(cap) => tally_suite(t, "qemu smp4, APs given up on after 1 us (late CPUs park)", &cap, true, |c| late_aps_park(&c.output)),
+            Err(e) => t.fail("qemu late APs", &e),
+        }
+    }
+
     // Serial input by interrupt: type a probe line once the kernel is ready.
     {
         let o = QemuOpts { smp: 2, cmdline: "test=rx", ..Default::default() };
@@ -361,6 +371,42 @@ fn boot_tests(t: &mut Tally, kernels: &[(LockKind, PathBuf)]) {
         });
         t.check(&name, r);
     }
+}
+
+/// After a boot whose APs were given up on early: no CPU reported as not
+/// started came online anyway, every CPU index came up once, and the
+/// summary counts exactly the CPUs that came up.
+fn late_aps_park(out: &str) -> Result<()> {
+    let mut given_up = Vec::new();
+    let mut online: Vec<(String, String)> = Vec::new();
+    for l in out.lines() {
+        if let Some(rest) = l.split("CPU with APIC id ").nth(1) {
+            if l.contains("did not start within") {
+                given_up.push(rest.split_whitespace().next().unwrap_or("").to_string());
+            }
+        }
+        if let Some(i) = l.find(" online (APIC id ") {
+            let idx = l[..i].rsplit(' ').next().unwrap_or("").to_string();
+            let apic = l[i + " online (APIC id ".len()..].trim_end_matches(['\r', ')']).to_string();
+            online.push((idx, apic));
+        }
+    }
+    for (idx, apic) in &online {
+        if given_up.contains(apic) {
+            return Err(format!("the CPU with APIC id {apic} was given up on, then came online anyway as {idx}"));
+        }
+    }
+    let mut idxs: Vec<&String> = online.iter().map(|(i, _)| i).collect();
+    idxs.sort();
+    idxs.dedup();
+    if idxs.len() != online.len() {
+        return Err(format!("a CPU index came up twice: {online:?}"));
+    }
+    let want = format!("mc2: {}/4 cpus online", online.len() + 1);
+    if !out.contains(&want) {
+        return Err(format!("expected `{want}` ({} APs came up)", online.len()));
+    }
+    Ok(())
 }
 
 fn bochs_tests(t: &mut Tally, elf: &Path) {
@@ -443,4 +489,26 @@ fn user_tests(t: &mut Tally, kernels: &[(LockKind, PathBuf)], bkl: Option<&Path>
         Ok(())
     });
     t.check("interactive shell: programs, ps, run on cpu 1, a bad command, exit", r);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::late_aps_park;
+
+    #[test]
+    fn a_cpu_given_up_on_that_comes_online_anyway_is_caught() {
+        // Seen before the trampoline claim: APIC id 3 given up on, then up as cpu2.
+        let bad = "[   0.013 cpu1 INFO ] cpu1 online (APIC id 1)\n\
+                   [   0.025 cpu0 WARN ] CPU with APIC id 2 did not start within 1 us; continuing without it\n\
+                   [   0.036 cpu0 WARN ] CPU with APIC id 3 did not start within 1 us; continuing without it\n\
+                   [   0.036 cpu2 INFO ] cpu2 online (APIC id 3)\nmc2: 3/4 cpus online\n";
+        assert!(late_aps_park(bad).is_err());
+        let good = "[   0.013 cpu1 INFO ] cpu1 online (APIC id 1)\n\
+                    [   0.025 cpu0 WARN ] CPU with APIC id 2 did not start within 1 us; continuing without it\n\
+                    [   0.036 cpu0 WARN ] CPU with APIC id 3 did not start within 1 us; continuing without it\n\
+                    mc2: 2/4 cpus online\n";
+        assert_eq!(late_aps_park(good), Ok(()));
+        let twice = "cpu1 online (APIC id 1)\ncpu1 online (APIC id 2)\nmc2: 3/4 cpus online\n";
+        assert!(late_aps_park(twice).is_err());
+    }
 }

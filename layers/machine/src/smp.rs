@@ -3,10 +3,15 @@
 //! the CPU has not shown up, then wait for it with a timeout.
 //!
 //! APs are started one at a time: the real-mode trampoline (boot.S) is copied
-//! once to [`TRAMPOLINE_PHYS`] and patched with the next AP's stack and index
-//! before each start. A CPU that does not answer in time is sent INIT again,
-//! which parks it in wait-for-SIPI so it cannot wake up later on another CPU's
-//! trampoline data; boot goes on with the rest.
+//! once to [`TRAMPOLINE_PHYS`] and patched with the next AP's stack, index
+//! and APIC id before each start. A CPU that does not answer in time is sent
+//! INIT again, which parks it in wait-for-SIPI; boot goes on with the rest.
+//! INIT alone is not enough on a loaded emulator host, where a late CPU can
+//! still run the trampoline after the BSP has patched it for the next one
+//! (it came up as a second "cpu2" and corrupted that CPU's stack): so an AP
+//! also claims the patched data with a compare-and-swap, only if it is the
+//! CPU named there, and the BSP revokes an unclaimed copy the same way
+//! before reusing it. A CPU that loses parks in the trampoline.
 //!
 //! Sending the IPIs is the local APIC driver's job (the dev layer, above this
 //! one), so the caller passes it in as a [`StartupIpi`].
@@ -51,6 +56,8 @@ pub unsafe fn start_ap(cpu: usize, apic_id: u32, ipi: &impl StartupIpi, timeout_
         static mc2_tr_off_cpu: u8;
         static mc2_tr_off_cr3: u8;
         static mc2_tr_off_efer: u8;
+        static mc2_tr_off_apic: u8;
+        static mc2_tr_off_claim: u8;
         static mc2_boot_efer_nxe: u32;
     }
     assert!(cpu > 0 && cpu < MAX_CPUS);
@@ -76,7 +83,14 @@ pub unsafe fn start_ap(cpu: usize, apic_id: u32, ipi: &impl StartupIpi, timeout_
         patch(core::ptr::addr_of!(mc2_tr_off_cpu), cpu as u64, true);
         patch(core::ptr::addr_of!(mc2_tr_off_cr3), x86::read_cr3(), false);
         patch(core::ptr::addr_of!(mc2_tr_off_efer), core::ptr::read_volatile(core::ptr::addr_of!(mc2_boot_efer_nxe)) as u64, false);
+        // The AP checks its initial (8-bit) APIC id; x2APIC ids beyond it match any CPU.
+        patch(core::ptr::addr_of!(mc2_tr_off_apic), if apic_id < 0xff { apic_id as u64 } else { 0xffff_ffff }, false);
+        patch(core::ptr::addr_of!(mc2_tr_off_claim), CLAIM_FREE as u64, false);
     }
+    // SAFETY: the claim word is a 4-byte aligned u32 inside the trampoline
+    // copy (direct-mapped RAM we own); from here on the AP and we only touch
+    // it atomically.
+    let claim = unsafe { &*(dst.add(core::ptr::addr_of!(mc2_tr_off_claim) as usize) as *const core::sync::atomic::AtomicU32) };
     core::sync::atomic::fence(Ordering::SeqCst);
     let vector = (TRAMPOLINE_PHYS >> 12) as u8;
     ipi.send_init(apic_id);
@@ -95,9 +109,27 @@ pub unsafe fn start_ap(cpu: usize, apic_id: u32, ipi: &impl StartupIpi, timeout_
     if arrived(cpu) {
         return true;
     }
+    // Revoke the data so that the CPU cannot take it later; if it already
+    // has, it is on its way: give it a while longer.
+    if claim.compare_exchange(CLAIM_FREE, CLAIM_REVOKED, Ordering::AcqRel, Ordering::Acquire).is_err() {
+        let mut waited = 0;
+        while !arrived(cpu) && waited < timeout_us * 10 {
+            ipi.delay_us(step);
+            waited += step;
+        }
+        if arrived(cpu) {
+            return true;
+        }
+    }
     ipi.send_init(apic_id); // park it: see the module comment
     false
 }
+
+/// The trampoline's claim word (boot.S `.Ltr_claim`).
+#[cfg(mc2_bare)]
+const CLAIM_FREE: u32 = 0;
+#[cfg(mc2_bare)]
+const CLAIM_REVOKED: u32 = u32::MAX;
 
 /// Rust entry of an AP, called from the trampoline on its boot stack.
 #[cfg(mc2_bare)]

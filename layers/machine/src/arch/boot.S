@@ -225,6 +225,24 @@ mc2_ap_trampoline_start:
     mov %eax, %ss
     mov %eax, %fs
     mov %eax, %gs
+    /* Claim this copy of the trampoline data before using it: only the CPU
+     * the BSP patched it for (initial APIC id, CPUID.1:EBX[31:24]; any CPU
+     * when the id does not fit in 8 bits) and only once, and not after the
+     * BSP has given up waiting (it then revokes the claim word with the
+     * same compare-and-swap). A CPU that comes up late on a later CPU's
+     * data parks here instead of sharing its stack and index. */
+    mov $1, %eax
+    cpuid
+    shr $24, %ebx
+    mov .Ltr_apic(%rip), %ecx
+    cmp $0xffffffff, %ecx
+    je 2f
+    cmp %ecx, %ebx
+    jne 3f
+2:  xor %eax, %eax
+    mov $1, %edx
+    lock cmpxchg %edx, .Ltr_claim(%rip)
+    jne 3f
     mov .Ltr_stack(%rip), %rsp
     mov .Ltr_cpu(%rip), %rdi
     xor %ebp, %ebp
@@ -233,6 +251,9 @@ mc2_ap_trampoline_start:
 1:  cli
     hlt
     jmp 1b
+3:  cli                                     /* not ours: park for good */
+    hlt
+    jmp 3b
 
 .align 16
 .Ltr_gdt:
@@ -249,14 +270,18 @@ mc2_ap_trampoline_start:
 .Ltr_cpu:       .quad 0
 .Ltr_cr3:       .long 0
 .Ltr_efer_nxe:  .long 0
+.Ltr_apic:      .long 0                 /* the AP's APIC id, or ~0: any */
+.Ltr_claim:     .long 0                 /* 0 free, 1 taken by the AP, ~0 revoked */
 .global mc2_ap_trampoline_end
 mc2_ap_trampoline_end:
 
-.global mc2_tr_off_stack, mc2_tr_off_cpu, mc2_tr_off_cr3, mc2_tr_off_efer
+.global mc2_tr_off_stack, mc2_tr_off_cpu, mc2_tr_off_cr3, mc2_tr_off_efer, mc2_tr_off_apic, mc2_tr_off_claim
 .set mc2_tr_off_stack, .Ltr_stack - mc2_ap_trampoline_start
 .set mc2_tr_off_cpu,   .Ltr_cpu - mc2_ap_trampoline_start
 .set mc2_tr_off_cr3,   .Ltr_cr3 - mc2_ap_trampoline_start
 .set mc2_tr_off_efer,  .Ltr_efer_nxe - mc2_ap_trampoline_start
+.set mc2_tr_off_apic,  .Ltr_apic - mc2_ap_trampoline_start
+.set mc2_tr_off_claim, .Ltr_claim - mc2_ap_trampoline_start
 
 /* ------------------------------------------------------------------------ */
 .section .boot.data, "aw"
