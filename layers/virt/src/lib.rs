@@ -103,13 +103,17 @@ pub fn size_mask(size: u32) -> u64 {
 /// XSAVE is hidden), not LA57 or PKE (not offered), nothing reserved.
 pub const GUEST_CR4_BITS: u64 = 0x7ff | 1 << 11 | 1 << 16 | 1 << 17 | 1 << 20 | 1 << 21;
 
-const CR0_PE: u64 = 1;
+// CR0, CR4 and EFER bits (SDM Vol. 3A §2.5, §2.2.1), shared with vmx.rs.
+pub(crate) const CR0_PE: u64 = 1;
 const CR0_NW: u64 = 1 << 29;
 const CR0_CD: u64 = 1 << 30;
-const CR0_PG: u64 = 1 << 31;
+pub(crate) const CR0_PG: u64 = 1 << 31;
 const CR4_PAE: u64 = 1 << 5;
-const EFER_LME: u64 = 1 << 8;
-const EFER_LMA: u64 = 1 << 10;
+pub(crate) const EFER_LME: u64 = 1 << 8;
+pub(crate) const EFER_LMA: u64 = 1 << 10;
+
+/// #GP(0), as an event to deliver.
+pub(crate) const GP0: Event = Event { vector: 13, kind: 3, error_code: Some(0) };
 
 /// Would MOV to CR0 of `new` raise #GP(0) (SDM Vol. 3 §2.5, Vol. 2 "MOV—Move
 /// to/from Control Registers")? The hypervisor emulating the write must
@@ -834,7 +838,7 @@ fn run_guest(vm: &mut Vm, deadline: u64, window: bool, host: &impl Host, handled
 fn svm_gp_instead(vm: &Vm) -> bool {
     match &vm.arch {
         Arch::Svm { vmcb, .. } if vmcb.state_consistent() && !vmcb.event_pending() => {
-            vmcb.inject(&Event { vector: 13, kind: 3, error_code: Some(0) });
+            vmcb.inject(&GP0);
             true
         }
         _ => false,

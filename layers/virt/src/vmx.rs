@@ -138,12 +138,7 @@ const ENTRY_IA32E: u32 = 1 << 9;
 const ENTRY_LOAD_PAT: u32 = 1 << 14;
 const ENTRY_LOAD_EFER: u32 = 1 << 15;
 
-/// #GP(0), as an event to deliver.
-const GP0: Event = Event { vector: 13, kind: 3, error_code: Some(0) };
-const CR0_PE: u64 = 1;
-const CR0_PG: u64 = 1 << 31;
-const EFER_LME: u64 = 1 << 8;
-const EFER_LMA: u64 = 1 << 10;
+use crate::{CR0_PE, CR0_PG, EFER_LMA, EFER_LME, GP0};
 
 // Exit reasons (SDM Vol. 3D Appendix C).
 const R_EXCEPTION_NMI: u32 = 0;
