@@ -12,10 +12,10 @@ use crate::conform::{self, BatchOpts, Machine};
 use crate::emu::{self, QemuOpts, Tcg};
 use crate::util::Result;
 use spec::model::Mutant;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::Path;
-use std::process::{Child, ChildStdin, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::process::{Child, ChildStdin};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 /// How much to run.
@@ -88,29 +88,8 @@ struct Console {
 impl Console {
     fn start(m: &Machine, cmdline: &str) -> Result<Console> {
         let o = QemuOpts { smp: 4, cmdline, tcg: Tcg::MultiThreaded, bundle: Some(&m.bundle), ..Default::default() };
-        let mut cmd = emu::qemu_command(&m.elf, &o)?;
-        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null());
-        let mut child = cmd.spawn().map_err(|e| format!("cannot start QEMU: {e}"))?;
-        let stdin = child.stdin.take().ok_or("no stdin")?;
-        let stdout = child.stdout.take().ok_or("no stdout")?;
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut r = BufReader::new(stdout);
-            let mut buf = Vec::new();
-            loop {
-                buf.clear();
-                match r.read_until(b'\n', &mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {
-                        // Hostiles write runs of `~` to the console: drop them.
-                        let s: String = String::from_utf8_lossy(&buf).trim_end_matches(['\n', '\r']).replace('~', "");
-                        if tx.send(s).is_err() {
-                            break;
-                        }
-                    }
-                }
-            }
-        });
+        // Hostiles write runs of `~` to the console: drop them.
+        let emu::Piped { child, stdin, lines: rx } = emu::qemu_piped(&m.elf, &o, |l| l.replace('~', ""))?;
         Ok(Console { child, stdin, lines: rx, tail: Default::default(), bombs: Vec::new() })
     }
 

@@ -21,10 +21,10 @@ use spec::gen::{self, GenOpts, Generated};
 use spec::model::{Config, Env, Mutant};
 use spec::trace::{step_line, trace_text, Part};
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::process::{Child, ChildStdin};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -81,28 +81,7 @@ pub enum Outcome {
 impl Session {
     pub fn start(m: &Machine) -> Result<Session> {
         let o = QemuOpts { smp: 4, cmdline: DRIVER_COMMAND, tcg: m.tcg, bundle: Some(&m.bundle), ..Default::default() };
-        let mut cmd = emu::qemu_command(&m.elf, &o)?;
-        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null());
-        let mut child = cmd.spawn().map_err(|e| format!("cannot start QEMU: {e}"))?;
-        let stdin = child.stdin.take().ok_or("no stdin")?;
-        let stdout = child.stdout.take().ok_or("no stdout")?;
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut r = BufReader::new(stdout);
-            let mut buf = Vec::new();
-            loop {
-                buf.clear();
-                match r.read_until(b'\n', &mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {
-                        let s = String::from_utf8_lossy(&buf).trim_end_matches(['\n', '\r']).to_string();
-                        if tx.send(s).is_err() {
-                            break;
-                        }
-                    }
-                }
-            }
-        });
+        let emu::Piped { child, stdin, lines: rx } = emu::qemu_piped(&m.elf, &o, str::to_string)?;
         let mut s = Session { child, stdin, lines: rx, input: VecDeque::new(), owed: 0, env: Env { driver: 0, procs: Vec::new(), driver_spare: 0 }, tail: VecDeque::new() };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {

@@ -2,8 +2,10 @@
 
 use crate::provision::{ensure, Tool};
 use crate::util::{run_captured, target_dir, Captured, Result, Typed};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
 use std::time::Duration;
 
 /// QEMU exit statuses written by the kernel through isa-debug-exit
@@ -70,6 +72,42 @@ pub fn qemu_command(elf: &Path, o: &QemuOpts<'_>) -> Result<Command> {
 /// Boot under QEMU and capture the console.
 pub fn qemu_capture(elf: &Path, o: &QemuOpts<'_>, timeout: Duration, typed: Option<Typed<'_>>) -> Result<Captured> {
     run_captured(&mut qemu_command(elf, o)?, timeout, typed, None)
+}
+
+/// QEMU with its console on pipes, for a conversation with mc2.
+pub struct Piped {
+    pub child: Child,
+    pub stdin: ChildStdin,
+    /// Console lines without their line ends, each passed through the
+    /// caller's `clean`, from a reader thread; closed when QEMU exits.
+    pub lines: Receiver<String>,
+}
+
+/// Boot under QEMU with the console on pipes (see [`Piped`]).
+pub fn qemu_piped(elf: &Path, o: &QemuOpts<'_>, clean: fn(&str) -> String) -> Result<Piped> {
+    let mut cmd = qemu_command(elf, o)?;
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null());
+    let mut child = cmd.spawn().map_err(|e| format!("cannot start QEMU: {e}"))?;
+    let stdin = child.stdin.take().ok_or("no stdin")?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut r = BufReader::new(stdout);
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            match r.read_until(b'\n', &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    let s = clean(String::from_utf8_lossy(&buf).trim_end_matches(['\n', '\r']));
+                    if tx.send(s).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    Ok(Piped { child, stdin, lines })
 }
 
 /// Make a GRUB rescue ISO that boots `elf` with `cmdline` and the program
