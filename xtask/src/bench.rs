@@ -28,6 +28,12 @@ pub(crate) fn out_dir() -> Result<PathBuf> {
     Ok(d)
 }
 
+/// The middle value (upper middle for an even count).
+pub(crate) fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    v[v.len() / 2]
+}
+
 fn num(v: &Value, key: &str) -> f64 {
     v.get(key).and_then(Value::as_f64).unwrap_or(f64::NAN)
 }
@@ -306,8 +312,7 @@ fn ipc(args: &[String]) -> Result<()> {
                     let lines = mc2_command(elf, &bundle, cpus, Tcg::MultiThreaded, false, &format!("run -q {quota} ipcbench tput {cpus} {p} {ms}"))?;
                     samples.push(value(&lines, "tput", "per_ms").ok_or(format!("no tput result for {label} cpus={cpus} payload={p}"))?);
                 }
-                samples.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
-                let per_ms = samples[samples.len() / 2];
+                let per_ms = median(&mut samples);
                 println!("  {label:<5} cpus={cpus} payload={p:<5} {per_ms:>10.2} /ms  (median of {samples:.2?})");
                 table.push((label.to_string(), cpus, p, per_ms));
             }

@@ -16,7 +16,7 @@
 //! ratios, reported with their spread: on this emulator they swing between
 //! runs by more than the effect.
 
-use crate::bench::out_dir;
+use crate::bench::{median, out_dir};
 use crate::emu::{self, QemuOpts, Tcg};
 use crate::kbuild::{self, LockKind};
 use crate::svg::{self, Series};
@@ -31,12 +31,6 @@ const RAM_MIB: u32 = 40;
 /// The empty loop's turns and its length in instructions (`dec; jnz`).
 const LOOP_TURNS: f64 = 1_000_000.0;
 const LOOP_INSNS: f64 = 2.0 * LOOP_TURNS;
-
-/// The middle value (upper middle for an even count).
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
-    v[v.len() / 2]
-}
 
 /// One run's figures, in TSC ticks (see vmbench.rs).
 #[derive(Clone, Copy, Debug, Default)]

@@ -73,6 +73,16 @@ fn free_pages(out: &str) -> Vec<u64> {
     v
 }
 
+/// The session's two `mem` reports (before and after `what` ran) show the
+/// same pages: nothing leaked.
+fn pages_back(out: &str, what: &str) -> Result<()> {
+    match free_pages(out).as_slice() {
+        [before, after] if before == after => Ok(()),
+        [before, after] => Err(format!("free pages {before} before {what}, {after} after: pages leaked")),
+        other => Err(format!("expected two `mem` reports, found {}", other.len())),
+    }
+}
+
 /// `[vmN] stopped:` lines: VMs the VMM stopped with a report.
 fn stops(out: &str) -> usize {
     out.lines().filter(|l| l.starts_with("[vm") && l.contains("] stopped: ")).count()
@@ -118,11 +128,7 @@ pub fn tests(elf: &Path, bundle: &Path, bochs: bool) -> Vec<(String, Result<()>)
             // Phase 3 under SVM: the reserved CR4 bit (QEMU's VMEXIT_INVALID) must be a #GP.
             in_order(&cap.output, &["chaos: phase 3", "chaos: cr4 with reserved bit 15 -> exception 13"])?;
             in_order(&cap.output, &["hello from pid", "mc2: init powered off with status 0"])?;
-            match free_pages(&cap.output).as_slice() {
-                [before, after] if before == after => Ok(()),
-                [before, after] => Err(format!("free pages {before} before the chaos VMs, {after} after: pages leaked")),
-                other => Err(format!("expected two `mem` reports, found {}", other.len())),
-            }
+            pages_back(&cap.output, "the chaos VMs")
         };
         with_log(check(), &cap)
     });
@@ -156,11 +162,7 @@ pub fn tests(elf: &Path, bundle: &Path, bochs: bool) -> Vec<(String, Result<()>)
                 return Err("a background guest ran to its end: `vm stop` did not stop it".into());
             }
             in_order(&cap.output, &["vm 0: its VMM (pid ", "(no virtual machines)"])?;
-            match free_pages(&cap.output).as_slice() {
-                [before, after] if before == after => Ok(()),
-                [before, after] => Err(format!("free pages {before} before the VMs, {after} after they were stopped")),
-                other => Err(format!("expected two `mem` reports, found {}", other.len())),
-            }?;
+            pages_back(&cap.output, "the VMs")?;
             in_order(&cap.output, &["(no virtual machines)", "vm stop: no VM 0", "mc2: init powered off with status 0"])
         };
         with_log(check(), &cap)
