@@ -355,9 +355,7 @@ impl Shell {
             println!("vm attach: ID must be a number, not `{id}`");
             return USAGE;
         };
-        let mut v = [abi::vm::Info::default(); 16];
-        let n = sys::vm_list(&mut v).unwrap_or(0).min(v.len());
-        let Some(owner) = v[..n].iter().find(|i| i.id as u64 == id).map(|i| i.owner as u64) else {
+        let Some(owner) = vms().unwrap_or_default().iter().find(|i| i.id as u64 == id).map(|i| i.owner as u64) else {
             println!("vm attach: no VM {id} (`vm list` shows them)");
             return 1;
         };
@@ -582,13 +580,19 @@ fn kill(args: &[&str]) -> u64 {
     }
 }
 
+/// The VMs, as the kernel lists them (at most 16).
+fn vms() -> Result<Vec<abi::vm::Info>, Error> {
+    let mut v = [abi::vm::Info::default(); 16];
+    let n = sys::vm_list(&mut v)?;
+    Ok(v[..n.min(v.len())].to_vec())
+}
+
 /// `vm list`: a table of the VMs.
 fn vm_list() -> u64 {
-    let mut v = [abi::vm::Info::default(); 16];
-    match sys::vm_list(&mut v) {
-        Ok(n) => {
+    match vms() {
+        Ok(v) => {
             println!("   ID  OWNER  CPU  STATE        PAGES      EXITS");
-            for i in &v[..n.min(v.len())] {
+            for i in &v {
                 let state = match i.state {
                     0 => "created",
                     1 => "running",
@@ -597,7 +601,7 @@ fn vm_list() -> u64 {
                 };
                 println!("{:>5} {:>6} {:>4}  {:<8} {:>9} {:>10}", i.id, i.owner, i.cpu, state, i.guest_pages, i.exits);
             }
-            if n == 0 {
+            if v.is_empty() {
                 println!("(no virtual machines)");
             }
             0
@@ -617,11 +621,10 @@ fn free_vm_cpu() -> Option<u64> {
     if cpus <= 1 {
         return Some(0);
     }
-    let mut v = [abi::vm::Info::default(); 16];
-    let n = sys::vm_list(&mut v).unwrap_or(0).min(v.len());
+    let v = vms().unwrap_or_default();
     let vmms = proc::list().unwrap_or_default();
     (1..cpus).find(|&c| {
-        !v[..n].iter().any(|i| i.cpu as u64 == c) && !vmms.iter().any(|p| p.name() == "vmm" && p.cpu as u64 == c && proc::state_name(p.state) != "zombie")
+        !v.iter().any(|i| i.cpu as u64 == c) && !vmms.iter().any(|p| p.name() == "vmm" && p.cpu as u64 == c && proc::state_name(p.state) != "zombie")
     })
 }
 
@@ -632,15 +635,14 @@ fn vm_stop(id: &str) -> u64 {
         println!("vm stop: ID must be a number, not `{id}`");
         return USAGE;
     };
-    let mut v = [abi::vm::Info::default(); 16];
-    let n = match sys::vm_list(&mut v) {
-        Ok(n) => n.min(v.len()),
+    let v = match vms() {
+        Ok(v) => v,
         Err(e) => {
             println!("vm stop: vm list: {e}");
             return 1;
         }
     };
-    let Some(info) = v[..n].iter().find(|i| i.id as u64 == id) else {
+    let Some(info) = v.iter().find(|i| i.id as u64 == id) else {
         println!("vm stop: no VM {id} (`vm list` shows them)");
         return 1;
     };
