@@ -100,29 +100,28 @@ pub unsafe fn start_ap(cpu: usize, apic_id: u32, ipi: &impl StartupIpi, timeout_
     if !arrived(cpu) {
         ipi.send_startup(apic_id, vector);
     }
+    if wait_for(cpu, ipi, timeout_us) {
+        return true;
+    }
+    // Revoke the data so that the CPU cannot take it later; if it already
+    // has, it is on its way: give it a while longer.
+    if claim.compare_exchange(CLAIM_FREE, CLAIM_REVOKED, Ordering::AcqRel, Ordering::Acquire).is_err() && wait_for(cpu, ipi, timeout_us * 10) {
+        return true;
+    }
+    ipi.send_init(apic_id); // park it: see the module comment
+    false
+}
+
+/// Wait up to `timeout_us` for CPU `cpu` to arrive; whether it did.
+#[cfg(mc2_bare)]
+fn wait_for(cpu: usize, ipi: &impl StartupIpi, timeout_us: u64) -> bool {
     let step = 100;
     let mut waited = 0;
     while !arrived(cpu) && waited < timeout_us {
         ipi.delay_us(step);
         waited += step;
     }
-    if arrived(cpu) {
-        return true;
-    }
-    // Revoke the data so that the CPU cannot take it later; if it already
-    // has, it is on its way: give it a while longer.
-    if claim.compare_exchange(CLAIM_FREE, CLAIM_REVOKED, Ordering::AcqRel, Ordering::Acquire).is_err() {
-        let mut waited = 0;
-        while !arrived(cpu) && waited < timeout_us * 10 {
-            ipi.delay_us(step);
-            waited += step;
-        }
-        if arrived(cpu) {
-            return true;
-        }
-    }
-    ipi.send_init(apic_id); // park it: see the module comment
-    false
+    arrived(cpu)
 }
 
 /// The trampoline's claim word (boot.S `.Ltr_claim`).
