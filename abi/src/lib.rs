@@ -55,8 +55,14 @@ pub mod nr {
     pub const VM_INJECT: u64 = 38;
     pub const VM_LIST: u64 = 39;
     pub const VM_DESTROY: u64 = 40;
+    /// Send and/or receive a short message carried in registers
+    /// ([`SHORT_MESSAGE`](super::SHORT_MESSAGE)): rdi = channel to send on,
+    /// rsi = channel to receive on (either [`NO_CHANNEL`](super::NO_CHANNEL)),
+    /// rdx = length, r10, r8, r9 = the message; returns the received length
+    /// in rax, the sender in rdx and the received message in r10, r8, r9.
+    pub const CALL_SHORT: u64 = 41;
     /// One past the highest number.
-    pub const COUNT: u64 = 41;
+    pub const COUNT: u64 = 42;
 }
 
 /// Error codes (returned negated in `rax`). Each misuse has its own code so
@@ -208,6 +214,12 @@ pub fn decode(rax: u64) -> Result<u64, Error> {
 
 /// Largest IPC message, bytes.
 pub const MAX_MESSAGE: usize = 4096;
+/// Largest message `CALL_SHORT` carries in registers (r10, r8, r9), bytes.
+pub const SHORT_MESSAGE: usize = 8 * SHORT_WORDS;
+/// Registers of a short message.
+pub const SHORT_WORDS: usize = 3;
+/// `CALL_SHORT`'s "no channel" (only receive, or only send).
+pub const NO_CHANNEL: u64 = u64::MAX;
 /// Largest console write in one call, bytes.
 pub const MAX_CONSOLE_WRITE: usize = 4096;
 /// Program names in the boot image are at most this long.

@@ -45,7 +45,7 @@ pub fn build(lock: LockKind, quiet: bool) -> Result<PathBuf> {
 pub fn build_variant(lock: LockKind, bkl: bool, quiet: bool) -> Result<PathBuf> {
     let dir = target_dir().join(format!("kernel-{}{}", lock.name(), if bkl { "-bkl" } else { "" }));
     let mut c = cargo();
-    c.args(["build", "--release", "-p", "kernel", "--target", HOST_TARGET, "--target-dir"]).arg(&dir);
+    c.args(["build", "--profile", "bare", "-p", "kernel", "--target", HOST_TARGET, "--target-dir"]).arg(&dir);
     let mut features = Vec::new();
     if lock == LockKind::Mcs {
         features.push("mcs");
@@ -67,7 +67,7 @@ pub fn build_variant(lock: LockKind, bkl: bool, quiet: bool) -> Result<PathBuf> 
     if !quiet {
         eprint!("{}", String::from_utf8_lossy(&out.stderr));
     }
-    let elf = dir.join(HOST_TARGET).join("release").join("mc2");
+    let elf = dir.join(HOST_TARGET).join("bare").join("mc2");
     let bytes = std::fs::read(&elf).map_err(|e| format!("{}: {e}", elf.display()))?;
     let l = image::check(&bytes).map_err(|e| format!("{}: bad image layout: {e}", elf.display()))?;
     if !quiet {

@@ -37,7 +37,7 @@ fn rustflags() -> Vec<String> {
 pub fn build_programs() -> Result<Vec<(String, PathBuf)>> {
     let dir = target_dir().join("user");
     let mut c = cargo();
-    c.args(["build", "--release", "--quiet", "--target", HOST_TARGET, "--target-dir"]).arg(&dir);
+    c.args(["build", "--profile", "bare", "--quiet", "--target", HOST_TARGET, "--target-dir"]).arg(&dir);
     for p in PROGRAMS {
         c.args(["-p", p]);
     }
@@ -46,7 +46,7 @@ pub fn build_programs() -> Result<Vec<(String, PathBuf)>> {
     if !out.status.success() {
         return Err(format!("user programs failed to build:\n{}", String::from_utf8_lossy(&out.stderr)));
     }
-    Ok(PROGRAMS.iter().map(|p| (p.to_string(), dir.join(HOST_TARGET).join("release").join(p))).collect())
+    Ok(PROGRAMS.iter().map(|p| (p.to_string(), dir.join(HOST_TARGET).join("bare").join(p))).collect())
 }
 
 /// Pack files into a bundle image.

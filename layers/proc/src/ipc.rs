@@ -7,6 +7,13 @@
 //! once, straight from the sender's buffer into the receiver's (no kernel
 //! buffer). Senders waiting on one channel are served in FIFO order.
 //!
+//! Short messages (up to [`abi::SHORT_MESSAGE`] bytes) may travel in
+//! registers instead of memory ([`Place::Regs`], the `CALL_SHORT` system
+//! call): the kernel then never walks a page table for them, which is what
+//! makes the client/server round trip cheap. Either side may use either
+//! place; a short message received into memory, or a memory message of at
+//! most `SHORT_MESSAGE` bytes received into registers, is the same message.
+//!
 //! Nothing is lost: a message is only dropped from the sender's point of
 //! view when `send` returns `Ok`, and that happens exactly when the copy into
 //! the receiver's buffer succeeded. If the receiver's buffer turns out to be
@@ -16,6 +23,7 @@
 use crate::wait::{Sched, RESULTS};
 use crate::Pid;
 use abi::Error;
+use core::sync::atomic::{AtomicU64, Ordering};
 use lock::SpinLock;
 use thread::{Tid, MAX_THREADS};
 
@@ -33,14 +41,84 @@ pub enum CopyFault {
 /// address spaces; a model in tests).
 pub trait Copier {
     fn copy(&self, src: Pid, src_va: u64, dst: Pid, dst_va: u64, len: usize) -> Result<(), CopyFault>;
+    /// Copy `buf.len()` bytes at `va` of `pid` into `buf`.
+    fn read(&self, pid: Pid, va: u64, buf: &mut [u8]) -> Result<(), CopyFault>;
+    /// Copy `data` to `va` of `pid`.
+    fn write(&self, pid: Pid, va: u64, data: &[u8]) -> Result<(), CopyFault>;
+}
+
+/// Words of a short message (little-endian bytes, the rest zero).
+pub type Words = [u64; abi::SHORT_WORDS];
+
+/// Where one side of a transfer keeps its message: `len` is the message's
+/// length for a sender, the capacity for a receiver.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Place {
+    /// User memory at `va`.
+    Mem { va: u64, len: usize },
+    /// Registers (the words for a sender; a receiver's are filled in).
+    Regs { words: Words, len: usize },
+}
+
+impl Place {
+    fn len(&self) -> usize {
+        match *self {
+            Place::Mem { len, .. } | Place::Regs { len, .. } => len,
+        }
+    }
+}
+
+fn to_bytes(w: &Words) -> [u8; abi::SHORT_MESSAGE] {
+    let mut b = [0u8; abi::SHORT_MESSAGE];
+    for (c, w) in b.chunks_exact_mut(8).zip(w) {
+        c.copy_from_slice(&w.to_le_bytes());
+    }
+    b
+}
+
+fn to_words(b: &[u8]) -> Words {
+    let mut w = [0u64; abi::SHORT_WORDS];
+    for (w, c) in w.iter_mut().zip(b.chunks(8)) {
+        let mut x = [0u8; 8];
+        x[..c.len()].copy_from_slice(c);
+        *w = u64::from_le_bytes(x);
+    }
+    w
+}
+
+/// `words` with the bytes from `len` on cleared (they are not part of the
+/// message).
+#[inline(always)]
+fn trim(mut words: Words, len: usize) -> Words {
+    let bits = (len as u32).saturating_mul(8);
+    for (i, w) in words.iter_mut().enumerate() {
+        // The low `bits - 64 i` bits (all of them past 64).
+        *w &= u64::MAX.checked_shl(bits.saturating_sub(64 * i as u32)).map_or(u64::MAX, |m| !m);
+    }
+    words
+}
+
+/// Move `len` bytes from `src` (of `spid`) to `dst` (of `dpid`); the words
+/// a register destination receives.
+fn transfer(c: &impl Copier, spid: Pid, src: &Place, dpid: Pid, dst: &Place) -> Result<Words, CopyFault> {
+    let len = src.len();
+    match (*src, *dst) {
+        (Place::Mem { va: s, .. }, Place::Mem { va: d, .. }) => c.copy(spid, s, dpid, d, len).map(|()| [0; abi::SHORT_WORDS]),
+        (Place::Regs { words, .. }, Place::Mem { va, .. }) => c.write(dpid, va, &to_bytes(&words)[..len]).map(|()| [0; abi::SHORT_WORDS]),
+        (Place::Mem { va, .. }, Place::Regs { .. }) => {
+            let mut b = [0u8; abi::SHORT_MESSAGE];
+            c.read(spid, va, &mut b[..len])?;
+            Ok(to_words(&b[..len]))
+        }
+        (Place::Regs { words, .. }, Place::Regs { .. }) => Ok(trim(words, len)),
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Waiting {
     tid: Tid,
     pid: Pid,
-    va: u64,
-    len: usize,
+    place: Place,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -58,6 +136,9 @@ pub struct Channels {
     table: [SpinLock<Option<Channel>>; MAX_CHANNELS],
     /// What each blocked sender offers (indexed by thread).
     requests: [SpinLock<Option<Waiting>>; MAX_THREADS],
+    /// The words delivered to each blocked register receiver (written
+    /// before its result, read after: `RESULTS` orders them).
+    inbox: [[AtomicU64; abi::SHORT_WORDS]; MAX_THREADS],
 }
 
 impl Default for Channels {
@@ -72,7 +153,11 @@ fn chan_index(chan: u64) -> Result<usize, Error> {
 
 impl Channels {
     pub const fn new() -> Self {
-        Channels { table: [const { SpinLock::new(None) }; MAX_CHANNELS], requests: [const { SpinLock::new(None) }; MAX_THREADS] }
+        Channels {
+            table: [const { SpinLock::new(None) }; MAX_CHANNELS],
+            requests: [const { SpinLock::new(None) }; MAX_THREADS],
+            inbox: [const { [const { AtomicU64::new(0) }; abi::SHORT_WORDS] }; MAX_THREADS],
+        }
     }
 
     /// Claim channel `want` (or the lowest free one with `u64::MAX`) for `pid`.
@@ -108,7 +193,14 @@ impl Channels {
     /// Send `len` bytes at `va` of `pid` on `chan`; returns when a receiver
     /// has the message.
     pub fn send(&self, s: &impl Sched, c: &impl Copier, pid: Pid, chan: u64, va: u64, len: usize) -> Result<u64, Error> {
-        if len > abi::MAX_MESSAGE {
+        self.send_from(s, c, pid, chan, Place::Mem { va, len })
+    }
+
+    /// Send the message at `src` (memory or registers) of `pid` on `chan`.
+    pub fn send_from(&self, s: &impl Sched, c: &impl Copier, pid: Pid, chan: u64, src: Place) -> Result<u64, Error> {
+        let len = src.len();
+        let max = if matches!(src, Place::Regs { .. }) { abi::SHORT_MESSAGE } else { abi::MAX_MESSAGE };
+        if len > max {
             return Err(Error::TooLarge);
         }
         let me = s.current();
@@ -118,14 +210,17 @@ impl Channels {
             return Err(Error::SelfChannel);
         }
         if let Some(r) = ch.waiting_receiver {
-            if len > r.len {
+            if len > r.place.len() {
                 return Err(Error::TooLarge);
             }
-            match c.copy(pid, va, r.pid, r.va, len) {
-                Ok(()) => {
+            match transfer(c, pid, &src, r.pid, &r.place) {
+                Ok(words) => {
                     ch.waiting_receiver = None;
                     // The receiver is the only thread in its queue.
                     if s.take(ch.receiving) == Some(r.tid) {
+                        if matches!(r.place, Place::Regs { .. }) {
+                            self.post(r.tid, &words);
+                        }
                         RESULTS.set(r.tid, Ok(len as u64), pid as u64);
                         s.wake_peer(r.tid);
                     }
@@ -144,7 +239,7 @@ impl Channels {
             }
         }
         let q = ch.senders;
-        *self.requests[me as usize].lock() = Some(Waiting { tid: me, pid, va, len });
+        *self.requests[me as usize].lock() = Some(Waiting { tid: me, pid, place: src });
         RESULTS.arm(me);
         s.block(q, g);
         *self.requests[me as usize].lock() = None;
@@ -154,6 +249,21 @@ impl Channels {
     /// Receive on `chan` into `cap` bytes at `va` of `pid`; returns (length,
     /// sender pid).
     pub fn recv(&self, s: &impl Sched, c: &impl Copier, pid: Pid, chan: u64, va: u64, cap: usize) -> Result<(u64, u64), Error> {
+        self.recv_into(s, c, pid, chan, Place::Mem { va, len: cap }).map(|(n, from, _)| (n, from))
+    }
+
+    /// Receive on `chan` into `dst` (memory, or registers for at most
+    /// `SHORT_MESSAGE` bytes); returns (length, sender pid, the words for a
+    /// register destination).
+    pub fn recv_into(&self, s: &impl Sched, c: &impl Copier, pid: Pid, chan: u64, dst: Place) -> Result<(u64, u64, Words), Error> {
+        let cap = match dst {
+            Place::Mem { len, .. } => len,
+            Place::Regs { .. } => abi::SHORT_MESSAGE,
+        };
+        let dst = match dst {
+            Place::Regs { .. } => Place::Regs { words: [0; abi::SHORT_WORDS], len: cap },
+            m => m,
+        };
         let me = s.current();
         let mut g = self.table[chan_index(chan)?].lock();
         let ch = g.as_mut().ok_or(Error::NoSuchObject)?;
@@ -168,16 +278,16 @@ impl Channels {
                 s.wake(t);
                 continue;
             };
-            if w.len > cap {
+            if w.place.len() > cap {
                 RESULTS.set(t, Err(Error::TooLarge), 0);
                 s.wake(t);
                 continue;
             }
-            match c.copy(w.pid, w.va, pid, va, w.len) {
-                Ok(()) => {
+            match transfer(c, w.pid, &w.place, pid, &dst) {
+                Ok(words) => {
                     RESULTS.set(t, Ok(0), 0);
                     s.wake_peer(t);
-                    return Ok((w.len as u64, w.pid as u64));
+                    return Ok((w.place.len() as u64, w.pid as u64, words));
                 }
                 Err(CopyFault::Source) => {
                     RESULTS.set(t, Err(Error::BadAddress), 0);
@@ -192,14 +302,75 @@ impl Channels {
             }
         }
         let q = ch.receiving;
-        ch.waiting_receiver = Some(Waiting { tid: me, pid, va, len: cap });
+        ch.waiting_receiver = Some(Waiting { tid: me, pid, place: dst });
         RESULTS.arm(me);
         s.block(q, g);
+        self.received(me, chan_index(chan)?, matches!(dst, Place::Regs { .. }))
+    }
+
+    #[inline(always)]
+    fn post(&self, t: Tid, words: &Words) {
+        for (slot, w) in self.inbox[t as usize].iter().zip(words) {
+            slot.store(*w, Ordering::Relaxed);
+        }
+    }
+
+    #[inline(always)]
+    fn collect(&self, t: Tid) -> Words {
+        let b = &self.inbox[t as usize];
+        [b[0].load(Ordering::Relaxed), b[1].load(Ordering::Relaxed), b[2].load(Ordering::Relaxed)]
+    }
+
+    /// The fast path of `CALL_SHORT` (the client/server round trip): send
+    /// the register message `words` (`len` bytes) on `send`, whose receiver
+    /// already waits for a register message, and wait for one on `recv`,
+    /// where no sender waits yet. Both channels stay locked (lower index
+    /// first) from the checks until the caller is queued, so the exchange is
+    /// one step; the receiver runs next if it shares this CPU. `None`: the
+    /// case is not that one and nothing was done; the general path
+    /// ([`send_from`](Self::send_from) then [`recv_into`](Self::recv_into))
+    /// gives the same result as this would.
+    pub fn call_short_fast(&self, s: &impl Sched, pid: Pid, send: u64, words: Words, len: usize, recv: u64) -> Option<Result<(u64, u64, Words), Error>> {
+        let (a, b) = (chan_index(send).ok()?, chan_index(recv).ok()?);
+        if a == b || len > abi::SHORT_MESSAGE {
+            return None;
+        }
+        let (mut lo, mut hi) = (self.table[a.min(b)].lock(), self.table[a.max(b)].lock());
+        let (ga, gb) = if a < b { (&mut lo, &mut hi) } else { (&mut hi, &mut lo) };
+        let (Some(cha), Some(chb)) = (ga.as_mut(), gb.as_mut()) else { return None };
+        let r = cha.waiting_receiver?;
+        if cha.receiver == pid || chb.receiver != pid || !matches!(r.place, Place::Regs { .. }) || s.has_waiters(chb.senders) {
+            return None;
+        }
+        // As `send_from` with a waiting receiver: deliver, wake it.
+        cha.waiting_receiver = None;
+        let woken = s.take(cha.receiving) == Some(r.tid);
+        if woken {
+            self.post(r.tid, &trim(words, len));
+            RESULTS.set(r.tid, Ok(len as u64), pid as u64);
+        }
+        // As `recv_into` with no sender waiting: offer our registers, sleep.
+        let me = s.current();
+        chb.waiting_receiver = Some(Waiting { tid: me, pid, place: Place::Regs { words: [0; abi::SHORT_WORDS], len: abi::SHORT_MESSAGE } });
+        let q = chb.receiving;
+        RESULTS.arm(me);
+        if woken {
+            s.wake_peer(r.tid);
+        }
+        let rest = if a < b { drop(lo); hi } else { drop(hi); lo };
+        s.block(q, rest);
+        Some(self.received(me, b, true))
+    }
+
+    /// What a receiver that slept on channel index `i` got when woken
+    /// (`regs`: the words of its register destination).
+    #[inline(always)]
+    fn received(&self, me: Tid, i: usize, regs: bool) -> Result<(u64, u64, Words), Error> {
         match RESULTS.get(me) {
-            Some((r, sender)) => r.map(|len| (len, sender)),
+            Some((r, sender)) => r.map(|len| (len, sender, if regs { self.collect(me) } else { [0; abi::SHORT_WORDS] })),
             None => {
                 // Woken without a message (killed): withdraw the buffer.
-                if let Some(ch) = self.table[chan_index(chan)?].lock().as_mut() {
+                if let Some(ch) = self.table[i].lock().as_mut() {
                     if ch.waiting_receiver.is_some_and(|w| w.tid == me) {
                         ch.waiting_receiver = None;
                     }

@@ -28,6 +28,8 @@ pub trait Sched {
     }
     /// Put a taken (still blocked) thread back at the tail of `q`.
     fn requeue(&self, q: usize, t: Tid);
+    /// Is anyone waiting in `q`?
+    fn has_waiters(&self, q: usize) -> bool;
 }
 
 impl Sched for Scheduler {
@@ -54,6 +56,9 @@ impl Sched for Scheduler {
     }
     fn requeue(&self, q: usize, t: Tid) {
         let _ = self.queues.enqueue(q, t);
+    }
+    fn has_waiters(&self, q: usize) -> bool {
+        !self.queues.is_empty(q)
     }
 }
 

@@ -24,7 +24,7 @@ mod common;
 
 use abi::Error;
 use common::{check_queues_fifo, fnv1a, run, serial, set_current, Event, Fault, HostSched, Memory, BAD_VA};
-use proc::ipc::{Channels, MAX_CHANNELS};
+use proc::ipc::{Channels, Place, Words, MAX_CHANNELS};
 use proc::Pid;
 use std::sync::Arc;
 use std::time::Duration;
@@ -397,4 +397,137 @@ fn receiver_exit_wakes_senders_with_peer_gone() {
     assert_eq!(results[3].take().unwrap().join().unwrap(), Ok(0));
     c.process_exit(&*s, 3);
     assert_eq!((c.live(), s.queues_in_use()), (0, 0));
+}
+
+/// One `CALL_SHORT` as the trap layer issues it: the fast path when it
+/// applies, else send then receive.
+fn call_short(s: &HostSched, c: &Channels, mem: &Memory, pid: Pid, send: u64, words: Words, len: usize, recv: u64) -> Result<(u64, u64, Words), Error> {
+    if let Some(r) = c.call_short_fast(s, pid, send, words, len, recv) {
+        return r;
+    }
+    c.send_from(s, mem, pid, send, Place::Regs { words, len })?;
+    c.recv_into(s, mem, pid, recv, Place::Regs { words: [0; 3], len: abi::SHORT_MESSAGE })
+}
+
+/// Short messages in registers: clients call a server with `call_short`
+/// (the fast path or the general one, whichever applies), the server replies
+/// and waits with one `call_short`; every reply is the client's request plus
+/// one, from the server, with the bytes past the length cleared. One client
+/// receives its replies into memory instead (a register message delivered
+/// into a buffer).
+#[test]
+fn short_calls_in_registers() {
+    // One client and the server take turns (the fast path both ways); with
+    // four, senders queue up and the general path serves them too.
+    short_calls(1);
+    short_calls(4);
+}
+
+fn short_calls(clients: Pid) {
+    let _g = serial();
+    #[allow(non_snake_case)]
+    let CLIENTS = clients;
+    const CALLS: u64 = 200;
+    let w = World::new(Fault::None);
+    set_current(2);
+    let server_chan = w.c.create(&*w.s, 2, 0).unwrap();
+    let mut chans = Vec::new();
+    for p in 20..20 + CLIENTS {
+        set_current(p as Tid);
+        chans.push(w.c.create(&*w.s, p, u64::MAX).unwrap());
+    }
+    let mut bodies: Vec<Body<Result<u64, String>>> = Vec::new();
+    let (s, c, mem) = w.parts();
+    let reply_to = chans.clone();
+    bodies.push((
+        2,
+        Box::new(move || {
+            // The first request arrives with a receive only.
+            let (mut len, mut who, mut m) =
+                c.recv_into(&*s, &*mem, 2, server_chan, Place::Regs { words: [0; 3], len: 24 }).map_err(|e| format!("server: first: {e:?}"))?;
+            for k in 1..=CLIENTS as u64 * CALLS {
+                if len != 12 || m[1] >> 32 != 0 || m[2] != 0 {
+                    return Err(format!("server: request {k}: {len} bytes {m:x?} (bytes past 12 must be clear)"));
+                }
+                let client = who as usize - 20;
+                let chan = reply_to[client];
+                let reply = [m[0] + 1, m[1] | 0xee00_0000_0000, 0];
+                if k == CLIENTS as u64 * CALLS {
+                    c.send_from(&*s, &*mem, 2, chan, Place::Regs { words: reply, len: 14 }).map_err(|e| format!("server: last reply: {e:?}"))?;
+                    return Ok(k);
+                }
+                (len, who, m) = call_short(&s, &c, &mem, 2, chan, reply, 14, server_chan).map_err(|e| format!("server: reply {k}: {e:?}"))?;
+            }
+            unreachable!()
+        }),
+    ));
+    for (i, p) in (20..20 + CLIENTS).enumerate() {
+        let (s, c, mem) = w.parts();
+        let mine = chans[i];
+        bodies.push((
+            p as Tid,
+            Box::new(move || {
+                for seq in 0..CALLS {
+                    let v = (p as u64) << 40 | seq;
+                    // 12 bytes: v and the low 4 bytes of word 1; garbage beyond.
+                    let words = [v, 0xdead_beef_0000_0000 | seq, u64::MAX];
+                    let (len, who, r) = if i == 1 {
+                        // Replies into memory.
+                        c.send_from(&*s, &*mem, p, server_chan, Place::Regs { words, len: 12 }).map_err(|e| format!("client {p}: send: {e:?}"))?;
+                        let (len, who) = c.recv(&*s, &*mem, p, mine, 64, 100).map_err(|e| format!("client {p}: recv: {e:?}"))?;
+                        let b = mem.read(p, 64, len as usize);
+                        let mut r = [0u64; 3];
+                        for (k, x) in b.chunks(8).enumerate() {
+                            let mut q = [0u8; 8];
+                            q[..x.len()].copy_from_slice(x);
+                            r[k] = u64::from_le_bytes(q);
+                        }
+                        (len, who, r)
+                    } else {
+                        call_short(&s, &c, &mem, p, server_chan, words, 12, mine).map_err(|e| format!("client {p}: call {seq}: {e:?}"))?
+                    };
+                    let want = [v + 1, 0xee00_0000_0000 | seq, 0];
+                    if who != 2 || len != 14 || r != want {
+                        return Err(format!("client {p}: call {seq}: got {len} bytes {r:x?} from {who}, want 14 bytes {want:x?} from 2"));
+                    }
+                }
+                Ok(CALLS)
+            }),
+        ));
+    }
+    for r in run(&w.s, bodies, Duration::from_secs(30)).unwrap() {
+        r.unwrap();
+    }
+    check_queues_fifo(&w.s.events()).unwrap();
+}
+
+/// The size rules of register messages: more than `SHORT_MESSAGE` bytes in
+/// registers is `TooLarge` for the sender; a memory message longer than a
+/// register receiver can take fails that sender only (`TooLarge`), and a
+/// short enough one arrives in the registers, zero-padded. The fast path
+/// declines what it does not handle (same channel twice, nobody waiting),
+/// leaving everything as it was.
+#[test]
+fn short_message_sizes() {
+    let _g = serial();
+    let w = World::new(Fault::None);
+    let (s, c, mem) = w.parts();
+    set_current(2);
+    let x = c.create(&*s, 2, u64::MAX).unwrap();
+    set_current(10);
+    assert_eq!(c.send_from(&*s, &*mem, 10, x, Place::Regs { words: [1, 2, 3], len: 25 }), Err(Error::TooLarge));
+    assert!(c.call_short_fast(&*s, 10, x, [1, 2, 3], 8, x).is_none(), "same channel both ways");
+    assert!(c.call_short_fast(&*s, 10, x, [1, 2, 3], 8, x + 1).is_none(), "nobody waits on x");
+    // A 30-byte and a 5-byte memory message queue up; a register receive
+    // fails the first sender and takes the second.
+    mem.write(11, 0, &[7u8; 30]);
+    mem.write(12, 0, b"hello");
+    let big = queued_sender(&w, 11, x, 0, 30);
+    let small = queued_sender(&w, 12, x, 0, 5);
+    set_current(2);
+    let (len, who, m) = c.recv_into(&*s, &*mem, 2, x, Place::Regs { words: [9; 3], len: 24 }).unwrap();
+    assert_eq!((len, who), (5, 12));
+    assert_eq!(m, [u64::from_le_bytes(*b"hello\0\0\0"), 0, 0]);
+    assert_eq!(big.join().unwrap(), Err(Error::TooLarge));
+    assert_eq!(small.join().unwrap(), Ok(0));
 }

@@ -221,6 +221,9 @@ struct KillingSched {
 }
 
 impl Sched for KillingSched {
+    fn has_waiters(&self, q: usize) -> bool {
+        !self.queues.is_empty(q)
+    }
     fn current(&self) -> Tid {
         self.me
     }

@@ -30,7 +30,6 @@ pub enum QueueError {
 struct Ends {
     head: u32,
     tail: u32,
-    len: u32,
 }
 
 /// Deliberate bugs the refinement checks must catch (feature `mutants`;
@@ -48,6 +47,11 @@ pub mod mutant {
 /// `Q` queues over `T` thread ids.
 pub struct QueueSet<const Q: usize, const T: usize> {
     ends: [SpinLock<Ends>; Q],
+    /// Each queue's length: written under the queue's lock, read without it
+    /// (a snapshot, like any length once the lock is dropped; it lets a
+    /// caller that holds a lock of its own which orders the enqueues, such
+    /// as a channel's, ask "anyone waiting?" without taking the queue's).
+    lens: [AtomicU32; Q],
     next: [AtomicU32; T],
     prev: [AtomicU32; T],
     home: [AtomicU32; T],
@@ -65,7 +69,8 @@ impl<const Q: usize, const T: usize> Default for QueueSet<Q, T> {
 impl<const Q: usize, const T: usize> QueueSet<Q, T> {
     pub const fn new() -> Self {
         QueueSet {
-            ends: [const { SpinLock::new(Ends { head: NIL, tail: NIL, len: 0 }) }; Q],
+            ends: [const { SpinLock::new(Ends { head: NIL, tail: NIL }) }; Q],
+            lens: [const { AtomicU32::new(0) }; Q],
             next: [const { AtomicU32::new(NIL) }; T],
             prev: [const { AtomicU32::new(NIL) }; T],
             home: [const { AtomicU32::new(NIL) }; T],
@@ -100,7 +105,7 @@ impl<const Q: usize, const T: usize> QueueSet<Q, T> {
             self.next[e.tail as usize].store(t, Ordering::Relaxed);
         }
         e.tail = t;
-        e.len += 1;
+        self.count(q, 1);
         Ok(())
     }
 
@@ -114,7 +119,7 @@ impl<const Q: usize, const T: usize> QueueSet<Q, T> {
         if t == NIL {
             return None;
         }
-        self.unlink(&mut e, t);
+        self.unlink(&mut e, q, t);
         Some(t)
     }
 
@@ -127,17 +132,23 @@ impl<const Q: usize, const T: usize> QueueSet<Q, T> {
         if self.home[t as usize].load(Ordering::Acquire) != q as u32 {
             #[cfg(feature = "mutants")]
             if self.mutant.load(Ordering::Relaxed) == mutant::REMOVE_IGNORES_HOME && self.home[t as usize].load(Ordering::Acquire) != NIL {
-                self.unlink(&mut e, t);
+                self.unlink(&mut e, q, t);
                 return true;
             }
             return false;
         }
-        self.unlink(&mut e, t);
+        self.unlink(&mut e, q, t);
         true
     }
 
-    /// Unlink `t`, which is in the queue whose ends are `e` (lock held).
-    fn unlink(&self, e: &mut Ends, t: Tid) {
+    /// Add `d` to queue `q`'s length (its lock held: a plain store suffices).
+    fn count(&self, q: usize, d: i32) {
+        let n = self.lens[q].load(Ordering::Relaxed);
+        self.lens[q].store(n.wrapping_add_signed(d), Ordering::Release);
+    }
+
+    /// Unlink `t`, which is in queue `q`, whose ends are `e` (lock held).
+    fn unlink(&self, e: &mut Ends, q: usize, t: Tid) {
         let ti = t as usize;
         let (p, n) = (self.prev[ti].load(Ordering::Relaxed), self.next[ti].load(Ordering::Relaxed));
         if p == NIL {
@@ -152,7 +163,7 @@ impl<const Q: usize, const T: usize> QueueSet<Q, T> {
         }
         self.next[ti].store(NIL, Ordering::Relaxed);
         self.prev[ti].store(NIL, Ordering::Relaxed);
-        e.len -= 1;
+        self.count(q, -1);
         #[cfg(feature = "mutants")]
         if self.mutant.load(Ordering::Relaxed) == mutant::UNLINK_KEEPS_HOME {
             return;
@@ -165,7 +176,7 @@ impl<const Q: usize, const T: usize> QueueSet<Q, T> {
         if q >= Q {
             return 0;
         }
-        self.ends[q].lock().len as usize
+        self.lens[q].load(Ordering::Acquire) as usize
     }
 
     pub fn is_empty(&self, q: usize) -> bool {
@@ -192,7 +203,7 @@ impl<const Q: usize, const T: usize> QueueSet<Q, T> {
             n += 1;
             t = self.next[t as usize].load(Ordering::Relaxed);
         }
-        e.len as usize
+        self.lens[q].load(Ordering::Acquire) as usize
     }
 }
 

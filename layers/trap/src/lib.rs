@@ -53,7 +53,13 @@ pub fn syscall_entry(frame: &mut machine::trap::TrapFrame) {
     bkl::enter();
     let pid = process::current_pid();
     let args = [frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8, frame.r9];
-    let r = syscall::dispatch(pid, frame.rax, args);
+    let r = if frame.rax == abi::nr::CALL_SHORT {
+        let (r, [w0, w1, w2]) = syscall::call_short(pid, args);
+        (frame.r10, frame.r8, frame.r9) = (w0, w1, w2);
+        r
+    } else {
+        syscall::dispatch(pid, frame.rax, args)
+    };
     process::check_kstack();
     frame.rax = abi::encode(r.map(|v| v.0));
     frame.rdx = r.map(|v| v.1).unwrap_or(0);

@@ -128,6 +128,14 @@ impl Copier for SpaceCopier {
             kmm::Side::Destination => CopyFault::Destination,
         })
     }
+
+    fn read(&self, pid: Pid, va: u64, buf: &mut [u8]) -> Result<(), CopyFault> {
+        copy_in(pid, va, buf).map_err(|_| CopyFault::Source)
+    }
+
+    fn write(&self, pid: Pid, va: u64, data: &[u8]) -> Result<(), CopyFault> {
+        copy_out(pid, va, data).map_err(|_| CopyFault::Destination)
+    }
 }
 
 // ---- spawn ----

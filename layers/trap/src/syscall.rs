@@ -164,6 +164,40 @@ pub fn dispatch(pid: Pid, n: u64, a: [u64; 6]) -> Reply {
     }
 }
 
+/// `CALL_SHORT`: send the short message in `a[2..]` on `a[0]` and/or
+/// receive one on `a[1]`. Returns the reply and the words for r10, r8, r9
+/// (the received message; zero when nothing was received).
+pub fn call_short(pid: Pid, a: [u64; 6]) -> (Reply, proc::ipc::Words) {
+    use proc::ipc::Place;
+    const NONE: proc::ipc::Words = [0; abi::SHORT_WORDS];
+    let (send, recv) = (a[0] != abi::NO_CHANNEL, a[1] != abi::NO_CHANNEL);
+    if !send && !recv {
+        return (Err(Error::Invalid), NONE);
+    }
+    if send && recv {
+        if let Some(r) = usize::try_from(a[2]).ok().and_then(|len| CHANNELS.call_short_fast(&SCHED, pid, a[0], [a[3], a[4], a[5]], len, a[1])) {
+            return match r {
+                Ok((len, from, words)) => (Ok((len, from)), words),
+                Err(e) => (Err(e), NONE),
+            };
+        }
+    }
+    if send {
+        let Ok(len) = usize::try_from(a[2]) else { return (Err(Error::TooLarge), NONE) };
+        let src = Place::Regs { words: [a[3], a[4], a[5]], len };
+        if let Err(e) = CHANNELS.send_from(&SCHED, &SpaceCopier, pid, a[0], src) {
+            return (Err(e), NONE);
+        }
+        if !recv {
+            return (Ok((0, 0)), NONE);
+        }
+    }
+    match CHANNELS.recv_into(&SCHED, &SpaceCopier, pid, a[1], Place::Regs { words: NONE, len: abi::SHORT_MESSAGE }) {
+        Ok((len, from, words)) => (Ok((len, from)), words),
+        Err(e) => (Err(e), NONE),
+    }
+}
+
 fn shm_state(s: mm::ShmStatus) -> u64 {
     match s {
         mm::ShmStatus::Dead => abi::ShmState::Dead as u64,

@@ -7,8 +7,11 @@
 //! ipcbench null [N]               N getpid calls (default 10000)
 //!   BENCH ipc null_syscall cycles_per_call=X calls=N
 //! ipcbench rtt [N] [CPU]          N round trips of 8-byte messages (default 2000) with a server on
-//!                                 CPU (default: the caller's own CPU); the client uses `call`
+//!                                 CPU (default: the caller's own CPU); client and server use
+//!                                 `call_short` (messages in registers)
 //!   BENCH ipc roundtrip cycles_per_roundtrip=X bytes=8 rounds=N client_cpu=A server_cpu=B
+//! ipcbench rttmem [N] [CPU]       the same with `call` and messages in memory buffers
+//!   BENCH ipc roundtrip_memory cycles_per_roundtrip=X bytes=8 rounds=N client_cpu=A server_cpu=B
 //! ipcbench tput CPUS PAYLOAD MS   a server and a client on each CPU k < CPUS for MS milliseconds
 //!   BENCH ipc tput cpus=C payload=P transactions=T ms=M per_ms=X
 //! ```
@@ -37,7 +40,7 @@ use alloc::string::String;
 use rt::text::Words;
 use rt::{println, proc, sys, time};
 
-const USAGE: &str = "usage: ipcbench [null [N] | rtt [N] [CPU] | tput CPUS PAYLOAD MS]";
+const USAGE: &str = "usage: ipcbench [null [N] | rtt [N] [CPU] | rttmem [N] [CPU] | tput CPUS PAYLOAD MS]";
 const NULL_CALLS: u64 = 10_000;
 const RTT_ROUNDS: u64 = 2_000;
 const TPUT_MS: u64 = 100;
@@ -70,7 +73,8 @@ fn main() -> i32 {
     let r = match w.next() {
         None => all(),
         Some("null") => null(&mut w),
-        Some("rtt") => rtt(&mut w),
+        Some("rtt") => rtt(&mut w, true),
+        Some("rttmem") => rtt(&mut w, false),
         Some("tput") => tput(&mut w),
         Some("rttserver") => rtt_server(&mut w),
         Some("server") => server(&mut w),
@@ -93,7 +97,8 @@ fn main() -> i32 {
 fn all() -> Result<(), String> {
     let cpus = proc::cpus().map_err(|e| format!("sysinfo: {e}"))?;
     null(&mut Words::new(""))?;
-    rtt(&mut Words::new(""))?;
+    rtt(&mut Words::new(""), true)?;
+    rtt(&mut Words::new(""), false)?;
     tput(&mut Words::new(&format!("{cpus} 0 {TPUT_MS}")))
 }
 
@@ -116,7 +121,7 @@ fn null(w: &mut Words) -> Result<(), String> {
     Ok(())
 }
 
-fn rtt(w: &mut Words) -> Result<(), String> {
+fn rtt(w: &mut Words, short: bool) -> Result<(), String> {
     let n = w.next_u64("N")?.unwrap_or(RTT_ROUNDS).max(1);
     let my_cpu = proc::my_cpu().map_err(|e| format!("ps: {e}"))?;
     let cpu = w.next_u64("CPU")?.unwrap_or(my_cpu);
@@ -124,7 +129,8 @@ fn rtt(w: &mut Words) -> Result<(), String> {
     let mine = sys::chan_create(u64::MAX).map_err(|e| format!("cannot claim a channel: {e}"))?;
     let quota = proc::spare_pages(RESERVE).map_err(|e| format!("quota: {e}"))?.min(CHILD_QUOTA);
     let mut kids = proc::Children::new();
-    let server = kids.spawn("ipcbench", quota, cpu, &format!("rttserver {mine}")).map_err(|e| spawn_error("the server", cpu, quota, e))?;
+    let mode = if short { "short" } else { "memory" };
+    let server = kids.spawn("ipcbench", quota, cpu, &format!("rttserver {mine} {mode}")).map_err(|e| spawn_error("the server", cpu, quota, e))?;
     let mut buf = [0u8; 8];
     let (len, from) = sys::recv(mine, &mut buf).map_err(|e| format!("waiting for the server's channel: {e}"))?;
     if len != 8 || from != server {
@@ -132,9 +138,15 @@ fn rtt(w: &mut Words) -> Result<(), String> {
     }
     let srv = u64::from_le_bytes(buf);
     let mut round = |i: u64| -> Result<(), String> {
-        let (len, _) = sys::call_chan(srv, &i.to_le_bytes(), mine, &mut buf).map_err(|e| format!("round {i}: call: {e}"))?;
-        if len != 8 || u64::from_le_bytes(buf) != i + 1 {
-            return Err(format!("round {i}: wrong reply ({len} bytes)"));
+        let got = if short {
+            let (m, _) = sys::call_short(srv, &sys::Short::word(i), mine).map_err(|e| format!("round {i}: call_short: {e}"))?;
+            (m.len == 8).then_some(m.words[0])
+        } else {
+            let (len, _) = sys::call_chan(srv, &i.to_le_bytes(), mine, &mut buf).map_err(|e| format!("round {i}: call: {e}"))?;
+            (len == 8).then_some(u64::from_le_bytes(buf))
+        };
+        if got != Some(i + 1) {
+            return Err(format!("round {i}: wrong reply {got:?}"));
         }
         Ok(())
     };
@@ -148,18 +160,36 @@ fn rtt(w: &mut Words) -> Result<(), String> {
     let t1 = time::rdtsc();
     sys::send(srv, STOP).map_err(|e| format!("stopping the server: {e}"))?;
     kids.wait_all_ok("the server")?;
-    println!("BENCH ipc roundtrip cycles_per_roundtrip={} bytes=8 rounds={n} client_cpu={my_cpu} server_cpu={cpu}", t1.wrapping_sub(t0) / n);
+    let name = if short { "roundtrip" } else { "roundtrip_memory" };
+    println!("BENCH ipc {name} cycles_per_roundtrip={} bytes=8 rounds={n} client_cpu={my_cpu} server_cpu={cpu}", t1.wrapping_sub(t0) / n);
     Ok(())
 }
 
 /// The round-trip server: reply `v + 1` to every 8-byte `v`; stop on `STOP`.
-/// Replying and waiting for the next request is one `call` (send on the
-/// client's channel, then receive on ours), as servers do on mc2.
+/// Replying and waiting for the next request is one call (send on the
+/// client's channel, then receive on ours), as servers do on mc2: `call_short`
+/// (`short`) or `call` with memory buffers (`memory`).
 fn rtt_server(w: &mut Words) -> Result<(), String> {
     let reply = w.need_u64("the reply channel")?;
+    let short = match w.next() {
+        Some("short") => true,
+        Some("memory") => false,
+        other => return Err(format!("server: expected `short` or `memory`, got {other:?}")),
+    };
     let mine = sys::chan_create(u64::MAX).map_err(|e| format!("server: cannot claim a channel: {e}"))?;
     sys::send(reply, &mine.to_le_bytes()).map_err(|e| format!("server: sending my channel: {e}"))?;
     let mut buf = [0u8; 8];
+    if short {
+        // The first request, and STOP, arrive in registers too.
+        let (mut m, _) = sys::call_short(abi::NO_CHANNEL, &sys::Short::default(), mine).map_err(|e| format!("server: recv: {e}"))?;
+        let stop = sys::Short::new(STOP).map_err(|e| format!("server: {e}"))?;
+        loop {
+            if m == stop {
+                return Ok(());
+            }
+            (m, _) = sys::call_short(reply, &sys::Short::word(m.words[0].wrapping_add(1)), mine).map_err(|e| format!("server: reply and receive: {e}"))?;
+        }
+    }
     let (mut len, _) = sys::recv(mine, &mut buf).map_err(|e| format!("server: recv: {e}"))?;
     loop {
         if &buf[..len as usize] == STOP {

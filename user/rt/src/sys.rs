@@ -104,6 +104,68 @@ pub fn call_chan(chan: u64, msg: &[u8], reply_chan: u64, buf: &mut [u8]) -> Resu
     call2(nr::CALL, [chan, msg.as_ptr() as u64, msg.len() as u64, reply_chan, buf.as_mut_ptr() as u64, buf.len() as u64])
 }
 
+/// A short message: up to `abi::SHORT_MESSAGE` bytes, carried in registers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Short {
+    pub len: usize,
+    pub words: [u64; abi::SHORT_WORDS],
+}
+
+impl Short {
+    /// The message of `bytes` (at most `abi::SHORT_MESSAGE`).
+    pub fn new(bytes: &[u8]) -> Result<Short, Error> {
+        if bytes.len() > abi::SHORT_MESSAGE {
+            return Err(Error::TooLarge);
+        }
+        let mut words = [0u64; abi::SHORT_WORDS];
+        for (w, c) in words.iter_mut().zip(bytes.chunks(8)) {
+            let mut b = [0u8; 8];
+            b[..c.len()].copy_from_slice(c);
+            *w = u64::from_le_bytes(b);
+        }
+        Ok(Short { len: bytes.len(), words })
+    }
+
+    /// One word as an 8-byte message.
+    pub fn word(v: u64) -> Short {
+        Short { len: 8, words: [v, 0, 0] }
+    }
+
+    /// The message's bytes.
+    pub fn bytes(&self) -> ([u8; abi::SHORT_MESSAGE], usize) {
+        let mut b = [0u8; abi::SHORT_MESSAGE];
+        for (c, w) in b.chunks_exact_mut(8).zip(self.words) {
+            c.copy_from_slice(&w.to_le_bytes());
+        }
+        (b, self.len.min(abi::SHORT_MESSAGE))
+    }
+}
+
+/// `CALL_SHORT`: send `msg` on `chan` and/or receive on `reply_chan` (either
+/// may be `abi::NO_CHANNEL`), the messages in registers. Returns the received
+/// message (empty for a send only) and its sender.
+#[inline(always)]
+pub fn call_short(chan: u64, msg: &Short, reply_chan: u64) -> Result<(Short, u64), Error> {
+    let (rax, rdx, w0, w1, w2): (u64, u64, u64, u64, u64);
+    // SAFETY: as in `raw`; CALL_SHORT also writes the received message into
+    // r10, r8 and r9, declared as outputs.
+    unsafe {
+        core::arch::asm!(
+            "syscall",
+            inlateout("rax") nr::CALL_SHORT => rax,
+            inlateout("rdi") chan => _,
+            inlateout("rsi") reply_chan => _,
+            inlateout("rdx") msg.len as u64 => rdx,
+            inlateout("r10") msg.words[0] => w0,
+            inlateout("r8") msg.words[1] => w1,
+            inlateout("r9") msg.words[2] => w2,
+            clobber_abi("C"),
+            options(nostack),
+        );
+    }
+    decode(rax).map(|len| (Short { len: len as usize, words: [w0, w1, w2] }, rdx))
+}
+
 /// Offer to share a page with `peer` at `vaddr`; returns the pair's state.
 pub fn shm_offer(peer: u64, vaddr: u64) -> Result<abi::ShmState, Error> {
     call(nr::SHM_OFFER, [peer, vaddr, 0, 0, 0, 0]).map(|v| abi::ShmState::from_u64(v).unwrap_or(abi::ShmState::Dead))

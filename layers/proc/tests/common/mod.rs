@@ -151,6 +151,10 @@ impl HostSched {
 }
 
 impl Sched for HostSched {
+    fn has_waiters(&self, q: usize) -> bool {
+        !self.queues.is_empty(q)
+    }
+
     fn current(&self) -> Tid {
         let t = ME.with(|m| m.get());
         assert!(t != Tid::MAX, "this OS thread plays no simulated thread");
@@ -267,6 +271,18 @@ impl Copier for Memory {
         let d = range(dst_va, len).ok_or(CopyFault::Destination)?;
         let bytes = self.spaces[src as usize].lock().unwrap()[s].to_vec();
         self.spaces[dst as usize].lock().unwrap()[d].copy_from_slice(&bytes);
+        Ok(())
+    }
+
+    fn read(&self, pid: Pid, va: u64, buf: &mut [u8]) -> Result<(), CopyFault> {
+        let s = range(va, buf.len()).ok_or(CopyFault::Source)?;
+        buf.copy_from_slice(&self.spaces[pid as usize].lock().unwrap()[s]);
+        Ok(())
+    }
+
+    fn write(&self, pid: Pid, va: u64, data: &[u8]) -> Result<(), CopyFault> {
+        let d = range(va, data.len()).ok_or(CopyFault::Destination)?;
+        self.spaces[pid as usize].lock().unwrap()[d].copy_from_slice(data);
         Ok(())
     }
 }
