@@ -188,6 +188,24 @@ impl Gen<'_> {
         self.obj_choice(ids)
     }
 
+    /// `call_short`: a send, a receive or both, registers of random bytes,
+    /// lengths around the 24-byte limit, sometimes neither channel.
+    fn call_short_choice(&mut self, me: Pid) -> Call {
+        let none = abi::NO_CHANNEL;
+        let (chan, reply) = match self.rng.below(8) {
+            0 => (none, self.chan_choice(me, true)),
+            1 => (self.chan_choice(me, false), none),
+            2 => (none, none),
+            _ => (self.chan_choice(me, false), self.chan_choice(me, true)),
+        };
+        let len = match self.rng.below(8) {
+            0 => abi::SHORT_MESSAGE as u64 + self.rng.range(1, 8),
+            1 => *self.rng.pick(&[u64::MAX, 1 << 32]).unwrap_or(&u64::MAX),
+            _ => self.rng.range(0, abi::SHORT_MESSAGE as u64),
+        };
+        Call::vals(nr::CALL_SHORT, &[chan, reply, len, self.rng.next_u64(), self.rng.next_u64(), self.rng.next_u64()])
+    }
+
     fn msg_len(&mut self) -> u64 {
         match self.rng.below(16) {
             0 => 0,
@@ -257,10 +275,15 @@ impl Gen<'_> {
                 let off = rng.below(BUF_LEN - len + 1);
                 let fill = Fill::Pattern { off, len, seed: rng.next_u64() & 0xffff };
                 options.push(Call::new(nr::SEND, &[v(c), Arg::Buf(off), v(len)]).fill(fill.clone()));
-                if let Some(&r) = rng.pick(&mine) {
+                let reply = rng.pick(&mine).copied();
+                if let Some(r) = reply {
                     let roff = rng.below(BUF_LEN - 4096);
                     options.push(Call::new(nr::CALL, &[v(c), Arg::Buf(off), v(len), v(r), Arg::Buf(roff), v(4096)]).fill(fill));
                 }
+                // The same in registers (a send only, or a call).
+                let slen = rng.range(0, cap.min(abi::SHORT_MESSAGE as u64));
+                let words = [rng.next_u64(), rng.next_u64(), rng.next_u64()];
+                options.push(Call::vals(nr::CALL_SHORT, &[c, reply.unwrap_or(abi::NO_CHANNEL), slen, words[0], words[1], words[2]]));
             }
             if ch.receiver == me && !ch.senders.is_empty() {
                 let cap = if rng.chance(1, 4) { rng.range(1, 64) } else { 4096 };
@@ -270,6 +293,7 @@ impl Gen<'_> {
                     _ => Arg::Buf(rng.below(BUF_LEN - 4096)),
                 };
                 options.push(Call::new(nr::RECV, &[v(c), dst, v(cap)]));
+                options.push(Call::vals(nr::CALL_SHORT, &[abi::NO_CHANNEL, c, 0, 0, 0, 0]));
             }
         }
         if mine.is_empty() || rng.chance(1, 6) {
@@ -338,6 +362,9 @@ impl Gen<'_> {
             if let Some(c) = self.purposeful(me) {
                 return Some(c);
             }
+        }
+        if self.rng.chance(1, 16) {
+            return Some(self.call_short_choice(me));
         }
         // Weights per call number (0..=30), then a few unknown numbers.
         const W: [u64; 32] = [

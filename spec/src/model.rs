@@ -172,12 +172,27 @@ pub struct Env {
     pub driver_spare: u64,
 }
 
+/// Where a sender's message is: user memory, or registers (`call_short`,
+/// the bytes themselves).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Src {
+    Mem(Arg),
+    Regs(Vec<u8>),
+}
+
+/// Where a receiver wants its message: user memory, or registers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dst {
+    Mem(Arg),
+    Regs,
+}
+
 /// What a blocked process waits for (and what it does once woken).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Cont {
     /// In `send` (or the send half of `call`: `then` is its receive).
-    Send { chan: u64, buf: Arg, len: u64, then: Option<(u64, Arg, u64)> },
-    Recv { chan: u64, buf: Arg, cap: u64 },
+    Send { chan: u64, buf: Src, len: u64, then: Option<(u64, Dst, u64)> },
+    Recv { chan: u64, buf: Dst, cap: u64 },
     Mutex { m: u64 },
     /// In `cv_wait`; once signalled it takes `m` again.
     Cv { cv: u64, m: u64 },
@@ -245,8 +260,8 @@ pub struct Model {
     /// Each process's scratch buffer.
     bufs: HashMap<Pid, Bytes>,
     /// Buffers of blocked senders and receivers.
-    sends: BTreeMap<Tid, (Arg, u64)>,
-    recvs: BTreeMap<Tid, (Arg, u64)>,
+    sends: BTreeMap<Tid, (Src, u64)>,
+    recvs: BTreeMap<Tid, (Dst, u64)>,
     /// What each woken receiver got (hash), by thread.
     got: BTreeMap<Tid, Option<u64>>,
     /// Containers reaped while they still had child containers.
@@ -591,6 +606,40 @@ impl Model {
         }
     }
 
+    /// Is a sender's message readable (registers always are)?
+    fn src_good(&self, pid: Pid, src: &Src, len: u64) -> Result<bool, Reject> {
+        match src {
+            Src::Mem(a) => self.good(pid, *a, len, false),
+            Src::Regs(_) => Ok(true),
+        }
+    }
+
+    fn src_read(&self, pid: Pid, src: &Src, len: u64) -> Bytes {
+        match src {
+            Src::Mem(a) => self.read(pid, *a, len),
+            Src::Regs(b) => b.iter().take(len as usize).map(|&x| Some(x)).collect(),
+        }
+    }
+
+    fn dst_good(&self, pid: Pid, dst: Dst, len: u64) -> Result<bool, Reject> {
+        match dst {
+            Dst::Mem(a) => self.good(pid, a, len, true),
+            Dst::Regs => Ok(true),
+        }
+    }
+
+    /// Deliver `data` to a receiver's place; the hash the receiver reports.
+    fn deliver_to(&mut self, pid: Pid, dst: Dst, data: &[Option<u8>]) -> Option<u64> {
+        match dst {
+            Dst::Mem(a) => {
+                self.write(pid, a, data);
+                self.hash_for(a, data)
+            }
+            // Workers report the hash of the bytes in their registers.
+            Dst::Regs => data.iter().copied().collect::<Option<Vec<u8>>>().map(|b| fnv1a(&b)),
+        }
+    }
+
     fn hash_for(&self, a: Arg, data: &[Option<u8>]) -> Option<u64> {
         // Workers report the hash of what they received into their scratch buffer only.
         if !matches!(a, Arg::Buf(_)) {
@@ -650,15 +699,35 @@ impl Model {
             }
             nr::SEND => {
                 let (chan, len) = (Self::val(a[0])?, Self::val(a[2])?);
-                self.sys_send(pid, chan, a[1], len, None)
+                self.sys_send(pid, chan, Src::Mem(a[1]), len, None)
             }
             nr::RECV => {
                 let (chan, cap) = (Self::val(a[0])?, Self::val(a[2])?);
-                self.sys_recv(pid, chan, a[1], cap)
+                self.sys_recv(pid, chan, Dst::Mem(a[1]), cap)
             }
             nr::CALL => {
                 let (chan, len, reply, cap) = (Self::val(a[0])?, Self::val(a[2])?, Self::val(a[3])?, Self::val(a[5])?);
-                self.sys_send(pid, chan, a[1], len, Some((reply, a[4], cap)))
+                self.sys_send(pid, chan, Src::Mem(a[1]), len, Some((reply, Dst::Mem(a[4]), cap)))
+            }
+            nr::CALL_SHORT => {
+                let (chan, reply, len) = (Self::val(a[0])?, Self::val(a[1])?, Self::val(a[2])?);
+                let short = abi::SHORT_MESSAGE as u64;
+                let recv = (reply != abi::NO_CHANNEL).then_some((reply, Dst::Regs, short));
+                if chan == abi::NO_CHANNEL {
+                    return match recv {
+                        Some(_) => self.sys_recv(pid, reply, Dst::Regs, short),
+                        None => fail(Error::Invalid),
+                    };
+                }
+                if len > short {
+                    return fail(Error::TooLarge);
+                }
+                let mut bytes = Vec::new();
+                for w in [a[3], a[4], a[5]] {
+                    bytes.extend(Self::val(w)?.to_le_bytes());
+                }
+                bytes.truncate(len as usize);
+                self.sys_send(pid, chan, Src::Regs(bytes), len, recv)
             }
             nr::SHM_OFFER => self.sys_shm_offer(pid, Self::val(a[0])?, Self::val(a[1])?),
             nr::SHM_STATUS => {
@@ -1081,7 +1150,7 @@ impl Model {
         self.recvs.remove(&tid);
     }
 
-    fn sys_send(&mut self, pid: Pid, chan: u64, buf: Arg, len: u64, then: Option<(u64, Arg, u64)>) -> Result<Done, Reject> {
+    fn sys_send(&mut self, pid: Pid, chan: u64, buf: Src, len: u64, then: Option<(u64, Dst, u64)>) -> Result<Done, Reject> {
         if (FIRST_HARNESS_CHAN..MAX_CHANNELS as u64).contains(&chan) && self.chans.chans.contains_key(&chan) {
             // Only the driver's own sends to a waiting receiver may touch these... and it never does.
             if len <= abi::MAX_MESSAGE as u64 && self.chans.chans.get(&chan).is_some_and(|c| c.receiver != pid) {
@@ -1096,8 +1165,8 @@ impl Model {
         let me = self.tid(pid);
         let (bad, data) = if len > abi::MAX_MESSAGE as u64 {
             (false, Vec::new())
-        } else if self.good(pid, buf, len, false)? {
-            (false, self.read(pid, buf, len))
+        } else if self.src_good(pid, &buf, len)? {
+            (false, self.src_read(pid, &buf, len))
         } else {
             (true, vec![Some(0); len as usize])
         };
@@ -1105,7 +1174,7 @@ impl Model {
         let mut receiver = None;
         if let Some(w) = self.chans.chans.get(&chan).and_then(|ch| ch.waiting.clone()).filter(|w| len <= w.cap as u64 && len <= abi::MAX_MESSAGE as u64) {
             let (rbuf, _) = self.recvs.get(&w.tid).copied().ok_or_else(|| model_err("receiver without a buffer"))?;
-            let rbad = !self.good(w.pid, rbuf, len, true)?;
+            let rbad = !self.dst_good(w.pid, rbuf, len)?;
             if let Some(want) = self.chans.chans.get_mut(&chan).and_then(|ch| ch.waiting.as_mut()) {
                 want.bad = rbad;
             }
@@ -1118,8 +1187,7 @@ impl Model {
             if w.result.is_ok() {
                 // Delivered into the waiting receiver's buffer.
                 let (rtid, rpid, rbuf) = receiver.ok_or_else(|| model_err("delivery without a receiver"))?;
-                self.write(rpid, rbuf, &data);
-                let h = self.hash_for(rbuf, &data);
+                let h = self.deliver_to(rpid, rbuf, &data);
                 self.got.insert(rtid, h);
             }
             self.events.push_back(Ev::Wake(w));
@@ -1131,13 +1199,13 @@ impl Model {
             },
             PStep::Done(Err(e)) => fail(e),
             PStep::Blocked => {
-                self.sends.insert(me, (buf, len));
+                self.sends.insert(me, (buf.clone(), len));
                 Ok(Done::Blocked(Cont::Send { chan, buf, len, then }))
             }
         }
     }
 
-    fn sys_recv(&mut self, pid: Pid, chan: u64, buf: Arg, cap: u64) -> Result<Done, Reject> {
+    fn sys_recv(&mut self, pid: Pid, chan: u64, buf: Dst, cap: u64) -> Result<Done, Reject> {
         if (FIRST_HARNESS_CHAN..MAX_CHANNELS as u64).contains(&chan) && self.chans.chans.get(&chan).is_some_and(|c| c.receiver == pid) {
             return Err(Reject::Forbidden("receives on its own command channel"));
         }
@@ -1151,12 +1219,12 @@ impl Model {
             self.chans.chans.get(&chan).map(|ch| ch.senders.iter().map(|s| (s.tid, s.pid, s.msg.len())).collect()).unwrap_or_default();
         let mut refreshed = Vec::new();
         for (stid, spid, _) in &senders {
-            let (sbuf, slen) = self.sends.get(stid).copied().ok_or_else(|| model_err("sender without a buffer"))?;
-            let sbad = !self.good(*spid, sbuf, slen, false)?;
-            let data = if sbad { vec![Some(0); slen as usize] } else { self.read(*spid, sbuf, slen) };
+            let (sbuf, slen) = self.sends.get(stid).cloned().ok_or_else(|| model_err("sender without a buffer"))?;
+            let sbad = !self.src_good(*spid, &sbuf, slen)?;
+            let data = if sbad { vec![Some(0); slen as usize] } else { self.src_read(*spid, &sbuf, slen) };
             if !first_found && slen <= cap && !sbad {
                 first_found = true;
-                bad_for_first = !self.good(pid, buf, slen, true)?;
+                bad_for_first = !self.dst_good(pid, buf, slen)?;
             }
             refreshed.push((sbad, data.iter().map(|b| b.unwrap_or(0)).collect::<Vec<u8>>()));
             pre.insert(*stid, data);
@@ -1183,8 +1251,7 @@ impl Model {
                 if data.len() as u64 != n {
                     return Err(model_err("delivered length"));
                 }
-                self.write(pid, buf, &data);
-                let h = self.hash_for(buf, &data);
+                let h = self.deliver_to(pid, buf, &data);
                 Ok(Done::Ret(Ok((n, from)), h))
             }
             PStep::Done(Err(e)) => fail(e),

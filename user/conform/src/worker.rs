@@ -107,8 +107,17 @@ pub fn run(index: u64) -> i32 {
             }
         }
         let args = resolve(cmd, &buf);
-        let (rax, rdx) = sys::raw(word(cmd, 1), args);
-        let hash = received_hash(cmd, &buf, rax);
+        let (rax, rdx, hash) = if word(cmd, 1) == nr::CALL_SHORT {
+            // The message comes back in registers: hash those bytes.
+            let (rax, rdx, words) = sys::raw_words(nr::CALL_SHORT, args);
+            let got = sys::Short { len: rax as usize, words };
+            let (bytes, n) = got.bytes();
+            let ok = abi::decode(rax).is_ok() && args[1] != abi::NO_CHANNEL && rax <= abi::SHORT_MESSAGE as u64;
+            (rax, rdx, ok.then(|| rt::check::fnv1a(&bytes[..n])))
+        } else {
+            let (rax, rdx) = sys::raw(word(cmd, 1), args);
+            (rax, rdx, received_hash(cmd, &buf, rax))
+        };
         let mut rep = [0u8; 48];
         put(&mut rep, 0, REPORT);
         put(&mut rep, 1, index);

@@ -321,6 +321,13 @@ fn pick(st: &mut State) -> (u64, [u64; 6], Verdict) {
             a[5] = st.len();
             a[4] = if st.dice.chance(1, 4) { a[1] } else { st.ptr(a[5]) };
         }
+        nr::CALL_SHORT => {
+            // Channels (or none), a length around the 24-byte limit; the
+            // message words stay random.
+            a[0] = if st.dice.chance(1, 4) { abi::NO_CHANNEL } else { st.small() };
+            a[1] = if st.dice.chance(1, 4) { abi::NO_CHANNEL } else { st.small() };
+            a[2] = if st.dice.chance(1, 8) { st.dice.next() } else { st.dice.below(30) };
+        }
         nr::SHM_OFFER => {
             a[0] = st.pid();
             a[1] = st.page();

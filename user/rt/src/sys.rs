@@ -141,29 +141,37 @@ impl Short {
     }
 }
 
+/// Issue system call `n` and also return r10, r8 and r9 afterwards (where
+/// `CALL_SHORT` leaves the message it received).
+#[inline(always)]
+pub fn raw_words(n: u64, a: [u64; 6]) -> (u64, u64, [u64; abi::SHORT_WORDS]) {
+    let (rax, rdx, w0, w1, w2): (u64, u64, u64, u64, u64);
+    // SAFETY: as in `raw`; r10, r8 and r9 are declared as outputs.
+    unsafe {
+        core::arch::asm!(
+            "syscall",
+            inlateout("rax") n => rax,
+            inlateout("rdi") a[0] => _,
+            inlateout("rsi") a[1] => _,
+            inlateout("rdx") a[2] => rdx,
+            inlateout("r10") a[3] => w0,
+            inlateout("r8") a[4] => w1,
+            inlateout("r9") a[5] => w2,
+            clobber_abi("C"),
+            options(nostack),
+        );
+    }
+    (rax, rdx, [w0, w1, w2])
+}
+
 /// `CALL_SHORT`: send `msg` on `chan` and/or receive on `reply_chan` (either
 /// may be `abi::NO_CHANNEL`), the messages in registers. Returns the received
 /// message (empty for a send only) and its sender.
 #[inline(always)]
 pub fn call_short(chan: u64, msg: &Short, reply_chan: u64) -> Result<(Short, u64), Error> {
-    let (rax, rdx, w0, w1, w2): (u64, u64, u64, u64, u64);
-    // SAFETY: as in `raw`; CALL_SHORT also writes the received message into
-    // r10, r8 and r9, declared as outputs.
-    unsafe {
-        core::arch::asm!(
-            "syscall",
-            inlateout("rax") nr::CALL_SHORT => rax,
-            inlateout("rdi") chan => _,
-            inlateout("rsi") reply_chan => _,
-            inlateout("rdx") msg.len as u64 => rdx,
-            inlateout("r10") msg.words[0] => w0,
-            inlateout("r8") msg.words[1] => w1,
-            inlateout("r9") msg.words[2] => w2,
-            clobber_abi("C"),
-            options(nostack),
-        );
-    }
-    decode(rax).map(|len| (Short { len: len as usize, words: [w0, w1, w2] }, rdx))
+    let [w0, w1, w2] = msg.words;
+    let (rax, rdx, words) = raw_words(nr::CALL_SHORT, [chan, reply_chan, msg.len as u64, w0, w1, w2]);
+    decode(rax).map(|len| (Short { len: len as usize, words }, rdx))
 }
 
 /// Offer to share a page with `peer` at `vaddr`; returns the pair's state.
