@@ -292,12 +292,20 @@ fn ipc(args: &[String]) -> Result<()> {
     println!("== instructions (QEMU TCG -icount shift=0, 1 CPU: the TSC counts retired instructions)");
     let null = mc2_command(&fine, &bundle, 1, Tcg::SingleThreaded, true, "ipcbench null 10000")?;
     let rtt = mc2_command(&fine, &bundle, 1, Tcg::SingleThreaded, true, "ipcbench rtt 2000 0")?;
+    let rtt_mem = mc2_command(&fine, &bundle, 1, Tcg::SingleThreaded, true, "ipcbench rttmem 2000 0")?;
     let null_i = value(&null, "null_syscall", "cycles_per_call").ok_or("no null_syscall result")?;
     let rtt_i = value(&rtt, "roundtrip", "cycles_per_roundtrip").ok_or("no roundtrip result")?;
-    println!("  mc2   null system call  {null_i:>9.0}   IPC round trip (8 bytes, call/recv+send) {rtt_i:>9.0}");
+    let rtt_mem_i = value(&rtt_mem, "roundtrip_memory", "cycles_per_roundtrip").ok_or("no roundtrip_memory result")?;
+    println!("  mc2   null system call  {null_i:>9.0}   IPC round trip (8 bytes in registers, call_short x2) {rtt_i:>9.0}");
+    println!("                                      IPC round trip (8 bytes in memory, call x2)          {rtt_mem_i:>9.0}");
     let (linux_null, linux_rtt) = linux_ipc()?;
-    println!("  Linux null system call  {linux_null:>9.0}   pipe round trip (8 bytes, write/read x2)  {linux_rtt:>9.0}");
-    println!("  ratio mc2/Linux         {:>9.2}                                            {:>9.2}", null_i / linux_null, rtt_i / linux_rtt);
+    println!("  Linux null system call  {linux_null:>9.0}   pipe round trip (8 bytes, write/read x2)             {linux_rtt:>9.0}");
+    println!(
+        "  ratio mc2/Linux         {:>9.2}   registers {:.3}, memory {:.3}",
+        null_i / linux_null,
+        rtt_i / linux_rtt,
+        rtt_mem_i / linux_rtt
+    );
 
     println!("\n== throughput: transactions per ms over {ms} ms (median of {repeats} boots), QEMU TCG multi-threaded, one vCPU per host core");
     let mut rows = Vec::new();
@@ -325,6 +333,8 @@ fn ipc(args: &[String]) -> Result<()> {
     figures.insert("linux_null_syscall_instructions".into(), json!(linux_null));
     figures.insert("linux_pipe_roundtrip_instructions".into(), json!(linux_rtt));
     figures.insert("ipc_roundtrip_over_linux_pipe".into(), json!(rtt_i / linux_rtt));
+    figures.insert("ipc_roundtrip_memory_instructions".into(), json!(rtt_mem_i));
+    figures.insert("ipc_roundtrip_memory_over_linux_pipe".into(), json!(rtt_mem_i / linux_rtt));
     println!("\n== speedup over 1 CPU (each kernel against its own 1-CPU throughput)");
     for (label, _) in [("fine", ()), ("bkl", ())] {
         for cpus in 1..=max_cpus {
@@ -341,7 +351,7 @@ fn ipc(args: &[String]) -> Result<()> {
     let result = json!({
         "benchmark": "ipc",
         "figures": figures,
-        "instructions": {"environment": "QEMU TCG, 1 vCPU, -icount shift=0; mc2: ipcbench; Linux: Debian's kernel package with a static test program as /init", "mc2": {"null_syscall": null_i, "ipc_roundtrip": rtt_i}, "linux": {"null_syscall": linux_null, "pipe_roundtrip": linux_rtt}},
+        "instructions": {"environment": "QEMU TCG, 1 vCPU, -icount shift=0; mc2: ipcbench; Linux: Debian's kernel package with a static test program as /init", "mc2": {"null_syscall": null_i, "ipc_roundtrip": rtt_i, "ipc_roundtrip_memory": rtt_mem_i}, "linux": {"null_syscall": linux_null, "pipe_roundtrip": linux_rtt}},
         "throughput": {"environment": format!("QEMU TCG multi-threaded, one vCPU per host core ({} cores), {ms} ms per point, median of {repeats} boots", host_cpus()), "rows": rows},
     });
     let dir = out_dir()?;
@@ -360,8 +370,11 @@ fn ipc(args: &[String]) -> Result<()> {
         "Retired instructions (QEMU -icount): mc2 vs Linux",
         "operation",
         "instructions",
-        &["null system call".to_string(), "round trip".to_string()],
-        &[Series::new("mc2", vec![(0.0, null_i), (1.0, rtt_i)]), Series::new("Linux 6.1 (pipe)", vec![(0.0, linux_null), (1.0, linux_rtt)])],
+        &["null system call".to_string(), "round trip (registers)".to_string(), "round trip (memory)".to_string()],
+        &[
+            Series::new("mc2", vec![(0.0, null_i), (1.0, rtt_i), (2.0, rtt_mem_i)]),
+            Series::new("Linux 6.1 (pipe)", vec![(0.0, linux_null), (1.0, linux_rtt), (2.0, linux_rtt)]),
+        ],
     );
     let svg_path = dir.join("ipc.svg");
     std::fs::write(&svg_path, svg::page(&[speedup, instr])).map_err(|e| e.to_string())?;
