@@ -6,24 +6,7 @@ use abi::{decode, nr, Error};
 /// Issue system call `n` with up to six arguments; returns (`rax`, `rdx`).
 #[inline(always)]
 pub fn raw(n: u64, a: [u64; 6]) -> (u64, u64) {
-    let (rax, rdx): (u64, u64);
-    // SAFETY: `syscall` enters the kernel, which validates every argument
-    // (pointers included) and returns; registers it may change are declared
-    // (the C ABI's caller-saved set, which includes rcx and r11).
-    unsafe {
-        core::arch::asm!(
-            "syscall",
-            inlateout("rax") n => rax,
-            inlateout("rdi") a[0] => _,
-            inlateout("rsi") a[1] => _,
-            inlateout("rdx") a[2] => rdx,
-            inlateout("r10") a[3] => _,
-            inlateout("r8") a[4] => _,
-            inlateout("r9") a[5] => _,
-            clobber_abi("C"),
-            options(nostack),
-        );
-    }
+    let (rax, rdx, _) = raw_words(n, a);
     (rax, rdx)
 }
 
@@ -146,7 +129,10 @@ impl Short {
 #[inline(always)]
 pub fn raw_words(n: u64, a: [u64; 6]) -> (u64, u64, [u64; abi::SHORT_WORDS]) {
     let (rax, rdx, w0, w1, w2): (u64, u64, u64, u64, u64);
-    // SAFETY: as in `raw`; r10, r8 and r9 are declared as outputs.
+    // SAFETY: `syscall` enters the kernel, which validates every argument
+    // (pointers included) and returns; registers it may change are declared
+    // (the C ABI's caller-saved set, which includes rcx and r11, and the
+    // argument registers, r10, r8 and r9 as outputs).
     unsafe {
         core::arch::asm!(
             "syscall",
