@@ -38,6 +38,12 @@ static PID_OF: [AtomicU32; MAX_THREADS] = [const { AtomicU32::new(0) }; MAX_THRE
 pub static SHM: SpinLock<mm::Shm> = SpinLock::new(mm::Shm::new());
 /// CPUs processes may run on (bit per CPU).
 static CPUS: AtomicU64 = AtomicU64::new(0);
+/// Test aid (`exit_delay_us=N` on the kernel command line, 0 = off): an
+/// exiting thread waits N us after its process is published as exited
+/// (its parent may reap it from then on) and before it leaves its CPU, so
+/// that checks meet that window on every exit instead of once in millions
+/// of calls.
+static EXIT_DELAY_US: AtomicU64 = AtomicU64::new(0);
 
 /// Pages of a kernel stack.
 pub const KSTACK_PAGES: usize = 4;
@@ -55,6 +61,11 @@ pub const MAX_ARGS: usize = 256;
 /// Declare which CPUs run processes.
 pub fn set_cpus(mask: u64) {
     CPUS.store(mask, Ordering::Relaxed);
+}
+
+/// Set the exit-window test aid (see `EXIT_DELAY_US`).
+pub fn set_exit_delay_us(us: u64) {
+    EXIT_DELAY_US.store(us, Ordering::Relaxed);
 }
 
 pub fn cpu_usable(cpu: u64) -> bool {
@@ -326,6 +337,10 @@ pub fn exit_current(code: u64) -> ! {
         free_space(pid, c);
     }
     PROCS.exit(&SCHED, pid, code);
+    let delay = EXIT_DELAY_US.load(Ordering::Relaxed);
+    if delay != 0 {
+        dev::lapic::delay_us(delay);
+    }
     SCHED.exit_current(cpu);
     unreachable!("a zombie was scheduled again")
 }
