@@ -349,12 +349,35 @@ pub fn exit_current(code: u64) -> ! {
 pub fn wait(parent: Pid, which: u64) -> Result<(u64, u64), Error> {
     let (child, p) = PROCS.wait(&SCHED, parent, which)?;
     let c = ContainerId::new(p.container);
+    let mut stack_free = true;
     if p.tid != 0 {
-        let _ = SCHED.reap(p.tid); // waits until it is off its CPU
-        PID_OF[p.tid as usize].store(0, Ordering::Relaxed);
+        // The child's exit is published (`PROCS.exit`) before its thread
+        // becomes a zombie and leaves its CPU (`SCHED.exit_current` in
+        // `exit_current`): until then it still runs on its kernel stack.
+        // That is a few instructions with interrupts masked, but a CPU can
+        // stall there (a vCPU preempted by the host). Before, `reap` failed
+        // on the not-yet-zombie thread, the error was ignored and the stack
+        // freed under the running thread, which then returned through
+        // whatever the stack's next owner wrote there (the fuzzer's kernel
+        // fault at rip 0; `exit_delay_us=` widens the window).
+        while SCHED.state(p.tid) != thread::State::Zombie {
+            machine::x86::pause();
+        }
+        match SCHED.reap(p.tid) {
+            // Off its CPU: its stack is ours to free.
+            Ok(()) => PID_OF[p.tid as usize].store(0, Ordering::Relaxed),
+            Err(e) => {
+                // Never free a stack a thread may still run on: leak it,
+                // loudly (the fuzzer fails on kernel errors and leaks).
+                log::error!("pid {child}: thread {} not reaped ({e:?}): kernel stack kept", p.tid);
+                stack_free = false;
+            }
+        }
     }
     free_space(child, c); // normally gone already (exit frees it)
-    free_kstack(child, c);
+    if stack_free {
+        free_kstack(child, c);
+    }
     destroy_container(c, child, &p.name);
     PROCS.release(&SCHED, child);
     Ok((child as u64, p.exit_code))
