@@ -209,7 +209,73 @@ fn fatal_exception(frame: &TrapFrame) -> ! {
         "    r8 {:#x} r9 {:#x} r10 {:#x} r11 {:#x} r12 {:#x} r13 {:#x} r14 {:#x} r15 {:#x}\n",
         frame.r8, frame.r9, frame.r10, frame.r11, frame.r12, frame.r13, frame.r14, frame.r15
     ));
+    if !frame.from_user() {
+        print_stack_owner(frame.rsp);
+    }
     fatal(format_args!("unhandled {mnemonic} in {mode} mode"), Some(cpu))
+}
+
+/// Which process kernel stack `rsp` lies in (a fault on a stack that is not
+/// the current thread's points at a stack freed or shared by mistake).
+fn print_stack_owner(rsp: u64) {
+    let cur = thread::SCHED.current(machine::cpu::id());
+    let bytes = (crate::process::KSTACK_PAGES * 4096) as u64;
+    let owner = (0..thread::MAX_THREADS as thread::Tid).find(|&t| {
+        let top = thread::SCHED.kstack_top(t);
+        top != 0 && rsp <= top && rsp >= top - bytes
+    });
+    match owner {
+        Some(t) if t == cur => print_emergency(format_args!("    rsp is on the current thread's kernel stack\n")),
+        Some(t) => print_emergency(format_args!(
+            "    rsp is on the kernel stack of thread {t} ({:?}, pid {}), NOT the current thread's\n",
+            thread::SCHED.state(t),
+            crate::process::pid_of(t)
+        )),
+        None => print_emergency(format_args!("    rsp is on no process's kernel stack\n")),
+    }
+}
+
+/// The threads involved: the current one and the one this CPU ran before
+/// it, each with its state, process and last system call. Reads atomics
+/// only (no lock a failing CPU may hold).
+fn print_threads(cpu: usize) {
+    let sched = &thread::SCHED;
+    let describe = |what: &str, t: thread::Tid| {
+        if t as usize >= thread::MAX_THREADS {
+            print_emergency(format_args!("    {what}: none\n"));
+            return;
+        }
+        let call = crate::process::last_call(t);
+        let pid = crate::process::pid_of(t);
+        let note = if (t as usize) < MAX_CPUS {
+            ", idle"
+        } else if pid == 0 {
+            // Only `wait` clears a process thread's pid, after reaping it.
+            ", its process reaped: its kernel stack may be freed"
+        } else {
+            ""
+        };
+        print_emergency(format_args!(
+            "    {what}: thread {t} ({:?}{note}), pid {pid}, kernel stack top {:#x}, last system call {}\n",
+            sched.state(t),
+            sched.kstack_top(t),
+            CallName(call)
+        ));
+    };
+    describe("current", sched.current(cpu));
+    describe("before it on this cpu", sched.previous(cpu));
+}
+
+/// A system-call number for a report (`abi::nr`), or none.
+struct CallName(Option<u64>);
+
+impl fmt::Display for CallName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            None => f.write_str("none"),
+            Some(n) => write!(f, "{n}"),
+        }
+    }
 }
 
 /// Report a fatal error, stop the other CPUs, and leave (test mode) or halt.
@@ -218,6 +284,7 @@ pub fn fatal(what: fmt::Arguments<'_>, cpu: Option<usize>) -> ! {
     let first = !STOPPING.swap(true, Ordering::AcqRel);
     print_emergency(format_args!("!!! mc2: cpu {cpu}: {what}\n"));
     if first {
+        print_threads(cpu);
         lapic::local().send_nmi_all_but_self();
         print_emergency(format_args!("!!! mc2: system halted (cpu {cpu})\n"));
         if TEST_MODE.load(Ordering::Relaxed) {

@@ -34,6 +34,9 @@ static KSTACKS: [SpinLock<Option<Frame>>; MAX_PROCS] = [const { SpinLock::new(No
 static START: [SpinLock<[u64; 4]>; MAX_PROCS] = [const { SpinLock::new([0; 4]) }; MAX_PROCS];
 /// The process each thread belongs to (0: a kernel thread).
 static PID_OF: [AtomicU32; MAX_THREADS] = [const { AtomicU32::new(0) }; MAX_THREADS];
+/// The last system call each thread made (its number; u64::MAX: none yet),
+/// for fault reports.
+static LAST_CALL: [AtomicU64; MAX_THREADS] = [const { AtomicU64::new(u64::MAX) }; MAX_THREADS];
 /// The shared-memory table (mC2's protocol, `mm::shm`).
 pub static SHM: SpinLock<mm::Shm> = SpinLock::new(mm::Shm::new());
 /// CPUs processes may run on (bit per CPU).
@@ -75,6 +78,22 @@ pub fn cpu_usable(cpu: u64) -> bool {
 /// The process the running thread belongs to (0 for kernel threads).
 pub fn current_pid() -> Pid {
     PID_OF[SCHED.current(machine::cpu::id()) as usize].load(Ordering::Relaxed)
+}
+
+/// The process thread `t` belongs to (0: a kernel thread, or none).
+pub fn pid_of(t: thread::Tid) -> Pid {
+    PID_OF.get(t as usize).map(|p| p.load(Ordering::Relaxed)).unwrap_or(0)
+}
+
+/// Note that the running thread makes system call `nr` (for fault reports).
+pub fn note_call(nr: u64) {
+    let t = SCHED.current(machine::cpu::id()) as usize;
+    LAST_CALL[t].store(nr, Ordering::Relaxed);
+}
+
+/// The last system call thread `t` made, if any.
+pub fn last_call(t: thread::Tid) -> Option<u64> {
+    LAST_CALL.get(t as usize).map(|c| c.load(Ordering::Relaxed)).filter(|&n| n != u64::MAX)
 }
 
 pub fn mm_error(e: MmError) -> Error {
@@ -230,6 +249,7 @@ fn build(pid: Pid, c: ContainerId, prog: &proc::elf::Program, file: &[u8], cpu: 
     let (rsp, top) = kmm::init_kernel_stack(kstack, KSTACK_PAGES, process_start, pid as u64);
     let cr3 = with_space(pid, |s| s.root().addr())?;
     PID_OF[tid as usize].store(pid, Ordering::Relaxed);
+    LAST_CALL[tid as usize].store(u64::MAX, Ordering::Relaxed);
     PROCS.start(pid, tid);
     if SCHED.start(tid, cpu, rsp, top, cr3).is_err() {
         // Cannot happen (fresh slot, valid CPU); undo the slot.
