@@ -210,28 +210,45 @@ fn fatal_exception(frame: &TrapFrame) -> ! {
         frame.r8, frame.r9, frame.r10, frame.r11, frame.r12, frame.r13, frame.r14, frame.r15
     ));
     if !frame.from_user() {
-        print_stack_owner(frame.rsp);
+        // A double fault from a stack overflow: CR2 still holds the address
+        // of the page fault that could not be delivered.
+        let cr2 = cr2.or_else(|| {
+            // SAFETY: ring 0; reading CR2 has no side effect.
+            (frame.vector == vector::DOUBLE_FAULT as u64).then(|| unsafe { machine::x86::read_cr2() })
+        });
+        print_stack_owner(frame.rsp, cr2);
     }
     fatal(format_args!("unhandled {mnemonic} in {mode} mode"), Some(cpu))
 }
 
-/// Which process kernel stack `rsp` lies in (a fault on a stack that is not
-/// the current thread's points at a stack freed or shared by mistake).
-fn print_stack_owner(rsp: u64) {
+/// Where the faulting stack pointer (and, for page and double faults, the
+/// faulting address) lies among the process kernel stacks: on the current
+/// thread's, on another one's (a stack freed or shared by mistake), or in the
+/// guard pages below one (a kernel stack overflow).
+fn print_stack_owner(rsp: u64, cr2: Option<u64>) {
+    use mm::kmap::StackPart;
     let cur = thread::SCHED.current(machine::cpu::id());
-    let bytes = (crate::process::KSTACK_PAGES * 4096) as u64;
-    let owner = (0..thread::MAX_THREADS as thread::Tid).find(|&t| {
-        let top = thread::SCHED.kstack_top(t);
-        top != 0 && rsp <= top && rsp >= top - bytes
-    });
-    match owner {
-        Some(t) if t == cur => print_emergency(format_args!("    rsp is on the current thread's kernel stack\n")),
-        Some(t) => print_emergency(format_args!(
-            "    rsp is on the kernel stack of thread {t} ({:?}, pid {}), NOT the current thread's\n",
-            thread::SCHED.state(t),
-            crate::process::pid_of(t)
-        )),
-        None => print_emergency(format_args!("    rsp is on no process's kernel stack\n")),
+    let thread_on = |slot: usize| {
+        // Slot = pid; the thread is the one whose stack top is that slot's.
+        let top = mm::kernel::STACKS.get().map(|a| a.top(slot)).unwrap_or(0);
+        (0..thread::MAX_THREADS as thread::Tid).find(|&t| t as usize >= MAX_CPUS && thread::SCHED.kstack_top(t) == top)
+    };
+    for (what, addr) in [("rsp", Some(rsp)), ("cr2", cr2)] {
+        let Some(addr) = addr else { continue };
+        match mm::kernel::kernel_stack_part(addr) {
+            Some(StackPart::Guard { slot }) => print_emergency(format_args!(
+                "    {what} {addr:#x} is in the guard pages below kernel stack slot {slot} (pid {slot}'s, thread {:?}): KERNEL STACK OVERFLOW\n",
+                thread_on(slot)
+            )),
+            Some(StackPart::Stack { slot }) => match thread_on(slot) {
+                Some(t) if t == cur => print_emergency(format_args!("    {what} is on the current thread's kernel stack\n")),
+                t => print_emergency(format_args!(
+                    "    {what} {addr:#x} is on kernel stack slot {slot} (pid {slot}'s, thread {t:?}), NOT the current thread's\n"
+                )),
+            },
+            None if what == "rsp" => print_emergency(format_args!("    rsp is on no process's kernel stack\n")),
+            None => {}
+        }
     }
 }
 

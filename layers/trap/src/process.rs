@@ -184,7 +184,7 @@ pub fn spawn(parent: Pid, name: &str, quota: u64, cpu: u64, args: &[u8]) -> Resu
         Ok(()) => Ok(pid),
         Err(e) => {
             free_space(pid, c);
-            free_kstack(pid, c);
+            free_kstack(pid, c, CpuSet::EMPTY); // its thread never ran
             PROCS.unreserve(&SCHED, pid);
             let _ = CONTAINERS.destroy(c);
             Err(e)
@@ -245,8 +245,9 @@ fn build(pid: Pid, c: ContainerId, prog: &proc::elf::Program, file: &[u8], cpu: 
     };
     kmm::PHYS.write_entry(kstack, 0, KSTACK_CANARY);
     *KSTACKS[pid as usize].lock() = Some(kstack);
+    // Mapped in the pid's slot of the kernel-stack area, above guard pages.
+    let (rsp, top) = kmm::map_kernel_stack(pid as usize, kstack, KSTACK_PAGES, process_start, pid as u64).map_err(mm_error)?;
     let tid = SCHED.alloc_thread().map_err(|_| Error::TableFull)?;
-    let (rsp, top) = kmm::init_kernel_stack(kstack, KSTACK_PAGES, process_start, pid as u64);
     let cr3 = with_space(pid, |s| s.root().addr())?;
     PID_OF[tid as usize].store(pid, Ordering::Relaxed);
     LAST_CALL[tid as usize].store(u64::MAX, Ordering::Relaxed);
@@ -264,11 +265,9 @@ fn build(pid: Pid, c: ContainerId, prog: &proc::elf::Program, file: &[u8], cpu: 
 /// (its canary changed). Called after every system call.
 pub fn check_kstack() {
     let top = SCHED.kstack_top(SCHED.current(machine::cpu::id()));
-    // Process kernel stacks live in the direct map; others are not checked.
-    if !(machine::layout::PHYS_MAP_BASE..machine::layout::KERNEL_VMA).contains(&top) {
-        return;
-    }
-    let bottom = Frame::from_pfn(((top - machine::layout::PHYS_MAP_BASE) >> 12).saturating_sub(KSTACK_PAGES as u64));
+    // Process kernel stacks live in the kernel-stack area; others (the idle
+    // threads' stacks in the kernel image) are not checked.
+    let Some(bottom) = top.checked_sub((KSTACK_PAGES * 4096) as u64).and_then(kmm::kernel_stack_frame) else { return };
     let word = kmm::PHYS.read_entry(bottom, 0);
     assert!(word == KSTACK_CANARY, "pid {}: kernel stack overflowed (canary at {:#x} is {word:#x})", current_pid(), bottom.addr());
 }
@@ -320,8 +319,11 @@ fn free_space(pid: Pid, c: ContainerId) {
     });
 }
 
-fn free_kstack(pid: Pid, c: ContainerId) {
+/// Free `pid`'s kernel stack (its thread off its CPU for good): unmapped
+/// first, and dropped from the TLBs of `cpus` (where it ran) and this CPU.
+fn free_kstack(pid: Pid, c: ContainerId, cpus: CpuSet) {
     if let Some(f) = KSTACKS[pid as usize].lock().take() {
+        kmm::unmap_kernel_stack(pid as usize, cpus);
         match kmm::frames().free_contiguous(f, KSTACK_PAGES, Owner::Container(c)) {
             Ok(()) => {
                 let _ = CONTAINERS.uncharge(c, KSTACK_PAGES as u64);
@@ -395,9 +397,12 @@ pub fn wait(parent: Pid, which: u64) -> Result<(u64, u64), Error> {
         }
     }
     free_space(child, c); // normally gone already (exit frees it)
-    if stack_free {
-        free_kstack(child, c);
+    if !stack_free {
+        // Keep the pid (Reaping for good), so that its stack slot and
+        // container are never reused either.
+        return Ok((child as u64, p.exit_code));
     }
+    free_kstack(child, c, CpuSet::EMPTY.with(p.cpu as usize));
     destroy_container(c, child, &p.name);
     PROCS.release(&SCHED, child);
     Ok((child as u64, p.exit_code))
