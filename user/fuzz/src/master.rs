@@ -177,7 +177,7 @@ pub fn run(wanted: u64, seed: Option<u64>, hostiles: u64, mask: u64, plant: bool
     // Warm the heap so that its growth does not show as a leak.
     let warm: Vec<Vec<u8>> = (4..12).map(|k| Vec::with_capacity(1 << k)).collect();
     drop(warm);
-    let _ = proc::list();
+    let before: Vec<u32> = proc::list().unwrap_or_default().iter().map(|p| p.pid).collect();
     let (Ok(base), Ok((_, base_usage))) = (sys::sysinfo(), sys::quota()) else {
         println!("FUZZ DONE FAILED: cannot read sysinfo/quota");
         return 1;
@@ -289,6 +289,18 @@ pub fn run(wanted: u64, seed: Option<u64>, hostiles: u64, mask: u64, plant: bool
         }
         if end.processes != base.processes {
             m.violations.push(format!("{} processes, {} at the start", end.processes, base.processes));
+            // Which ones, to tell a leak from an orphan that had not ended yet.
+            for p in proc::list().unwrap_or_default().iter().filter(|p| !before.contains(&p.pid)) {
+                m.violations.push(format!(
+                    "left: pid {} ({}) parent {} state {} quota {} usage {}",
+                    p.pid,
+                    p.name(),
+                    p.parent,
+                    p.state,
+                    p.quota,
+                    p.usage
+                ));
+            }
         }
         let own = usage as i64 - base_usage as i64;
         let kernel = (base.free_pages as i64 - end.free_pages as i64) - own;
