@@ -227,15 +227,31 @@ fn fatal_exception(frame: &TrapFrame) -> ! {
 /// guard pages below one (a kernel stack overflow).
 fn print_stack_owner(rsp: u64, cr2: Option<u64>) {
     use mm::kmap::StackPart;
-    let cur = thread::SCHED.current(machine::cpu::id());
+    let cpu = machine::cpu::id();
+    let cur = thread::SCHED.current(cpu);
     let thread_on = |slot: usize| {
-        // Slot = pid; the thread is the one whose stack top is that slot's.
+        // Slot = pid; the thread is a live one (a freed thread slot keeps
+        // its old stack top) whose stack top is that slot's: this CPU's
+        // current or previous thread first.
         let top = mm::kernel::STACKS.get().map(|a| a.top(slot)).unwrap_or(0);
-        (0..thread::MAX_THREADS as thread::Tid).find(|&t| t as usize >= MAX_CPUS && thread::SCHED.kstack_top(t) == top)
+        let on = |t: thread::Tid| {
+            (t as usize) >= MAX_CPUS
+                && (t as usize) < thread::MAX_THREADS
+                && thread::SCHED.kstack_top(t) == top
+                && thread::SCHED.state(t) != thread::State::Free
+        };
+        [cur, thread::SCHED.previous(cpu)].into_iter().chain(0..thread::MAX_THREADS as thread::Tid).find(|&t| on(t))
     };
     for (what, addr) in [("rsp", Some(rsp)), ("cr2", cr2)] {
         let Some(addr) = addr else { continue };
+        let stack_bytes = (crate::process::KSTACK_PAGES * 4096) as u64;
+        let stack_part = |slot: usize| mm::kernel::STACKS.get().is_some_and(|a| addr >= a.top(slot) - stack_bytes);
         match mm::kernel::kernel_stack_part(addr) {
+            // Unmapped where a stack would be: used after it was unmapped.
+            Some(StackPart::Guard { slot }) if stack_part(slot) => print_emergency(format_args!(
+                "    {what} {addr:#x} is on kernel stack slot {slot} (pid {slot}'s, thread {:?}), which is NOT MAPPED: a kernel stack used after it was freed\n",
+                thread_on(slot)
+            )),
             Some(StackPart::Guard { slot }) => print_emergency(format_args!(
                 "    {what} {addr:#x} is in the guard pages below kernel stack slot {slot} (pid {slot}'s, thread {:?}): KERNEL STACK OVERFLOW\n",
                 thread_on(slot)
