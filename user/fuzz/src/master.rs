@@ -228,7 +228,7 @@ pub fn run(wanted: u64, seed: Option<u64>, hostiles: u64, mask: u64, plant: bool
             }
         }
     }
-    let tick = match sys::spawn("fuzz", TICK_QUOTA, cpus - 1, &format!("tick {chan}")) {
+    let tick = match sys::spawn("fuzz", TICK_QUOTA, cpus - 1, &format!("tick {chan} {me}")) {
         Ok(p) => p,
         Err(e) => {
             println!("FUZZ DONE FAILED: cannot start the clock: {e}");
