@@ -322,7 +322,9 @@ fn free_space(pid: Pid, c: ContainerId) {
 /// Free `pid`'s kernel stack (its thread off its CPU for good): unmapped
 /// first, and dropped from the TLBs of `cpus` (where it ran) and this CPU.
 fn free_kstack(pid: Pid, c: ContainerId, cpus: CpuSet) {
-    if let Some(f) = KSTACKS[pid as usize].lock().take() {
+    // Out of the lock first: the shootdown below waits for other CPUs.
+    let taken = KSTACKS[pid as usize].lock().take();
+    if let Some(f) = taken {
         kmm::unmap_kernel_stack(pid as usize, cpus);
         match kmm::frames().free_contiguous(f, KSTACK_PAGES, Owner::Container(c)) {
             Ok(()) => {
