@@ -278,6 +278,11 @@ fn user_space(info: &BootInfo, command: &str) -> ! {
     }
     let mask = (0..machine::MAX_CPUS).filter(|&c| cpus::is_online(c)).fold(0u64, |m, c| m | 1 << c);
     trap::process::set_cpus(mask);
+    // Test aid: `exit_delay_us=N` holds every exiting thread N us between
+    // its process being published as exited and its leaving the CPU.
+    if let Some(us) = info.cmdline_value("exit_delay_us").and_then(parse_number) {
+        trap::process::set_exit_delay_us(us);
+    }
     thread::SCHED.init_idle(0, kernel_cr3());
     let first = info.cmdline_value("init").filter(|p| !p.is_empty()).unwrap_or("init");
     match trap::process::start_init(first, command, 0) {

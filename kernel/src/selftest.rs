@@ -1,6 +1,6 @@
 //! The in-kernel test suite (`test` on the command line), and deliberate
 //! failures the harness must recognise (`test=fault`, `test=panic`,
-//! `test=hang`).
+//! `test=hang`, `test=kstack`).
 //!
 //! Protocol on the console, read by `cargo xtask test`:
 //! `TEST <name> ... ok` or `TEST <name> ... FAILED: <why>` per test, then
@@ -32,6 +32,7 @@ pub fn run(which: &str, info: &BootInfo) -> ! {
             finish(1, 0)
         }
         "panic" => panic!("deliberate panic requested by the command line (harness check)"),
+        "kstack" => deliberate_stack_overflow(),
         "hang" => {
             println!("TEST hang: waiting forever (the harness must time out)");
             loop {
@@ -311,6 +312,45 @@ fn serial_rx() -> Outcome {
         unsafe { machine::x86::wait_for_interrupt() };
     }
     Err("the probe line did not arrive within 10 s")
+}
+
+/// Run on a kernel stack of the stack area (slot 0, which no process
+/// uses) and overflow it: the guard pages below it must turn that into a
+/// reported fault (a double fault: the page fault cannot be delivered on the
+/// same stack) naming the stack, not silent corruption of what lies below.
+fn deliberate_stack_overflow() -> ! {
+    const PAGES: usize = 4;
+    println!("TEST kstack: overflowing a kernel stack of the stack area");
+    extern "C" fn dive_forever(_: u64) -> ! {
+        fn dive(n: u64) -> u64 {
+            let frame = [n; 32];
+            if core::hint::black_box(n) == u64::MAX {
+                return n;
+            }
+            dive(core::hint::black_box(&frame)[1] + 1).wrapping_add(frame[2])
+        }
+        let n = dive(0);
+        println!("TEST kstack ... FAILED: the recursion ended ({n})");
+        finish(1, 0)
+    }
+    let Ok(first) = mm::kernel::frames().alloc_contiguous(PAGES, 1, mm::Owner::Kernel) else {
+        println!("TEST kstack ... FAILED: no frames for the stack");
+        finish(1, 0)
+    };
+    let (rsp, _top) = match mm::kernel::map_kernel_stack(0, first, PAGES, dive_forever, 0) {
+        Ok(r) => r,
+        Err(e) => {
+            println!("TEST kstack ... FAILED: stack not mapped: {e:?}");
+            finish(1, 0)
+        }
+    };
+    let mut saved = 0u64;
+    // SAFETY: `rsp` was laid out by map_kernel_stack for `dive_forever`,
+    // which never returns (so `saved` is never resumed); interrupts are
+    // masked in the kernel.
+    unsafe { machine::context::switch(&mut saved, rsp) };
+    println!("TEST kstack ... FAILED: came back from the overflowing stack");
+    finish(1, 0)
 }
 
 fn deliberate_fault() -> ! {

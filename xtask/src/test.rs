@@ -342,11 +342,12 @@ fn boot_tests(t: &mut Tally, kernels: &[(LockKind, PathBuf)]) {
     }
 
     // The harness must see failures: each of these runs has to be judged failed.
-    let teeth: [(&str, &str, u64, &[&str]); 4] = [
+    let teeth: [(&str, &str, u64, &[&str]); 5] = [
         ("fault", "test=fault", 60, &["exception #PF page fault (vector 14)", "cpu 1:", "cr2 0x00007fff00000000", "error code 0x2", "rip 0x", "system halted"]),
         ("panic", "test=panic", 60, &["PANIC: panicked at", "deliberate panic", "system halted"]),
         ("hang", "test=hang", 8, &[]),
         ("write to its own text", "test=wxorx", 60, &["exception #PF page fault (vector 14)", "protection violation, write, kernel mode", "system halted"]),
+        ("stack overflow", "test=kstack", 60, &["exception #DF double fault (vector 8)", "is in the guard pages below kernel stack slot 0", "KERNEL STACK OVERFLOW", "system halted"]),
     ];
     for (what, cmdline, secs, must_show) in teeth {
         let name = format!("harness catches a kernel {what} (report, then failure)");

@@ -3,6 +3,7 @@
 //! ```text
 //! 0x0000_0000_0000_0000 .. 0x0000_8000_0000_0000   user (per address space)
 //! 0xffff_8000_0000_0000 .. +64 TiB                  direct map of physical memory (PHYS_MAP_BASE)
+//! 0xffff_fe00_0000_0000 .. +2 MiB                   process kernel stacks, guard pages below each (KSTACK_AREA)
 //! 0xffff_ffff_8000_0000 .. +1 GiB                   kernel image (KERNEL_VMA + physical)
 //! ```
 //! At boot the direct map covers 0..4 GiB (2 MiB pages, MMIO above 3 GiB uncached).
@@ -11,6 +12,9 @@
 pub const KERNEL_VMA: u64 = 0xffff_ffff_8000_0000;
 /// Base of the direct map of physical memory.
 pub const PHYS_MAP_BASE: u64 = 0xffff_8000_0000_0000;
+/// Base of the kernel-stack area: 2 MiB of 4 KiB pages where process
+/// kernel stacks are mapped with unmapped guard pages below each (`mm::kmap::StackArea`).
+pub const KSTACK_AREA: u64 = 0xffff_fe00_0000_0000;
 /// How much of physical memory the boot page tables map directly.
 pub const BOOT_PHYS_MAP_SIZE: u64 = 4 << 30;
 /// Physical page the AP trampoline is copied to (SIPI vector = this >> 12).

@@ -8,6 +8,7 @@
 //! exist so that the layers above build, but the direct map does not.
 
 use crate::heap::{PageSource, SlabHeap};
+use crate::kmap::{StackArea, StackPart};
 use crate::{AllocTable, ContainerId, Containers, CpuSet, Frame, Mm, Owner, PhysAccess};
 use arrayvec::ArrayVec;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -119,12 +120,16 @@ pub fn init(info: &BootInfo) -> Result<Summary, &'static str> {
     let layout = KernelLayout { direct_base: machine::layout::PHYS_MAP_BASE, direct_size: direct, ram: &ram, image: &image };
     let k = kmap::build(&PHYS, || table.alloc(Owner::Kernel).ok(), &layout).map_err(|_| "cannot build the kernel page tables")?;
     let _ = KERNEL_ROOT.set(k.root);
+    // The kernel-stack area, before any address space copies the kernel half.
+    let (stacks, stack_tables) = kmap::add_stack_area(&PHYS, k.root, machine::layout::KSTACK_AREA, || table.alloc(Owner::Kernel).ok())
+        .map_err(|_| "cannot build the kernel-stack area")?;
+    let _ = STACKS.set(stacks);
     machine::phys::set_direct_map_size(direct);
 
     let free = table.free_frames();
     let root = CONTAINERS.root(free as u64).map_err(|_| "cannot create the root container")?;
     let _ = ROOT.set(root);
-    let s = Summary { total_frames: table.total_frames(), free_at_boot: free, table_bytes: bytes, kernel_tables: k.tables, direct_map: direct };
+    let s = Summary { total_frames: table.total_frames(), free_at_boot: free, table_bytes: bytes, kernel_tables: k.tables + stack_tables, direct_map: direct };
     let _ = SUMMARY.set(s);
     Ok(s)
 }
@@ -487,19 +492,50 @@ pub fn boot_module(start: u64, end: u64) -> &'static [u8] {
     unsafe { core::slice::from_raw_parts(machine::phys::virt(start, len), len) }
 }
 
-/// Lay out a new thread's kernel stack in `pages` contiguous frames from
-/// `first` (just allocated by the caller) so that the first switch to it
-/// calls `entry(arg)`, leaving the top `machine::trap::USER_ENTRY_RESERVE`
-/// bytes free for the frame that takes it to user mode. Returns (saved stack
-/// pointer, stack top).
+/// The kernel-stack area (`machine::layout::KSTACK_AREA`): process kernel
+/// stacks with unmapped guard pages below each (see `kmap::StackArea`).
+pub static STACKS: Once<StackArea> = Once::new();
+
+/// Map `pages` contiguous frames from `first` (just allocated by the caller)
+/// as the kernel stack of slot `slot` of the stack area, above its guard
+/// pages, and lay it out so that the first switch to it calls `entry(arg)`,
+/// leaving the top `machine::trap::USER_ENTRY_RESERVE` bytes free for the
+/// frame that takes it to user mode. Returns (saved stack pointer, stack
+/// top), both in the stack area. The caller unmaps it with
+/// [`unmap_kernel_stack`] before freeing the frames.
 #[allow(unsafe_code)]
-pub fn init_kernel_stack(first: Frame, pages: usize, entry: extern "C" fn(u64) -> !, arg: u64) -> (u64, u64) {
+pub fn map_kernel_stack(slot: usize, first: Frame, pages: usize, entry: extern "C" fn(u64) -> !, arg: u64) -> Result<(u64, u64), crate::MmError> {
+    let area = STACKS.get().ok_or(crate::MmError::OutOfMemory)?;
+    let low = area.map(&PHYS, slot, first, pages)?;
     let bytes = pages * crate::PAGE_SIZE as usize;
     let base = machine::phys::virt(first.addr(), bytes);
     // SAFETY: the frames are contiguous, direct-mapped, page aligned and
-    // owned by the caller, who hands them to this thread alone.
+    // owned by the caller, who hands them to this thread alone; the stack
+    // area maps the same frames, which nothing uses before the thread runs.
     let stack = unsafe { core::slice::from_raw_parts_mut(base as *mut u64, bytes / 8) };
     let below = stack.len() - machine::trap::USER_ENTRY_RESERVE / 8;
     let rsp = machine::context::init_stack(&mut stack[..below], entry, arg);
-    (rsp, base as u64 + bytes as u64)
+    // The same place in the stack area.
+    Ok((rsp - base as u64 + low, low + bytes as u64))
+}
+
+/// Unmap slot `slot`'s kernel stack and invalidate it in the TLBs of `cpus`
+/// (the CPUs that ran on it) and this one, before its frames are freed. Its
+/// thread must be off its CPU for good.
+pub fn unmap_kernel_stack(slot: usize, cpus: CpuSet) {
+    if let Some(area) = STACKS.get() {
+        area.unmap(&PHYS, slot);
+        // Stack pages are not global: a CR3 reload drops them.
+        shootdown(cpus.with(machine::cpu::id()), None);
+    }
+}
+
+/// What `va` is in the kernel-stack area (for fault reports), if in it.
+pub fn kernel_stack_part(va: u64) -> Option<StackPart> {
+    STACKS.get()?.locate(&PHYS, va)
+}
+
+/// The frame behind kernel-stack address `va`, if mapped.
+pub fn kernel_stack_frame(va: u64) -> Option<Frame> {
+    STACKS.get()?.frame(&PHYS, va)
 }

@@ -148,6 +148,116 @@ pub fn build<P: PhysAccess>(phys: &P, alloc: impl FnMut() -> Option<Frame>, layo
     Ok(KernelRoot { root, tables: b.tables })
 }
 
+/// Pages of one slot of a [`StackArea`]: a stack takes the top of its slot,
+/// the pages below it are its guard.
+pub const STACK_SLOT_PAGES: usize = 8;
+/// Slots in a stack area (one page table: 2 MiB).
+pub const STACK_SLOTS: usize = ENTRIES / STACK_SLOT_PAGES;
+
+/// Kernel stacks with guard pages: a 2 MiB area of the kernel half mapped
+/// with 4 KiB pages through one page table, cut into [`STACK_SLOTS`] slots
+/// of [`STACK_SLOT_PAGES`] pages. A stack of `pages` pages is mapped at the
+/// top of its slot and the pages below it stay unmapped, so a stack that
+/// overflows page-faults instead of writing over whatever lies below it (in
+/// the direct map, another process's memory). The table hangs below the
+/// kernel's root before any address space copies the kernel half, so every
+/// address space sees the same stacks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StackArea {
+    pub base: u64,
+    pub table: Frame,
+}
+
+/// What an address in a [`StackArea`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StackPart {
+    /// A mapped page of slot `slot`'s stack.
+    Stack { slot: usize },
+    /// An unmapped page of slot `slot`: below its stack (its guard), or a
+    /// slot with no stack.
+    Guard { slot: usize },
+}
+
+/// Create the page table of a stack area at `base` (2 MiB aligned, in the
+/// kernel half) below `root`; returns the area and the table pages added.
+pub fn add_stack_area<P: PhysAccess>(phys: &P, root: Frame, base: u64, alloc: impl FnMut() -> Option<Frame>) -> Result<(StackArea, usize), MmError> {
+    if base % LARGE != 0 {
+        return Err(MmError::Misaligned);
+    }
+    if (base >> 47) != (1 << 17) - 1 || table_index(base, 4) < KERNEL_PML4_FIRST {
+        return Err(MmError::NonCanonical);
+    }
+    let mut b = Builder { phys, alloc, tables: 0 };
+    let pdpt = b.next(root, table_index(base, 4))?;
+    let pd = b.next(pdpt, table_index(base, 3))?;
+    if phys.read_entry(pd, table_index(base, 2)) & PTE_P != 0 {
+        return Err(MmError::AlreadyMapped);
+    }
+    let table = b.next(pd, table_index(base, 2))?;
+    Ok((StackArea { base, table }, b.tables))
+}
+
+impl StackArea {
+    /// Lowest address of slot `slot`.
+    pub fn slot_base(&self, slot: usize) -> u64 {
+        self.base + (slot * STACK_SLOT_PAGES) as u64 * PAGE_SIZE
+    }
+
+    /// Top (end) of slot `slot`'s stack.
+    pub fn top(&self, slot: usize) -> u64 {
+        self.slot_base(slot + 1)
+    }
+
+    /// Map `pages` frames from `first` (contiguous) as slot `slot`'s stack,
+    /// read-write and never executable, at the top of the slot; returns the
+    /// stack's lowest address. At least one page of the slot stays a guard.
+    pub fn map<P: PhysAccess>(&self, phys: &P, slot: usize, first: Frame, pages: usize) -> Result<u64, MmError> {
+        if slot >= STACK_SLOTS || pages == 0 || pages >= STACK_SLOT_PAGES {
+            return Err(MmError::BadFrame);
+        }
+        let lowest = STACK_SLOT_PAGES - pages;
+        let at = slot * STACK_SLOT_PAGES;
+        if (at..at + STACK_SLOT_PAGES).any(|i| phys.read_entry(self.table, i) & PTE_P != 0) {
+            return Err(MmError::AlreadyMapped);
+        }
+        for i in 0..pages {
+            let pa = first.addr() + (i as u64) * PAGE_SIZE;
+            phys.write_entry(self.table, at + lowest + i, pa | PTE_P | PTE_RW | PTE_XD);
+        }
+        Ok(self.slot_base(slot) + lowest as u64 * PAGE_SIZE)
+    }
+
+    /// Unmap slot `slot`'s stack (the caller then invalidates the TLBs that
+    /// may hold it, before the frames are reused).
+    pub fn unmap<P: PhysAccess>(&self, phys: &P, slot: usize) {
+        if slot >= STACK_SLOTS {
+            return;
+        }
+        for i in slot * STACK_SLOT_PAGES..(slot + 1) * STACK_SLOT_PAGES {
+            phys.write_entry(self.table, i, 0);
+        }
+    }
+
+    /// Which slot `va` lies in, and whether on a mapped stack page.
+    pub fn locate<P: PhysAccess>(&self, phys: &P, va: u64) -> Option<StackPart> {
+        let off = va.checked_sub(self.base).filter(|&o| o < (ENTRIES as u64) * PAGE_SIZE)?;
+        let page = (off / PAGE_SIZE) as usize;
+        let slot = page / STACK_SLOT_PAGES;
+        if phys.read_entry(self.table, page) & PTE_P != 0 {
+            Some(StackPart::Stack { slot })
+        } else {
+            Some(StackPart::Guard { slot })
+        }
+    }
+
+    /// The frame behind stack address `va`, if mapped.
+    pub fn frame<P: PhysAccess>(&self, phys: &P, va: u64) -> Option<Frame> {
+        let off = va.checked_sub(self.base).filter(|&o| o < (ENTRIES as u64) * PAGE_SIZE)?;
+        let e = phys.read_entry(self.table, (off / PAGE_SIZE) as usize);
+        (e & PTE_P != 0).then(|| Frame::from_pfn((e & PTE_ADDR) >> 12))
+    }
+}
+
 /// Walk the kernel tables: the physical address and (write, exec, uncached)
 /// of virtual address `va`, for checks and diagnostics.
 pub fn lookup<P: PhysAccess>(phys: &P, root: Frame, va: u64) -> Option<(u64, bool, bool, bool)> {
@@ -214,6 +324,55 @@ mod tests {
         assert_eq!(l(0xffff_ffff_8010_3008), (0x10_3008, true, false, false), "data: RW, NX");
         assert!(lookup(&phys, k.root, 0xffff_ffff_8010_4000).is_none());
         assert!(lookup(&phys, k.root, 0x1000).is_none(), "no user or identity mapping");
+    }
+
+    #[test]
+    fn stack_area_maps_stacks_above_unmapped_guards() {
+        let phys = Fake::default();
+        let mut next = 0x1000u64;
+        let mut alloc = || {
+            next += 1;
+            Some(Frame::from_pfn(next))
+        };
+        let layout = KernelLayout { direct_base: 0xffff_8000_0000_0000, direct_size: 1 << 21, ram: &[], image: &[] };
+        let k = build(&phys, &mut alloc, &layout).unwrap();
+        let base = 0xffff_fe00_0000_0000;
+        let (area, added) = add_stack_area(&phys, k.root, base, &mut alloc).unwrap();
+        assert_eq!(added, 3, "a PDPT, a PD and the page table");
+        assert_eq!(add_stack_area(&phys, k.root, base, &mut alloc), Err(MmError::AlreadyMapped));
+        // Slot 1: 4 pages from frame 0x200 at the top of the slot.
+        let low = area.map(&phys, 1, Frame::from_pfn(0x200), 4).unwrap();
+        let top = area.top(1);
+        assert_eq!((top - low, top), (4 * PAGE_SIZE, base + 2 * 8 * PAGE_SIZE));
+        assert_eq!(lookup(&phys, k.root, low), Some((0x20_0000, true, false, false)), "stack: RW, NX");
+        assert_eq!(lookup(&phys, k.root, top - 8), Some((0x20_3ff8, true, false, false)));
+        // Every page below the stack down to the previous slot's top is a guard.
+        for va in (area.top(0)..low).step_by(PAGE_SIZE as usize) {
+            assert!(lookup(&phys, k.root, va).is_none(), "guard page {va:#x} mapped");
+            assert_eq!(area.locate(&phys, va), Some(StackPart::Guard { slot: 1 }));
+        }
+        assert_eq!(area.locate(&phys, low - 8), Some(StackPart::Guard { slot: 1 }), "just below the stack");
+        assert_eq!(area.locate(&phys, low), Some(StackPart::Stack { slot: 1 }));
+        assert_eq!(area.frame(&phys, top - 1), Some(Frame::from_pfn(0x203)));
+        assert_eq!(area.locate(&phys, base - 8), None);
+        assert_eq!(area.locate(&phys, base + (2 << 20)), None);
+        // A neighbour does not overlap; a mapped slot cannot be mapped twice.
+        let low2 = area.map(&phys, 2, Frame::from_pfn(0x300), 4).unwrap();
+        assert!(low2 >= top + 4 * PAGE_SIZE, "slot 2's stack starts above its own guard");
+        assert_eq!(area.map(&phys, 1, Frame::from_pfn(0x400), 4), Err(MmError::AlreadyMapped));
+        // At least one guard page; slots in range.
+        assert_eq!(area.map(&phys, 3, Frame::from_pfn(0x400), STACK_SLOT_PAGES), Err(MmError::BadFrame));
+        assert_eq!(area.map(&phys, STACK_SLOTS, Frame::from_pfn(0x400), 4), Err(MmError::BadFrame));
+        // Unmapped, the slot is all guard and can take a stack again.
+        area.unmap(&phys, 1);
+        assert!(lookup(&phys, k.root, low).is_none());
+        assert_eq!(area.frame(&phys, low), None);
+        assert_eq!(area.locate(&phys, top - 8), Some(StackPart::Guard { slot: 1 }));
+        assert_eq!(lookup(&phys, k.root, low2), Some((0x30_0000, true, false, false)), "the neighbour stays");
+        assert!(area.map(&phys, 1, Frame::from_pfn(0x500), 4).is_ok());
+        // Misplaced areas.
+        assert_eq!(add_stack_area(&phys, k.root, base + 4096, &mut alloc).map(|_| ()), Err(MmError::Misaligned));
+        assert_eq!(add_stack_area(&phys, k.root, 0x4000_0000, &mut alloc).map(|_| ()), Err(MmError::NonCanonical));
     }
 
     #[test]

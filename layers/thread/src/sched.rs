@@ -108,6 +108,8 @@ pub struct Scheduler {
     /// direct switch of synchronous IPC), or NIL.
     handoff: [AtomicU32; MAX_CPUS],
     switched_from: [AtomicU32; MAX_CPUS],
+    /// The thread each CPU ran before its current one (for fault reports).
+    previous: [AtomicU32; MAX_CPUS],
     ticks: [AtomicU64; MAX_CPUS],
     sleepers: [SpinLock<Sleepers>; MAX_CPUS],
     /// Which wait queues are handed out (bit i = queue FIRST_WAIT_QUEUE + i).
@@ -141,6 +143,7 @@ impl Scheduler {
             current: [const { AtomicU32::new(0) }; MAX_CPUS],
             handoff: [const { AtomicU32::new(crate::queue::NIL) }; MAX_CPUS],
             switched_from: [const { AtomicU32::new(crate::queue::NIL) }; MAX_CPUS],
+            previous: [const { AtomicU32::new(crate::queue::NIL) }; MAX_CPUS],
             ticks: [const { AtomicU64::new(0) }; MAX_CPUS],
             sleepers: [const { SpinLock::new(Sleepers { list: [(0, 0); MAX_THREADS], len: 0 }) }; MAX_CPUS],
             wait_alloc: SpinLock::new([0; MAX_WAIT_QUEUES / 64]),
@@ -175,6 +178,12 @@ impl Scheduler {
     /// The thread running on `cpu`.
     pub fn current(&self, cpu: usize) -> Tid {
         self.current[cpu].load(Ordering::Acquire)
+    }
+
+    /// The thread `cpu` ran before its current one (NIL if none yet), for
+    /// fault reports.
+    pub fn previous(&self, cpu: usize) -> Tid {
+        self.previous[cpu].load(Ordering::Relaxed)
     }
 
     /// Change the page tables `t` runs with (a process tearing down its space
@@ -518,6 +527,7 @@ impl Scheduler {
         self.on_cpu[next as usize].store(true, Ordering::Release);
         self.current[cpu].store(next, Ordering::Release);
         self.switched_from[cpu].store(cur, Ordering::Relaxed);
+        self.previous[cpu].store(cur, Ordering::Relaxed);
         #[cfg(mc2_bare)]
         #[allow(unsafe_code)]
         {

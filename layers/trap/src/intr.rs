@@ -209,7 +209,106 @@ fn fatal_exception(frame: &TrapFrame) -> ! {
         "    r8 {:#x} r9 {:#x} r10 {:#x} r11 {:#x} r12 {:#x} r13 {:#x} r14 {:#x} r15 {:#x}\n",
         frame.r8, frame.r9, frame.r10, frame.r11, frame.r12, frame.r13, frame.r14, frame.r15
     ));
+    if !frame.from_user() {
+        // A double fault from a stack overflow: CR2 still holds the address
+        // of the page fault that could not be delivered.
+        let cr2 = cr2.or_else(|| {
+            // SAFETY: ring 0; reading CR2 has no side effect.
+            (frame.vector == vector::DOUBLE_FAULT as u64).then(|| unsafe { machine::x86::read_cr2() })
+        });
+        print_stack_owner(frame.rsp, cr2);
+    }
     fatal(format_args!("unhandled {mnemonic} in {mode} mode"), Some(cpu))
+}
+
+/// Where the faulting stack pointer (and, for page and double faults, the
+/// faulting address) lies among the process kernel stacks: on the current
+/// thread's, on another one's (a stack freed or shared by mistake), or in the
+/// guard pages below one (a kernel stack overflow).
+fn print_stack_owner(rsp: u64, cr2: Option<u64>) {
+    use mm::kmap::StackPart;
+    let cpu = machine::cpu::id();
+    let cur = thread::SCHED.current(cpu);
+    let thread_on = |slot: usize| {
+        // Slot = pid; the thread is a live one (a freed thread slot keeps
+        // its old stack top) whose stack top is that slot's: this CPU's
+        // current or previous thread first.
+        let top = mm::kernel::STACKS.get().map(|a| a.top(slot)).unwrap_or(0);
+        let on = |t: thread::Tid| {
+            (t as usize) >= MAX_CPUS
+                && (t as usize) < thread::MAX_THREADS
+                && thread::SCHED.kstack_top(t) == top
+                && thread::SCHED.state(t) != thread::State::Free
+        };
+        [cur, thread::SCHED.previous(cpu)].into_iter().chain(0..thread::MAX_THREADS as thread::Tid).find(|&t| on(t))
+    };
+    for (what, addr) in [("rsp", Some(rsp)), ("cr2", cr2)] {
+        let Some(addr) = addr else { continue };
+        let stack_bytes = (crate::process::KSTACK_PAGES * 4096) as u64;
+        let stack_part = |slot: usize| mm::kernel::STACKS.get().is_some_and(|a| addr >= a.top(slot) - stack_bytes);
+        match mm::kernel::kernel_stack_part(addr) {
+            // Unmapped where a stack would be: used after it was unmapped.
+            Some(StackPart::Guard { slot }) if stack_part(slot) => print_emergency(format_args!(
+                "    {what} {addr:#x} is on kernel stack slot {slot} (pid {slot}'s, thread {:?}), which is NOT MAPPED: a kernel stack used after it was freed\n",
+                thread_on(slot)
+            )),
+            Some(StackPart::Guard { slot }) => print_emergency(format_args!(
+                "    {what} {addr:#x} is in the guard pages below kernel stack slot {slot} (pid {slot}'s, thread {:?}): KERNEL STACK OVERFLOW\n",
+                thread_on(slot)
+            )),
+            Some(StackPart::Stack { slot }) => match thread_on(slot) {
+                Some(t) if t == cur => print_emergency(format_args!("    {what} is on the current thread's kernel stack\n")),
+                t => print_emergency(format_args!(
+                    "    {what} {addr:#x} is on kernel stack slot {slot} (pid {slot}'s, thread {t:?}), NOT the current thread's\n"
+                )),
+            },
+            None if what == "rsp" => print_emergency(format_args!("    rsp is on no process's kernel stack\n")),
+            None => {}
+        }
+    }
+}
+
+/// The threads involved: the current one and the one this CPU ran before
+/// it, each with its state, process and last system call. Reads atomics
+/// only (no lock a failing CPU may hold).
+fn print_threads(cpu: usize) {
+    let sched = &thread::SCHED;
+    let describe = |what: &str, t: thread::Tid| {
+        if t as usize >= thread::MAX_THREADS {
+            print_emergency(format_args!("    {what}: none\n"));
+            return;
+        }
+        let call = crate::process::last_call(t);
+        let pid = crate::process::pid_of(t);
+        let note = if (t as usize) < MAX_CPUS {
+            ", idle"
+        } else if pid == 0 {
+            // Only `wait` clears a process thread's pid, after reaping it.
+            ", its process reaped: its kernel stack may be freed"
+        } else {
+            ""
+        };
+        print_emergency(format_args!(
+            "    {what}: thread {t} ({:?}{note}), pid {pid}, kernel stack top {:#x}, last system call {}\n",
+            sched.state(t),
+            sched.kstack_top(t),
+            CallName(call)
+        ));
+    };
+    describe("current", sched.current(cpu));
+    describe("before it on this cpu", sched.previous(cpu));
+}
+
+/// A system-call number for a report (`abi::nr`), or none.
+struct CallName(Option<u64>);
+
+impl fmt::Display for CallName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            None => f.write_str("none"),
+            Some(n) => write!(f, "{n}"),
+        }
+    }
 }
 
 /// Report a fatal error, stop the other CPUs, and leave (test mode) or halt.
@@ -218,6 +317,7 @@ pub fn fatal(what: fmt::Arguments<'_>, cpu: Option<usize>) -> ! {
     let first = !STOPPING.swap(true, Ordering::AcqRel);
     print_emergency(format_args!("!!! mc2: cpu {cpu}: {what}\n"));
     if first {
+        print_threads(cpu);
         lapic::local().send_nmi_all_but_self();
         print_emergency(format_args!("!!! mc2: system halted (cpu {cpu})\n"));
         if TEST_MODE.load(Ordering::Relaxed) {

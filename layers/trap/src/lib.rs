@@ -52,6 +52,7 @@ pub fn set_pm1a(port: Option<u16>) {
 pub fn syscall_entry(frame: &mut machine::trap::TrapFrame) {
     bkl::enter();
     let pid = process::current_pid();
+    process::note_call(frame.rax);
     let args = [frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8, frame.r9];
     let r = if frame.rax == abi::nr::CALL_SHORT {
         let (r, [w0, w1, w2]) = syscall::call_short(pid, args);

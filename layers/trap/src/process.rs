@@ -34,10 +34,19 @@ static KSTACKS: [SpinLock<Option<Frame>>; MAX_PROCS] = [const { SpinLock::new(No
 static START: [SpinLock<[u64; 4]>; MAX_PROCS] = [const { SpinLock::new([0; 4]) }; MAX_PROCS];
 /// The process each thread belongs to (0: a kernel thread).
 static PID_OF: [AtomicU32; MAX_THREADS] = [const { AtomicU32::new(0) }; MAX_THREADS];
+/// The last system call each thread made (its number; u64::MAX: none yet),
+/// for fault reports.
+static LAST_CALL: [AtomicU64; MAX_THREADS] = [const { AtomicU64::new(u64::MAX) }; MAX_THREADS];
 /// The shared-memory table (mC2's protocol, `mm::shm`).
 pub static SHM: SpinLock<mm::Shm> = SpinLock::new(mm::Shm::new());
 /// CPUs processes may run on (bit per CPU).
 static CPUS: AtomicU64 = AtomicU64::new(0);
+/// Test aid (`exit_delay_us=N` on the kernel command line, 0 = off): an
+/// exiting thread waits N us after its process is published as exited
+/// (its parent may reap it from then on) and before it leaves its CPU, so
+/// that checks meet that window on every exit instead of once in millions
+/// of calls.
+static EXIT_DELAY_US: AtomicU64 = AtomicU64::new(0);
 
 /// Pages of a kernel stack.
 pub const KSTACK_PAGES: usize = 4;
@@ -57,6 +66,11 @@ pub fn set_cpus(mask: u64) {
     CPUS.store(mask, Ordering::Relaxed);
 }
 
+/// Set the exit-window test aid (see `EXIT_DELAY_US`).
+pub fn set_exit_delay_us(us: u64) {
+    EXIT_DELAY_US.store(us, Ordering::Relaxed);
+}
+
 pub fn cpu_usable(cpu: u64) -> bool {
     cpu < MAX_CPUS as u64 && CPUS.load(Ordering::Relaxed) & (1 << cpu) != 0
 }
@@ -64,6 +78,22 @@ pub fn cpu_usable(cpu: u64) -> bool {
 /// The process the running thread belongs to (0 for kernel threads).
 pub fn current_pid() -> Pid {
     PID_OF[SCHED.current(machine::cpu::id()) as usize].load(Ordering::Relaxed)
+}
+
+/// The process thread `t` belongs to (0: a kernel thread, or none).
+pub fn pid_of(t: thread::Tid) -> Pid {
+    PID_OF.get(t as usize).map(|p| p.load(Ordering::Relaxed)).unwrap_or(0)
+}
+
+/// Note that the running thread makes system call `nr` (for fault reports).
+pub fn note_call(nr: u64) {
+    let t = SCHED.current(machine::cpu::id()) as usize;
+    LAST_CALL[t].store(nr, Ordering::Relaxed);
+}
+
+/// The last system call thread `t` made, if any.
+pub fn last_call(t: thread::Tid) -> Option<u64> {
+    LAST_CALL.get(t as usize).map(|c| c.load(Ordering::Relaxed)).filter(|&n| n != u64::MAX)
 }
 
 pub fn mm_error(e: MmError) -> Error {
@@ -162,7 +192,7 @@ pub fn spawn(parent: Pid, name: &str, quota: u64, cpu: u64, args: &[u8]) -> Resu
         Ok(()) => Ok(pid),
         Err(e) => {
             free_space(pid, c);
-            free_kstack(pid, c);
+            free_kstack(pid, c, CpuSet::EMPTY); // its thread never ran
             PROCS.unreserve(&SCHED, pid);
             let _ = CONTAINERS.destroy(c);
             Err(e)
@@ -223,10 +253,12 @@ fn build(pid: Pid, c: ContainerId, prog: &proc::elf::Program, file: &[u8], cpu: 
     };
     kmm::PHYS.write_entry(kstack, 0, KSTACK_CANARY);
     *KSTACKS[pid as usize].lock() = Some(kstack);
+    // Mapped in the pid's slot of the kernel-stack area, above guard pages.
+    let (rsp, top) = kmm::map_kernel_stack(pid as usize, kstack, KSTACK_PAGES, process_start, pid as u64).map_err(mm_error)?;
     let tid = SCHED.alloc_thread().map_err(|_| Error::TableFull)?;
-    let (rsp, top) = kmm::init_kernel_stack(kstack, KSTACK_PAGES, process_start, pid as u64);
     let cr3 = with_space(pid, |s| s.root().addr())?;
     PID_OF[tid as usize].store(pid, Ordering::Relaxed);
+    LAST_CALL[tid as usize].store(u64::MAX, Ordering::Relaxed);
     PROCS.start(pid, tid);
     if SCHED.start(tid, cpu, rsp, top, cr3).is_err() {
         // Cannot happen (fresh slot, valid CPU); undo the slot.
@@ -241,11 +273,9 @@ fn build(pid: Pid, c: ContainerId, prog: &proc::elf::Program, file: &[u8], cpu: 
 /// (its canary changed). Called after every system call.
 pub fn check_kstack() {
     let top = SCHED.kstack_top(SCHED.current(machine::cpu::id()));
-    // Process kernel stacks live in the direct map; others are not checked.
-    if !(machine::layout::PHYS_MAP_BASE..machine::layout::KERNEL_VMA).contains(&top) {
-        return;
-    }
-    let bottom = Frame::from_pfn(((top - machine::layout::PHYS_MAP_BASE) >> 12).saturating_sub(KSTACK_PAGES as u64));
+    // Process kernel stacks live in the kernel-stack area; others (the idle
+    // threads' stacks in the kernel image) are not checked.
+    let Some(bottom) = top.checked_sub((KSTACK_PAGES * 4096) as u64).and_then(kmm::kernel_stack_frame) else { return };
     let word = kmm::PHYS.read_entry(bottom, 0);
     assert!(word == KSTACK_CANARY, "pid {}: kernel stack overflowed (canary at {:#x} is {word:#x})", current_pid(), bottom.addr());
 }
@@ -297,8 +327,13 @@ fn free_space(pid: Pid, c: ContainerId) {
     });
 }
 
-fn free_kstack(pid: Pid, c: ContainerId) {
-    if let Some(f) = KSTACKS[pid as usize].lock().take() {
+/// Free `pid`'s kernel stack (its thread off its CPU for good): unmapped
+/// first, and dropped from the TLBs of `cpus` (where it ran) and this CPU.
+fn free_kstack(pid: Pid, c: ContainerId, cpus: CpuSet) {
+    // Out of the lock first: the shootdown below waits for other CPUs.
+    let taken = KSTACKS[pid as usize].lock().take();
+    if let Some(f) = taken {
+        kmm::unmap_kernel_stack(pid as usize, cpus);
         match kmm::frames().free_contiguous(f, KSTACK_PAGES, Owner::Container(c)) {
             Ok(()) => {
                 let _ = CONTAINERS.uncharge(c, KSTACK_PAGES as u64);
@@ -334,6 +369,10 @@ pub fn exit_current(code: u64) -> ! {
         free_space(pid, c);
     }
     PROCS.exit(&SCHED, pid, code);
+    let delay = EXIT_DELAY_US.load(Ordering::Relaxed);
+    if delay != 0 {
+        dev::lapic::delay_us(delay);
+    }
     SCHED.exit_current(cpu);
     unreachable!("a zombie was scheduled again")
 }
@@ -342,12 +381,38 @@ pub fn exit_current(code: u64) -> ! {
 pub fn wait(parent: Pid, which: u64) -> Result<(u64, u64), Error> {
     let (child, p) = PROCS.wait(&SCHED, parent, which)?;
     let c = ContainerId::new(p.container);
+    let mut stack_free = true;
     if p.tid != 0 {
-        let _ = SCHED.reap(p.tid); // waits until it is off its CPU
-        PID_OF[p.tid as usize].store(0, Ordering::Relaxed);
+        // The child's exit is published (`PROCS.exit`) before its thread
+        // becomes a zombie and leaves its CPU (`SCHED.exit_current` in
+        // `exit_current`): until then it still runs on its kernel stack.
+        // That is a few instructions with interrupts masked, but a CPU can
+        // stall there (a vCPU preempted by the host). Before, `reap` failed
+        // on the not-yet-zombie thread, the error was ignored and the stack
+        // freed under the running thread, which then returned through
+        // whatever the stack's next owner wrote there (the fuzzer's kernel
+        // fault at rip 0; `exit_delay_us=` widens the window).
+        while SCHED.state(p.tid) != thread::State::Zombie {
+            machine::x86::pause();
+        }
+        match SCHED.reap(p.tid) {
+            // Off its CPU: its stack is ours to free.
+            Ok(()) => PID_OF[p.tid as usize].store(0, Ordering::Relaxed),
+            Err(e) => {
+                // Never free a stack a thread may still run on: leak it,
+                // loudly (the fuzzer fails on kernel errors and leaks).
+                log::error!("pid {child}: thread {} not reaped ({e:?}): kernel stack kept", p.tid);
+                stack_free = false;
+            }
+        }
     }
     free_space(child, c); // normally gone already (exit frees it)
-    free_kstack(child, c);
+    if !stack_free {
+        // Keep the pid (Reaping for good), so that its stack slot and
+        // container are never reused either.
+        return Ok((child as u64, p.exit_code));
+    }
+    free_kstack(child, c, CpuSet::EMPTY.with(p.cpu as usize));
     destroy_container(c, child, &p.name);
     PROCS.release(&SCHED, child);
     Ok((child as u64, p.exit_code))
