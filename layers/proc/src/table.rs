@@ -210,6 +210,14 @@ impl ProcTable {
     /// Mark `target` killed if `killer` is one of its ancestors; returns its
     /// thread (to interrupt if it is blocked).
     pub fn kill(&self, killer: Pid, target: u64) -> Result<Tid, Error> {
+        self.kill_and(killer, target, |_| {})
+    }
+
+    /// [`kill`](Self::kill), running `interrupt` on the target's thread
+    /// while the table is still locked: the process cannot exit, be reaped
+    /// and have its thread slot reused by another process in between (the
+    /// kill mark would then land on that one).
+    pub fn kill_and(&self, killer: Pid, target: u64, interrupt: impl FnOnce(Tid)) -> Result<Tid, Error> {
         let mut t = self.procs.lock();
         let i = index(target)?;
         if !matches!(t[i].state, PState::Alive | PState::Starting) {
@@ -226,6 +234,9 @@ impl ProcTable {
         }
         t[i].killed = true;
         self.killed[i].store(true, core::sync::atomic::Ordering::Release);
+        if t[i].tid != 0 {
+            interrupt(t[i].tid);
+        }
         Ok(t[i].tid)
     }
 

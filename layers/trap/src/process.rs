@@ -467,9 +467,11 @@ fn destroy_container(c: ContainerId, pid: Pid, name: &str) {
 
 /// `killer` ends its descendant `target`.
 pub fn kill(killer: Pid, target: u64) -> Result<(), Error> {
-    let tid = PROCS.kill(killer, target)?;
+    // Interrupted under the process table's lock (see `kill_and`).
+    let tid = PROCS.kill_and(killer, target, |t| {
+        SCHED.interrupt(t);
+    })?;
     if tid != 0 {
-        SCHED.interrupt(tid);
         #[cfg(mc2_bare)]
         {
             let cpu = SCHED.home_cpu(tid);
