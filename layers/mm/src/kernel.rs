@@ -534,8 +534,3 @@ pub fn unmap_kernel_stack(slot: usize, cpus: CpuSet) {
 pub fn kernel_stack_part(va: u64) -> Option<StackPart> {
     STACKS.get()?.locate(&PHYS, va)
 }
-
-/// The frame behind kernel-stack address `va`, if mapped.
-pub fn kernel_stack_frame(va: u64) -> Option<Frame> {
-    STACKS.get()?.frame(&PHYS, va)
-}

@@ -61,7 +61,6 @@ pub fn syscall_entry(frame: &mut machine::trap::TrapFrame) {
     } else {
         syscall::dispatch(pid, frame.rax, args)
     };
-    process::check_kstack();
     frame.rax = abi::encode(r.map(|v| v.0));
     frame.rdx = r.map(|v| v.1).unwrap_or(0);
     thread::SCHED.flush_handoff(machine::cpu::id());

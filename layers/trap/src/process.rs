@@ -17,7 +17,7 @@ use machine::gdt::{USER_CS, USER_DS};
 use machine::trap::TrapFrame;
 use machine::MAX_CPUS;
 use mm::kernel::{self as kmm, DirectMap, CONTAINERS};
-use mm::{AddressSpace, ContainerId, CpuSet, Frame, MmError, Owner, PhysAccess, Rights};
+use mm::{AddressSpace, ContainerId, CpuSet, Frame, MmError, Owner, Rights};
 use proc::ipc::{CopyFault, Copier, CHANNELS};
 use proc::objects::OBJECTS;
 use proc::table::{PState, PROCS};
@@ -50,11 +50,6 @@ static EXIT_DELAY_US: AtomicU64 = AtomicU64::new(0);
 
 /// Pages of a kernel stack.
 pub const KSTACK_PAGES: usize = 4;
-/// The lowest word of every process's kernel stack. A system call that
-/// finds it changed has overflowed the stack into the frame below (a kernel
-/// bug: the fuzzer found one in vm_create), and the kernel stops rather
-/// than run on with another process's memory corrupted.
-const KSTACK_CANARY: u64 = 0x4b53_5441_434b_2121;
 /// The user stack: `STACK_PAGES` pages ending at `STACK_TOP`.
 pub const STACK_TOP: u64 = 0x0000_7fff_0000_0000;
 pub const STACK_PAGES: u64 = 16;
@@ -251,7 +246,6 @@ fn build(pid: Pid, c: ContainerId, prog: &proc::elf::Program, file: &[u8], cpu: 
             return Err(mm_error(e));
         }
     };
-    kmm::PHYS.write_entry(kstack, 0, KSTACK_CANARY);
     *KSTACKS[pid as usize].lock() = Some(kstack);
     // Mapped in the pid's slot of the kernel-stack area, above guard pages.
     let (rsp, top) = kmm::map_kernel_stack(pid as usize, kstack, KSTACK_PAGES, process_start, pid as u64).map_err(mm_error)?;
@@ -267,17 +261,6 @@ fn build(pid: Pid, c: ContainerId, prog: &proc::elf::Program, file: &[u8], cpu: 
         return Err(Error::TableFull);
     }
     Ok(())
-}
-
-/// Stop the kernel if the running process's kernel stack has overflowed
-/// (its canary changed). Called after every system call.
-pub fn check_kstack() {
-    let top = SCHED.kstack_top(SCHED.current(machine::cpu::id()));
-    // Process kernel stacks live in the kernel-stack area; others (the idle
-    // threads' stacks in the kernel image) are not checked.
-    let Some(bottom) = top.checked_sub((KSTACK_PAGES * 4096) as u64).and_then(kmm::kernel_stack_frame) else { return };
-    let word = kmm::PHYS.read_entry(bottom, 0);
-    assert!(word == KSTACK_CANARY, "pid {}: kernel stack overflowed (canary at {:#x} is {word:#x})", current_pid(), bottom.addr());
 }
 
 /// First code of a new process's thread, on its kernel stack: go to user mode.
