@@ -238,6 +238,9 @@ pub struct Monitor {
     min_slice: u64,
     /// Exits handled by the monitor.
     pub exits: u64,
+    /// Exits the kernel handled itself meanwhile (host interrupts, CPUID,
+    /// ...), as `Exit::handled` reports them.
+    pub kernel_exits: u64,
     /// Of those, by kind (`abi::vm::ExitKind` as index; 0: unknown kinds).
     pub by_kind: [u64; 16],
     /// The port of the most I/O exits so far and their count (a profile's
@@ -268,6 +271,7 @@ impl Monitor {
             noted_len: 0,
             min_slice: tsc_per_ms / 1000 * MIN_SLICE_US,
             exits: 0,
+            kernel_exits: 0,
             by_kind: [0; 16],
             io_ports: [(0, 0); 8],
         }
@@ -412,6 +416,7 @@ impl Monitor {
             }
             let exit = hcall("vm_run", host.run(run_flags, deadline.unwrap_or(0), in_value))?;
             self.exits += 1;
+            self.kernel_exits += exit.handled;
             self.by_kind[if (exit.kind as usize) < 16 { exit.kind as usize } else { 0 }] += 1;
             if exit.kind == ExitKind::Io as u32 {
                 self.count_port(exit.port as u16);
