@@ -97,6 +97,8 @@ pub fn run(args: &[String]) -> Result<()> {
         let mc2_cmdline = format!("-- run -c 1 -q {QUOTA_PAGES} vmm {KERNEL} --initrd {INITRD} -- {cmdline}");
         let o = QemuOpts { smp: 4, memory_mib: lg::qemu_memory_mib(1), cmdline: &mc2_cmdline, tcg: Tcg::MultiThreaded, bundle: Some(&bundle), ..Default::default() };
         let cap = emu::qemu_capture(&elf, &o, Duration::from_secs(600), None)?;
+        // The whole console, for a look at the VMM's exit profile.
+        let _ = std::fs::write(dir.join(format!("guests-round{round}.log")), &cap.output);
         let t = times(&cap.output, "[vm0] ");
         complete(&t, "guest run", &cap.output)?;
         println!("   {t:?} ({:.1} s wall)", cap.elapsed.as_secs_f64());

@@ -15,12 +15,14 @@
 //! | `Hypercall` | RAX = 0: exit with status RBX; otherwise RAX = -1 |
 //! | `Shutdown`, `Exception`, `Error`, `Other` | stop with a report |
 //!
-//! Interrupts: while the PIC has a vector pending, the guest runs with
-//! `RUN_WINDOW` and the vector is injected at the `InterruptWindow` exit;
-//! only a guest halted with IF set (the kernel has just stepped over its
-//! HLT, so no STI or MOV SS shadow can be in force) gets the vector
-//! injected straight away. The registers do not show the interrupt shadow,
-//! and an injection inside one would be refused at entry. Every entry
+//! Interrupts: a vector the PIC has pending is injected straight away when
+//! the last exit carried `INTERRUPTIBLE` (the kernel saw IF set, no STI or
+//! MOV SS shadow and no event in delivery: the CPU would accept it at this
+//! instruction boundary) or the guest is halted with IF set (the kernel has
+//! just stepped over its HLT); otherwise the guest runs with `RUN_WINDOW`
+//! and the vector is injected at the `InterruptWindow` exit. The registers
+//! do not show the interrupt shadow, and an injection inside one would be
+//! refused at entry. Every entry
 //! passes the PIT's next IRQ 0 time as the deadline, so timer interrupts
 //! arrive on time even when the guest never exits by itself.
 //!
@@ -377,6 +379,8 @@ impl Monitor {
     fn run_loop(&mut self, host: &mut dyn Host) -> Result<End, HostError> {
         let (mut flags, mut in_value) = (0u64, 0u64);
         let mut halted = false;
+        // The last exit said an interrupt injected now enters at once.
+        let mut interruptible = false;
         loop {
             let now = host.now();
             let uart = &mut self.board.uart;
@@ -388,13 +392,15 @@ impl Monitor {
             }
             let mut run_flags = flags;
             if let Some(v) = self.board.pending_vector() {
-                if halted {
-                    // Just past its HLT: no interrupt shadow, IF was set.
+                if halted || interruptible {
+                    // Just past its HLT (no interrupt shadow, IF was set), or
+                    // the kernel said the guest can take it at this entry.
                     match host.inject(v) {
                         Ok(()) => {
                             self.board.acknowledge();
                         }
-                        Err(Error::Busy) => {}
+                        // One is still queued: this one waits for a window.
+                        Err(Error::Busy) => run_flags |= vm::RUN_WINDOW,
                         Err(e) => return Err(HostError { call: "vm_inject", error: e }),
                     }
                     halted = false;
@@ -422,6 +428,7 @@ impl Monitor {
                 self.count_port(exit.port as u16);
             }
             (flags, in_value) = (0, 0);
+            interruptible = exit.flags & vm::INTERRUPTIBLE != 0;
             match self.handle(host, &exit)? {
                 Next::Go(f, v) => (flags, in_value) = (f, v),
                 Next::Halt => halted = true,
