@@ -140,10 +140,17 @@ fn three(elf: &Path, bundle: &Path) -> Result<()> {
     lines.extend(lg::session(3, ""));
     lines.push("exit 0".into());
     let cap = typed_run(elf, bundle, 3, &lines, 420)?;
+    // The whole console stays behind for a look at a slow or failed run.
+    let log = crate::util::target_dir().join("linux-three-guests.log");
+    let _ = std::fs::write(&log, &cap.output);
+    // Each VMM's last lines: how long its guest ran and how it exited.
+    for l in linux_part(&cap.output).lines().filter(|l| l.contains("] ran ")) {
+        println!("        {}", l.trim_end());
+    }
     let mut want: Vec<String> = (0..3).flat_map(guest_ok).collect();
     want.extend((1..=3).map(|c| format!("MiB of RAM on cpu {c}:")));
     want.push("mc2: init powered off with status 0".into());
-    need(&cap, &want)?;
+    need(&cap, &want).map_err(|e| format!("{e}\n(the whole console: {})", log.display()))?;
     // The warm-up's flat guests end the same way: count only what follows.
     let linux = Captured { status: cap.status, output: linux_part(&cap.output).to_string(), timed_out: cap.timed_out, elapsed: cap.elapsed };
     need(&linux, &(0..3).map(|id| format!("[vm{id}] guest exited with status 0")).collect::<Vec<_>>())?;
