@@ -168,17 +168,14 @@ pub fn run(args: &[String]) -> Result<()> {
         &cats,
         &[Series::new("bare Linux", vec![(0.0, 100.0), (1.0, 100.0)]), Series::new("guest of mc2", vec![(0.0, pct[0]), (1.0, pct[1])])],
     );
-    let raw = svg::bar_chart(
-        "Best times (ms, guest clock)",
-        "workload",
-        "ms",
-        &cats,
-        &[
-            Series::new("bare Linux", WORKLOADS.iter().enumerate().map(|(i, w)| (i as f64, best(&bare_runs, w))).collect()),
-            Series::new("guest of mc2", WORKLOADS.iter().enumerate().map(|(i, w)| (i as f64, best(&guest_runs, w))).collect()),
-            Series::new("3 guests at once (mean)", WORKLOADS.iter().enumerate().map(|(i, w)| (i as f64, three.iter().filter_map(|m| m.get(*w)).sum::<f64>() / 3.0)).collect()),
-        ],
-    );
+    let mut series = vec![
+        Series::new("bare Linux", WORKLOADS.iter().enumerate().map(|(i, w)| (i as f64, best(&bare_runs, w))).collect()),
+        Series::new("guest of mc2", WORKLOADS.iter().enumerate().map(|(i, w)| (i as f64, best(&guest_runs, w))).collect()),
+    ];
+    if three_guests {
+        series.push(Series::new("3 guests at once (mean)", WORKLOADS.iter().enumerate().map(|(i, w)| (i as f64, three.iter().filter_map(|m| m.get(*w)).sum::<f64>() / 3.0)).collect()));
+    }
+    let raw = svg::bar_chart("Best times (ms, guest clock)", "workload", "ms", &cats, &series);
     let svg_path = dir.join("guests.svg");
     std::fs::write(&svg_path, svg::page(&[rel, raw])).map_err(|e| e.to_string())?;
     println!("\nwrote {} and {}", json_path.display(), svg_path.display());

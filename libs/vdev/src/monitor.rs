@@ -422,7 +422,7 @@ impl Monitor {
             }
             let exit = hcall("vm_run", host.run(run_flags, deadline.unwrap_or(0), in_value))?;
             self.exits += 1;
-            self.kernel_exits += exit.handled;
+            self.kernel_exits = self.kernel_exits.saturating_add(exit.handled);
             self.by_kind[if (exit.kind as usize) < 16 { exit.kind as usize } else { 0 }] += 1;
             if exit.kind == ExitKind::Io as u32 {
                 self.count_port(exit.port as u16);
