@@ -142,6 +142,10 @@ fn warm_up(cpus: usize) -> Vec<String> {
 /// over, and a guest's ticks arrive only at exits (the host's 4 ms tick),
 /// merged when its vCPU's QEMU thread gets little of the host's 2 cores; a
 /// healthy run here shows uptimes of 20-25 s after 45-50 s of wall time.
+/// One cause of slow runs on a busy host was found and fixed: the boot-time
+/// calibration once measured 4x the TSC rate, which made every host tick,
+/// the VMMs' deadlines and the guests' clocks 4x slow (now the shortest of
+/// five windows counts); it would slow all three guests, though, not one.
 /// The whole console is kept so that the next such run can be read.
 fn three(elf: &Path, bundle: &Path) -> Result<()> {
     let mut lines = warm_up(3);
