@@ -616,6 +616,12 @@ pub mod vm {
     pub const REP: u32 = 4;
     pub const WRITE: u32 = 8;
     pub const EXEC: u32 = 16;
+    /// Set on any exit after which the guest can take an external
+    /// interrupt at the next entry (RFLAGS.IF set, no STI/MOV SS interrupt
+    /// shadow, no event being delivered, none queued): an interrupt
+    /// `vm_inject`ed now enters right away, as the CPU would accept it at
+    /// this instruction boundary, with no `RUN_WINDOW` round trip.
+    pub const INTERRUPTIBLE: u32 = 32;
 
     /// What `vm_run` reports.
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

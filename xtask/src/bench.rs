@@ -16,7 +16,7 @@ pub fn run(args: &[String]) -> Result<()> {
         Some("mm") => mm(),
         Some("ipc") => ipc(&args[1..]),
         Some("vm") => crate::bench_vm::run(&args[1..]),
-        Some("guests") => crate::bench_guests::run(),
+        Some("guests") => crate::bench_guests::run(&args[1..]),
         Some(other) => Err(format!("unknown benchmark `{other}` (available: locks, mm, ipc, vm, guests)")),
         None => Err("which benchmark? (available: locks, mm, ipc, vm, guests)".into()),
     }

@@ -135,15 +135,36 @@ fn warm_up(cpus: usize) -> Vec<String> {
     l
 }
 
+/// Known flake (issue 7), reproduced 2026-11-27 in 3 of 4 runs of this
+/// check on a busy 2-core host (not in the one run of the same three guests
+/// started without the warm-up): the guest started first (vm0, CPU 1) prints its
+/// `starting Linux` line last and then boots far slower than the other two
+/// (its early printk clock read 57.8 s at the ACPI message where the others
+/// read 2.6 and 4.2 s; one run timed out at 420 s, the others took 108 and
+/// 147 s against 65-73 s), and it made about 2.5 times the host-interrupt
+/// exits and 2-6 times the deadline exits of the others. Cause not found
+/// yet: per-vector counts on CPUs 2 and 3 showed only the 250 Hz tick.
+/// One cause of slow runs on a busy host was found and fixed: the boot-time
+/// calibration once measured 4x the TSC rate, which made every host tick,
+/// the VMMs' deadlines and the guests' clocks 4x slow (now the shortest of
+/// five windows counts); it would slow all three guests, though, not one.
+/// The whole console is kept so that the next such run can be read.
 fn three(elf: &Path, bundle: &Path) -> Result<()> {
     let mut lines = warm_up(3);
     lines.extend(lg::session(3, ""));
     lines.push("exit 0".into());
     let cap = typed_run(elf, bundle, 3, &lines, 420)?;
+    // The whole console stays behind for a look at a slow or failed run.
+    let log = crate::util::target_dir().join("linux-three-guests.log");
+    let _ = std::fs::write(&log, &cap.output);
+    // Each VMM's last lines: how long its guest ran and how it exited.
+    for l in linux_part(&cap.output).lines().filter(|l| l.contains("] ran ")) {
+        println!("        {}", l.trim_end());
+    }
     let mut want: Vec<String> = (0..3).flat_map(guest_ok).collect();
     want.extend((1..=3).map(|c| format!("MiB of RAM on cpu {c}:")));
     want.push("mc2: init powered off with status 0".into());
-    need(&cap, &want)?;
+    need(&cap, &want).map_err(|e| format!("{e}\n(the whole console: {})", log.display()))?;
     // The warm-up's flat guests end the same way: count only what follows.
     let linux = Captured { status: cap.status, output: linux_part(&cap.output).to_string(), timed_out: cap.timed_out, elapsed: cap.elapsed };
     need(&linux, &(0..3).map(|id| format!("[vm{id}] guest exited with status 0")).collect::<Vec<_>>())?;

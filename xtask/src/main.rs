@@ -56,7 +56,9 @@ usage: cargo xtask <command>
   test-vm [--quick]             only the hypervisor checks of `test` (guests under SVM and VT-x)
   bench locks [--smp N]         the seed's lock experiment (host + in mc2 under QEMU)
   bench mm | ipc | vm           memory, IPC and hypervisor costs (docs/benchmarks.md)
-  bench guests                  workloads in a Linux guest vs the same Linux bare (QEMU TCG)
+  bench guests [--rounds N] [--one]
+                                workloads in a Linux guest vs the same Linux bare (QEMU TCG;
+                                default 2 rounds; --one: without the three-guest run)
   build [--mcs] [--bkl]         build the kernel image (checking its layout) and the program bundle
   deps                          install QEMU, Bochs and the GRUB tools (Debian/Ubuntu)
 ";

@@ -162,20 +162,32 @@ impl LocalApic {
         self.send(apic_id, ICR_STARTUP | ICR_LEVEL_ASSERT | vector as u32);
     }
 
-    /// Measure the timer's and the TSC's rates against the PIT (`ms` milliseconds).
+    /// Measure the timer's and the TSC's rates against the PIT: the
+    /// shortest of [`CALIBRATION_ROUNDS`] windows of `ms` milliseconds. A
+    /// window can only come out too long, never too short (both counts
+    /// start before the PIT does and are read after it has run out): the CPU
+    /// may be away meanwhile (an emulator's vCPU thread descheduled on a
+    /// busy host; once, one window here measured four times the TSC rate and
+    /// every tick, sleep and guest clock ran four times too slow).
     pub fn calibrate(&self, ms: u32) -> Calibration {
-        self.write(reg::TIMER_DIVIDE, DIVIDE_BY_16);
-        self.write(reg::LVT_TIMER, LVT_MASKED);
-        self.write(reg::TIMER_INITIAL, u32::MAX);
-        let tsc0 = machine::x86::rdtsc();
-        crate::pit::wait_ms(ms);
-        let left = self.read(reg::TIMER_CURRENT);
-        let tsc1 = machine::x86::rdtsc();
-        self.write(reg::TIMER_INITIAL, 0);
-        let c = Calibration {
-            timer_ticks_per_ms: ((u32::MAX - left) / ms).max(1) as u64,
-            tsc_per_ms: ((tsc1 - tsc0) / ms as u64).max(1),
-        };
+        let ms = ms.max(1);
+        let mut best: Option<(u64, u32)> = None;
+        for _ in 0..CALIBRATION_ROUNDS {
+            self.write(reg::TIMER_DIVIDE, DIVIDE_BY_16);
+            self.write(reg::LVT_TIMER, LVT_MASKED);
+            self.write(reg::TIMER_INITIAL, u32::MAX);
+            let tsc0 = machine::x86::rdtsc();
+            crate::pit::wait_ms(ms);
+            let left = self.read(reg::TIMER_CURRENT);
+            let tsc1 = machine::x86::rdtsc();
+            self.write(reg::TIMER_INITIAL, 0);
+            let tsc = tsc1.wrapping_sub(tsc0);
+            if best.is_none_or(|(b, _)| tsc < b) {
+                best = Some((tsc, u32::MAX - left));
+            }
+        }
+        let (tsc, timer) = best.unwrap_or((1, 1));
+        let c = Calibration { timer_ticks_per_ms: (timer / ms).max(1) as u64, tsc_per_ms: (tsc / ms as u64).max(1) };
         TIMER_TICKS_PER_MS.store(c.timer_ticks_per_ms, Ordering::Relaxed);
         TSC_PER_MS.store(c.tsc_per_ms, Ordering::Relaxed);
         c
@@ -197,6 +209,9 @@ impl LocalApic {
         self.write(reg::TIMER_INITIAL, 0);
     }
 }
+
+/// Calibration windows measured; the shortest counts.
+pub const CALIBRATION_ROUNDS: u32 = 5;
 
 /// Result of [`LocalApic::calibrate`].
 #[derive(Clone, Copy, Debug)]

@@ -589,6 +589,14 @@ impl Vm {
             Arch::Svm { vmcb, .. } => vmcb.request_window(on),
         }
     }
+    /// The hardware has an event to deliver at the next entry (re-injected
+    /// after an exit during its delivery, or raised by the kernel).
+    fn event_pending(&self) -> bool {
+        match &self.arch {
+            Arch::Vmx { vmcs, .. } => vmcs.event_pending(),
+            Arch::Svm { vmcb, .. } => vmcb.event_pending(),
+        }
+    }
     fn can_take_interrupt(&self) -> bool {
         let (rflags, shadow) = match &self.arch {
             Arch::Vmx { vmcs, .. } => (vmcs.rflags(), vmcs.interrupt_shadow()),
@@ -675,10 +683,16 @@ pub fn run(id: u64, owner: u32, flags: u64, deadline: u64, in_value: u64, host: 
     };
     // Every exit counts, those the VMM sees as well as those handled here.
     public.exits.fetch_add(handled + u64::from(result.is_ok()), Ordering::Relaxed);
+    // Tell the VMM when an interrupt it injects now would enter at once: it
+    // then skips the interrupt-window round trip (a world switch each way).
+    let interruptible = vm.pending.is_none() && !vm.event_pending() && vm.can_take_interrupt();
     public.state.store(ST_STOPPED, Ordering::Release);
     put(vm);
     result.map(|mut e| {
         e.handled = handled;
+        if interruptible {
+            e.flags |= abi::vm::INTERRUPTIBLE;
+        }
         e
     })
 }
@@ -716,10 +730,7 @@ fn run_guest(vm: &mut Vm, deadline: u64, window: bool, host: &impl Host, handled
         // (an interrupted delivery or a fault the kernel raised): it goes in at
         // a later entry instead of overwriting that one.
         if let Some(e) = vm.pending {
-            let busy = match &vm.arch {
-                Arch::Vmx { vmcs, .. } => vmcs.event_pending(),
-                Arch::Svm { vmcb, .. } => vmcb.event_pending(),
-            };
+            let busy = vm.event_pending();
             if !busy && e.kind == 0 && !vm.can_take_interrupt() {
                 // An external interrupt only enters an interruptible guest
                 // (SDM Vol. 3 §26.3.1.5; APM §15.20): wait for the window.

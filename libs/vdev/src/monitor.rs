@@ -15,12 +15,14 @@
 //! | `Hypercall` | RAX = 0: exit with status RBX; otherwise RAX = -1 |
 //! | `Shutdown`, `Exception`, `Error`, `Other` | stop with a report |
 //!
-//! Interrupts: while the PIC has a vector pending, the guest runs with
-//! `RUN_WINDOW` and the vector is injected at the `InterruptWindow` exit;
-//! only a guest halted with IF set (the kernel has just stepped over its
-//! HLT, so no STI or MOV SS shadow can be in force) gets the vector
-//! injected straight away. The registers do not show the interrupt shadow,
-//! and an injection inside one would be refused at entry. Every entry
+//! Interrupts: a vector the PIC has pending is injected straight away when
+//! the last exit carried `INTERRUPTIBLE` (the kernel saw IF set, no STI or
+//! MOV SS shadow and no event in delivery: the CPU would accept it at this
+//! instruction boundary) or the guest is halted with IF set (the kernel has
+//! just stepped over its HLT); otherwise the guest runs with `RUN_WINDOW`
+//! and the vector is injected at the `InterruptWindow` exit. The registers
+//! do not show the interrupt shadow, and an injection inside one would be
+//! refused at entry. Every entry
 //! passes the PIT's next IRQ 0 time as the deadline, so timer interrupts
 //! arrive on time even when the guest never exits by itself.
 //!
@@ -238,6 +240,9 @@ pub struct Monitor {
     min_slice: u64,
     /// Exits handled by the monitor.
     pub exits: u64,
+    /// Exits the kernel handled itself meanwhile (host interrupts, CPUID,
+    /// ...), as `Exit::handled` reports them.
+    pub kernel_exits: u64,
     /// Of those, by kind (`abi::vm::ExitKind` as index; 0: unknown kinds).
     pub by_kind: [u64; 16],
     /// The port of the most I/O exits so far and their count (a profile's
@@ -268,6 +273,7 @@ impl Monitor {
             noted_len: 0,
             min_slice: tsc_per_ms / 1000 * MIN_SLICE_US,
             exits: 0,
+            kernel_exits: 0,
             by_kind: [0; 16],
             io_ports: [(0, 0); 8],
         }
@@ -373,6 +379,8 @@ impl Monitor {
     fn run_loop(&mut self, host: &mut dyn Host) -> Result<End, HostError> {
         let (mut flags, mut in_value) = (0u64, 0u64);
         let mut halted = false;
+        // The last exit said an interrupt injected now enters at once.
+        let mut interruptible = false;
         loop {
             let now = host.now();
             let uart = &mut self.board.uart;
@@ -384,13 +392,15 @@ impl Monitor {
             }
             let mut run_flags = flags;
             if let Some(v) = self.board.pending_vector() {
-                if halted {
-                    // Just past its HLT: no interrupt shadow, IF was set.
+                if halted || interruptible {
+                    // Just past its HLT (no interrupt shadow, IF was set), or
+                    // the kernel said the guest can take it at this entry.
                     match host.inject(v) {
                         Ok(()) => {
                             self.board.acknowledge();
                         }
-                        Err(Error::Busy) => {}
+                        // One is still queued: this one waits for a window.
+                        Err(Error::Busy) => run_flags |= vm::RUN_WINDOW,
                         Err(e) => return Err(HostError { call: "vm_inject", error: e }),
                     }
                     halted = false;
@@ -412,11 +422,13 @@ impl Monitor {
             }
             let exit = hcall("vm_run", host.run(run_flags, deadline.unwrap_or(0), in_value))?;
             self.exits += 1;
+            self.kernel_exits = self.kernel_exits.saturating_add(exit.handled);
             self.by_kind[if (exit.kind as usize) < 16 { exit.kind as usize } else { 0 }] += 1;
             if exit.kind == ExitKind::Io as u32 {
                 self.count_port(exit.port as u16);
             }
             (flags, in_value) = (0, 0);
+            interruptible = exit.flags & vm::INTERRUPTIBLE != 0;
             match self.handle(host, &exit)? {
                 Next::Go(f, v) => (flags, in_value) = (f, v),
                 Next::Halt => halted = true,

@@ -54,7 +54,7 @@ use abi::Error;
 use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::fmt;
+use core::fmt::{self, Write as _};
 use rt::text::Words;
 use rt::{println, proc, sys};
 use vdev::board::{Board, Config};
@@ -499,24 +499,22 @@ fn run_vm(id: u64, o: &Options, guest: &Guest, ram_bytes: u64, size: u64, cpu: u
     let end = m.run(&mut host);
     let ms = rt::time::rdtsc().saturating_sub(started) / tsc_per_ms.max(1);
     let backed = m.backed_bytes() >> 10;
-    println!("[vm{id}] ran {ms} ms, {} exits, {backed} KiB of guest RAM backed", m.exits);
+    println!("[vm{id}] ran {ms} ms, {} exits (and {} the kernel handled), {backed} KiB of guest RAM backed", m.exits, m.kernel_exits);
     let k = &m.by_kind;
     let mut ports = m.io_ports;
     ports.sort_unstable_by_key(|p| core::cmp::Reverse(p.1));
+    let mut busiest = String::new();
+    for (port, n) in ports.iter().filter(|p| p.1 > 0) {
+        let _ = write!(busiest, "{}{port:#x} ({n})", if busiest.is_empty() { "" } else { ", " });
+    }
     println!(
-        "[vm{id}] exits: io {} memfault {} hlt {} msr {} window {} deadline {}; busiest ports {:#x} ({}), {:#x} ({}), {:#x} ({})",
+        "[vm{id}] exits: io {} memfault {} hlt {} msr {} window {} deadline {}; busiest ports {busiest}",
         k[ExitKind::Io as usize],
         k[ExitKind::MemFault as usize],
         k[ExitKind::Hlt as usize],
         k[ExitKind::Msr as usize],
         k[ExitKind::InterruptWindow as usize],
         k[ExitKind::Deadline as usize],
-        ports[0].0,
-        ports[0].1,
-        ports[1].0,
-        ports[1].1,
-        ports[2].0,
-        ports[2].1
     );
     match end {
         Ok(End::Exited(s)) => {

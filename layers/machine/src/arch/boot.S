@@ -26,6 +26,13 @@
 .set CR0_EM, 4
 .set CR0_WP, 0x10000
 .set CR0_PG, 0x80000000
+/* CR4.PSE only matters to 32-bit paging (SDM Vol. 3A §2.5, §4.1.1: with
+ * PAE or 4-level paging the PS bit alone makes large pages). It is set
+ * anyway so that the host's CR4 agrees with a Linux guest's (Linux sets
+ * PSE) in the bits QEMU TCG compares at every CR4 load (PGE, PAE, PSE,
+ * SMEP, SMAP, LA57): a difference there costs a second full TLB and
+ * jump-cache flush at each VMRUN and #VMEXIT under emulation. */
+.set CR4_PSE, 0x10
 .set CR4_PAE, 0x20
 .set CR4_PGE, 0x80
 .set CR4_OSFXSR, 0x200
@@ -133,7 +140,7 @@ mc2_multiboot_entry:
  * In: %edi = PML4 physical. */
 .Lenter_long_mode_regs:
     mov %cr4, %eax
-    or $(CR4_PAE + CR4_PGE + CR4_OSFXSR + CR4_OSXMMEXCPT), %eax
+    or $(CR4_PSE + CR4_PAE + CR4_PGE + CR4_OSFXSR + CR4_OSXMMEXCPT), %eax
     mov %eax, %cr4
     mov %edi, %cr3
     mov $MSR_EFER, %ecx
@@ -203,7 +210,7 @@ mc2_ap_trampoline_start:
     mov %ax, %es
     mov %ax, %ss
     mov %cr4, %eax
-    or $(CR4_PAE + CR4_PGE + CR4_OSFXSR + CR4_OSXMMEXCPT), %eax
+    or $(CR4_PSE + CR4_PAE + CR4_PGE + CR4_OSFXSR + CR4_OSXMMEXCPT), %eax
     mov %eax, %cr4
     mov (TRAMPOLINE_PHYS + .Ltr_cr3 - mc2_ap_trampoline_start), %eax
     mov %eax, %cr3
