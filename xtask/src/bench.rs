@@ -307,26 +307,47 @@ fn ipc(args: &[String]) -> Result<()> {
         rtt_mem_i / linux_rtt
     );
 
-    println!("\n== throughput: transactions per ms over {ms} ms (median of {repeats} boots), QEMU TCG multi-threaded, one vCPU per host core");
+    println!("\n== throughput: transactions per ms over {ms} ms, QEMU TCG multi-threaded with {max_cpus} vCPUs (one per host core)");
+    println!("   every CPU count and payload measured in each boot, one after another, so that each speedup is a ratio taken in one run; median of {repeats} boots");
     let mut rows = Vec::new();
+    // (kernel, cpus, payload) -> per-ms samples, and the in-boot speedups.
     let mut table: Vec<(String, usize, u64, f64)> = Vec::new();
+    let mut speedups: Vec<(String, usize, u64, f64)> = Vec::new();
     for (label, elf) in [("fine", &fine), ("bkl", &bkl)] {
+        // A server and a client per CPU: give each run room for all of them.
+        let quota = 256 + 128 * max_cpus;
+        let command = format!("run -q {quota} ipcbench sweep {max_cpus} {ms}");
+        let expected = max_cpus * payloads.len();
+        let mut boots: Vec<Vec<(usize, u64, f64)>> = Vec::new();
+        for _ in 0..repeats.max(1) {
+            let lines = mc2_command(elf, &bundle, max_cpus, Tcg::MultiThreaded, false, &command)?;
+            let mut got = Vec::new();
+            for l in lines.iter().filter(|l| l.split_whitespace().next() == Some("tput")) {
+                let f = |k: &str| field(l, k).and_then(|v| v.parse::<f64>().ok());
+                if let (Some(c), Some(p), Some(x)) = (f("cpus"), f("payload"), f("per_ms")) {
+                    got.push((c as usize, p as u64, x));
+                }
+            }
+            if got.len() != expected {
+                return Err(format!("{label}: {} of {expected} tput results in one boot:\n{}", got.len(), lines.join("\n")));
+            }
+            boots.push(got);
+        }
         for cpus in 1..=max_cpus {
             for &p in &payloads {
-                // A server and a client per CPU: give the run room for all of them.
-                let quota = 256 + 128 * cpus;
-                let mut samples = Vec::new();
-                for _ in 0..repeats.max(1) {
-                    let lines = mc2_command(elf, &bundle, cpus, Tcg::MultiThreaded, false, &format!("run -q {quota} ipcbench tput {cpus} {p} {ms}"))?;
-                    samples.push(value(&lines, "tput", "per_ms").ok_or(format!("no tput result for {label} cpus={cpus} payload={p}"))?);
-                }
+                let at = |b: &Vec<(usize, u64, f64)>, c: usize| b.iter().find(|r| r.0 == c && r.1 == p).map(|r| r.2).unwrap_or(f64::NAN);
+                let mut samples: Vec<f64> = boots.iter().map(|b| at(b, cpus)).collect();
+                let mut ratios: Vec<f64> = boots.iter().map(|b| at(b, cpus) / at(b, 1)).collect();
                 let per_ms = median(&mut samples);
-                println!("  {label:<5} cpus={cpus} payload={p:<5} {per_ms:>10.2} /ms  (median of {samples:.2?})");
+                let s = median(&mut ratios);
+                println!("  {label:<5} cpus={cpus} payload={p:<5} {per_ms:>10.2} /ms  (boots {samples:.2?})  speedup {s:.2} (boots {ratios:.2?})");
                 table.push((label.to_string(), cpus, p, per_ms));
+                speedups.push((label.to_string(), cpus, p, s));
             }
         }
     }
     let tput = |l: &str, c: usize, p: u64| table.iter().find(|r| r.0 == l && r.1 == c && r.2 == p).map(|r| r.3).unwrap_or(f64::NAN);
+    let speedup = |l: &str, c: usize, p: u64| speedups.iter().find(|r| r.0 == l && r.1 == c && r.2 == p).map(|r| r.3).unwrap_or(f64::NAN);
     let mut figures = serde_json::Map::new();
     figures.insert("null_syscall_instructions".into(), json!(null_i));
     figures.insert("ipc_roundtrip_instructions".into(), json!(rtt_i));
@@ -339,7 +360,7 @@ fn ipc(args: &[String]) -> Result<()> {
     for (label, _) in [("fine", ()), ("bkl", ())] {
         for cpus in 1..=max_cpus {
             for &p in &payloads {
-                let s = tput(label, cpus, p) / tput(label, 1, p);
+                let s = speedup(label, cpus, p);
                 rows.push(json!({"kernel": label, "cpus": cpus, "payload": p, "per_ms": tput(label, cpus, p), "speedup": s}));
                 if cpus > 1 {
                     println!("  {label:<5} cpus={cpus} payload={p:<5} speedup {s:.2}");
@@ -352,7 +373,7 @@ fn ipc(args: &[String]) -> Result<()> {
         "benchmark": "ipc",
         "figures": figures,
         "instructions": {"environment": "QEMU TCG, 1 vCPU, -icount shift=0; mc2: ipcbench; Linux: Debian's kernel package with a static test program as /init", "mc2": {"null_syscall": null_i, "ipc_roundtrip": rtt_i, "ipc_roundtrip_memory": rtt_mem_i}, "linux": {"null_syscall": linux_null, "pipe_roundtrip": linux_rtt}},
-        "throughput": {"environment": format!("QEMU TCG multi-threaded, one vCPU per host core ({} cores), {ms} ms per point, median of {repeats} boots", host_cpus()), "rows": rows},
+        "throughput": {"environment": format!("QEMU TCG multi-threaded, one vCPU per host core ({} cores), every CPU count and payload in each boot, {ms} ms per point, speedups are in-boot ratios, median of {repeats} boots", host_cpus()), "rows": rows},
     });
     let dir = out_dir()?;
     let json_path = dir.join("ipc.json");
@@ -360,7 +381,7 @@ fn ipc(args: &[String]) -> Result<()> {
     let speed_series = |label: &str| -> Vec<Series> {
         payloads
             .iter()
-            .map(|&p| Series::new(format!("{label} payload {p}"), (1..=max_cpus).map(|c| (c as f64, tput(label, c, p) / tput(label, 1, p))).collect()))
+            .map(|&p| Series::new(format!("{label} payload {p}"), (1..=max_cpus).map(|c| (c as f64, speedup(label, c, p))).collect()))
             .collect()
     };
     let mut series = speed_series("fine");

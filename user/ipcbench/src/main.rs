@@ -14,6 +14,9 @@
 //!   BENCH ipc roundtrip_memory cycles_per_roundtrip=X bytes=8 rounds=N client_cpu=A server_cpu=B
 //! ipcbench tput CPUS PAYLOAD MS   a server and a client on each CPU k < CPUS for MS milliseconds
 //!   BENCH ipc tput cpus=C payload=P transactions=T ms=M per_ms=X
+//! ipcbench sweep CPUS MS          `tput` for every CPU count 1..=CPUS and payload 0, 500, 1000,
+//!                                 2000, one after another (the xtask's speedups are ratios
+//!                                 taken within one boot)
 //! ```
 //!
 //! Cycles are TSC ticks (under QEMU `-icount` the TSC counts instructions).
@@ -40,7 +43,7 @@ use alloc::string::String;
 use rt::text::Words;
 use rt::{println, proc, sys, time};
 
-const USAGE: &str = "usage: ipcbench [null [N] | rtt [N] [CPU] | rttmem [N] [CPU] | tput CPUS PAYLOAD MS]";
+const USAGE: &str = "usage: ipcbench [null [N] | rtt [N] [CPU] | rttmem [N] [CPU] | tput CPUS PAYLOAD MS | sweep CPUS MS]";
 const NULL_CALLS: u64 = 10_000;
 const RTT_ROUNDS: u64 = 2_000;
 const TPUT_MS: u64 = 100;
@@ -76,6 +79,7 @@ fn main() -> i32 {
         Some("rtt") => rtt(&mut w, true),
         Some("rttmem") => rtt(&mut w, false),
         Some("tput") => tput(&mut w),
+        Some("sweep") => sweep(&mut w),
         Some("rttserver") => rtt_server(&mut w),
         Some("server") => server(&mut w),
         Some("client") => client(&mut w),
@@ -198,6 +202,21 @@ fn rtt_server(w: &mut Words) -> Result<(), String> {
         let v = u64::from_le_bytes(buf).wrapping_add(1);
         (len, _) = sys::call_chan(reply, &v.to_le_bytes(), mine, &mut buf).map_err(|e| format!("server: reply and receive: {e}"))?;
     }
+}
+
+/// Payloads of the seed's sweep, in TSC cycles.
+const PAYLOADS: [u64; 4] = [0, 500, 1000, 2000];
+
+fn sweep(w: &mut Words) -> Result<(), String> {
+    let cpus = w.need_u64("CPUS")?;
+    let ms = w.need_u64("MS")?;
+    w.end()?;
+    for c in 1..=cpus {
+        for p in PAYLOADS {
+            tput(&mut Words::new(&format!("{c} {p} {ms}")))?;
+        }
+    }
+    Ok(())
 }
 
 fn spawn_error(what: &str, cpu: u64, quota: u64, e: Error) -> String {
