@@ -220,6 +220,28 @@ pub const SHORT_MESSAGE: usize = 8 * SHORT_WORDS;
 pub const SHORT_WORDS: usize = 3;
 /// `CALL_SHORT`'s "no channel" (only receive, or only send).
 pub const NO_CHANNEL: u64 = u64::MAX;
+
+/// The registers of a short message of `bytes` (little-endian, zero past
+/// the end; bytes past `SHORT_MESSAGE` are not carried).
+pub fn short_words(bytes: &[u8]) -> [u64; SHORT_WORDS] {
+    let mut w = [0u64; SHORT_WORDS];
+    for (w, c) in w.iter_mut().zip(bytes.chunks(8)) {
+        let mut x = [0u8; 8];
+        x[..c.len()].copy_from_slice(c);
+        *w = u64::from_le_bytes(x);
+    }
+    w
+}
+
+/// The bytes the registers of a short message hold (the message is the
+/// first `length` of them).
+pub fn short_bytes(words: &[u64; SHORT_WORDS]) -> [u8; SHORT_MESSAGE] {
+    let mut b = [0u8; SHORT_MESSAGE];
+    for (c, w) in b.chunks_exact_mut(8).zip(words) {
+        c.copy_from_slice(&w.to_le_bytes());
+    }
+    b
+}
 /// Largest console write in one call, bytes.
 pub const MAX_CONSOLE_WRITE: usize = 4096;
 /// Program names in the boot image are at most this long.

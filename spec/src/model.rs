@@ -722,11 +722,8 @@ impl Model {
                 if len > short {
                     return fail(Error::TooLarge);
                 }
-                let mut bytes = Vec::new();
-                for w in [a[3], a[4], a[5]] {
-                    bytes.extend(Self::val(w)?.to_le_bytes());
-                }
-                bytes.truncate(len as usize);
+                let words = [Self::val(a[3])?, Self::val(a[4])?, Self::val(a[5])?];
+                let bytes = abi::short_bytes(&words)[..len as usize].to_vec();
                 self.sys_send(pid, chan, Src::Regs(bytes), len, recv)
             }
             nr::SHM_OFFER => self.sys_shm_offer(pid, Self::val(a[0])?, Self::val(a[1])?),

@@ -68,24 +68,6 @@ impl Place {
     }
 }
 
-fn to_bytes(w: &Words) -> [u8; abi::SHORT_MESSAGE] {
-    let mut b = [0u8; abi::SHORT_MESSAGE];
-    for (c, w) in b.chunks_exact_mut(8).zip(w) {
-        c.copy_from_slice(&w.to_le_bytes());
-    }
-    b
-}
-
-fn to_words(b: &[u8]) -> Words {
-    let mut w = [0u64; abi::SHORT_WORDS];
-    for (w, c) in w.iter_mut().zip(b.chunks(8)) {
-        let mut x = [0u8; 8];
-        x[..c.len()].copy_from_slice(c);
-        *w = u64::from_le_bytes(x);
-    }
-    w
-}
-
 /// `words` with the bytes from `len` on cleared (they are not part of the
 /// message).
 #[inline(always)]
@@ -104,11 +86,11 @@ fn transfer(c: &impl Copier, spid: Pid, src: &Place, dpid: Pid, dst: &Place) -> 
     let len = src.len();
     match (*src, *dst) {
         (Place::Mem { va: s, .. }, Place::Mem { va: d, .. }) => c.copy(spid, s, dpid, d, len).map(|()| [0; abi::SHORT_WORDS]),
-        (Place::Regs { words, .. }, Place::Mem { va, .. }) => c.write(dpid, va, &to_bytes(&words)[..len]).map(|()| [0; abi::SHORT_WORDS]),
+        (Place::Regs { words, .. }, Place::Mem { va, .. }) => c.write(dpid, va, &abi::short_bytes(&words)[..len]).map(|()| [0; abi::SHORT_WORDS]),
         (Place::Mem { va, .. }, Place::Regs { .. }) => {
             let mut b = [0u8; abi::SHORT_MESSAGE];
             c.read(spid, va, &mut b[..len])?;
-            Ok(to_words(&b[..len]))
+            Ok(abi::short_words(&b[..len]))
         }
         (Place::Regs { words, .. }, Place::Regs { .. }) => Ok(trim(words, len)),
     }
@@ -256,13 +238,10 @@ impl Channels {
     /// `SHORT_MESSAGE` bytes); returns (length, sender pid, the words for a
     /// register destination).
     pub fn recv_into(&self, s: &impl Sched, c: &impl Copier, pid: Pid, chan: u64, dst: Place) -> Result<(u64, u64, Words), Error> {
-        let cap = match dst {
-            Place::Mem { len, .. } => len,
-            Place::Regs { .. } => abi::SHORT_MESSAGE,
-        };
-        let dst = match dst {
-            Place::Regs { .. } => Place::Regs { words: [0; abi::SHORT_WORDS], len: cap },
-            m => m,
+        // Registers always hold up to SHORT_MESSAGE bytes.
+        let (cap, dst) = match dst {
+            Place::Regs { .. } => (abi::SHORT_MESSAGE, Place::Regs { words: [0; abi::SHORT_WORDS], len: abi::SHORT_MESSAGE }),
+            m => (m.len(), m),
         };
         let me = s.current();
         let mut g = self.table[chan_index(chan)?].lock();

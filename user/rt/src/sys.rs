@@ -100,13 +100,7 @@ impl Short {
         if bytes.len() > abi::SHORT_MESSAGE {
             return Err(Error::TooLarge);
         }
-        let mut words = [0u64; abi::SHORT_WORDS];
-        for (w, c) in words.iter_mut().zip(bytes.chunks(8)) {
-            let mut b = [0u8; 8];
-            b[..c.len()].copy_from_slice(c);
-            *w = u64::from_le_bytes(b);
-        }
-        Ok(Short { len: bytes.len(), words })
+        Ok(Short { len: bytes.len(), words: abi::short_words(bytes) })
     }
 
     /// One word as an 8-byte message.
@@ -116,11 +110,7 @@ impl Short {
 
     /// The message's bytes.
     pub fn bytes(&self) -> ([u8; abi::SHORT_MESSAGE], usize) {
-        let mut b = [0u8; abi::SHORT_MESSAGE];
-        for (c, w) in b.chunks_exact_mut(8).zip(self.words) {
-            c.copy_from_slice(&w.to_le_bytes());
-        }
-        (b, self.len.min(abi::SHORT_MESSAGE))
+        (abi::short_bytes(&self.words), self.len.min(abi::SHORT_MESSAGE))
     }
 }
 
