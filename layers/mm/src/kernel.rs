@@ -513,6 +513,11 @@ pub fn map_kernel_stack(slot: usize, first: Frame, pages: usize, entry: extern "
     // owned by the caller, who hands them to this thread alone; the stack
     // area maps the same frames, which nothing uses before the thread runs.
     let stack = unsafe { core::slice::from_raw_parts_mut(base as *mut u64, bytes / 8) };
+    // Zeroed whole: no bytes of the frames' last owner survive, and (under
+    // QEMU TCG) translated code cached for frames that held a dead
+    // process's program is dropped now, not kept to make every later push
+    // to this stack take the emulator's self-modifying-code slow path.
+    stack.fill(0);
     let below = stack.len() - machine::trap::USER_ENTRY_RESERVE / 8;
     let rsp = machine::context::init_stack(&mut stack[..below], entry, arg);
     // The same place in the stack area.
