@@ -283,6 +283,8 @@ fn value(lines: &[String], name: &str, key: &str) -> Option<f64> {
 fn ipc(args: &[String]) -> Result<()> {
     let ms: u64 = crate::flag_value(args, "--ms").map(|v| v.parse().map_err(|_| format!("--ms takes a number, not `{v}`"))).transpose()?.unwrap_or(1000);
     let repeats: usize = crate::flag_value(args, "--repeats").map(|v| v.parse().map_err(|_| format!("--repeats takes a number, not `{v}`"))).transpose()?.unwrap_or(3);
+    // Runs per point: each boot goes this many times up the CPU counts and back down.
+    let rounds: u64 = crate::flag_value(args, "--rounds").map(|v| v.parse().map_err(|_| format!("--rounds takes a number, not `{v}`"))).transpose()?.unwrap_or(4).max(1);
     let max_cpus: usize = crate::flag_value(args, "--cpus").map(|v| v.parse().map_err(|_| format!("--cpus takes a number, not `{v}`"))).transpose()?.unwrap_or_else(|| host_cpus().clamp(1, 16));
     let payloads = [0u64, 500, 1000, 2000];
     let fine = kbuild::build(LockKind::Ticket, true)?;
@@ -308,7 +310,7 @@ fn ipc(args: &[String]) -> Result<()> {
     );
 
     println!("\n== throughput: transactions per ms over {ms} ms, QEMU TCG multi-threaded with {max_cpus} vCPUs (one per host core)");
-    println!("   every CPU count and payload measured in each boot, one after another, so that each speedup is a ratio taken in one run; median of {repeats} boots");
+    println!("   every CPU count and payload measured in each boot (per payload {rounds} times up the CPU counts and back down, {} ms a run), so that each speedup is a ratio taken in one run; median of {repeats} boots", ms / (2 * rounds));
     let mut rows = Vec::new();
     // (kernel, cpus, payload) -> per-ms samples, and the in-boot speedups.
     let mut table: Vec<(String, usize, u64, f64)> = Vec::new();
@@ -316,8 +318,9 @@ fn ipc(args: &[String]) -> Result<()> {
     for (label, elf) in [("fine", &fine), ("bkl", &bkl)] {
         // A server and a client per CPU: give each run room for all of them.
         let quota = 256 + 128 * max_cpus;
-        let command = format!("run -q {quota} ipcbench sweep {max_cpus} {ms}");
-        let expected = max_cpus * payloads.len();
+        let command = format!("run -q {quota} ipcbench sweep {max_cpus} {ms} {rounds}");
+        // 2 ROUNDS runs per point (`sweep` goes up the CPU counts and back down ROUNDS times).
+        let expected = 2 * rounds as usize * max_cpus * payloads.len();
         let mut boots: Vec<Vec<(usize, u64, f64)>> = Vec::new();
         for _ in 0..repeats.max(1) {
             let lines = mc2_command(elf, &bundle, max_cpus, Tcg::MultiThreaded, false, &command)?;
@@ -335,7 +338,10 @@ fn ipc(args: &[String]) -> Result<()> {
         }
         for cpus in 1..=max_cpus {
             for &p in &payloads {
-                let at = |b: &Vec<(usize, u64, f64)>, c: usize| b.iter().find(|r| r.0 == c && r.1 == p).map(|r| r.2).unwrap_or(f64::NAN);
+                let at = |b: &Vec<(usize, u64, f64)>, c: usize| {
+                    let runs: Vec<f64> = b.iter().filter(|r| r.0 == c && r.1 == p).map(|r| r.2).collect();
+                    if runs.is_empty() { f64::NAN } else { runs.iter().sum::<f64>() / runs.len() as f64 }
+                };
                 let mut samples: Vec<f64> = boots.iter().map(|b| at(b, cpus)).collect();
                 let mut ratios: Vec<f64> = boots.iter().map(|b| at(b, cpus) / at(b, 1)).collect();
                 let per_ms = median(&mut samples);
@@ -373,7 +379,7 @@ fn ipc(args: &[String]) -> Result<()> {
         "benchmark": "ipc",
         "figures": figures,
         "instructions": {"environment": "QEMU TCG, 1 vCPU, -icount shift=0; mc2: ipcbench; Linux: Debian's kernel package with a static test program as /init", "mc2": {"null_syscall": null_i, "ipc_roundtrip": rtt_i, "ipc_roundtrip_memory": rtt_mem_i}, "linux": {"null_syscall": linux_null, "pipe_roundtrip": linux_rtt}},
-        "throughput": {"environment": format!("QEMU TCG multi-threaded, one vCPU per host core ({} cores), every CPU count and payload in each boot, {ms} ms per point, speedups are in-boot ratios, median of {repeats} boots", host_cpus()), "rows": rows},
+        "throughput": {"environment": format!("QEMU TCG multi-threaded, one vCPU per host core ({} cores), every CPU count and payload in each boot, per payload {rounds} times up the CPU counts and back down ({} ms a run, {ms} ms per point), speedups are in-boot ratios, median of {repeats} boots", host_cpus(), ms / (2 * rounds)), "rows": rows},
     });
     let dir = out_dir()?;
     let json_path = dir.join("ipc.json");

@@ -46,6 +46,7 @@ extern crate std;
 
 mod mcs;
 mod once;
+mod padded;
 mod spinlock;
 mod sync;
 mod ticket;
@@ -56,6 +57,7 @@ pub mod mutants;
 pub use machine::cpu::MAX_CPUS;
 pub use mcs::McsLock;
 pub use once::Once;
+pub use padded::Padded;
 pub use spinlock::{SpinLock, SpinLockGuard};
 pub use ticket::TicketLock;
 

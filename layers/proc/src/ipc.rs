@@ -24,7 +24,7 @@ use crate::wait::{Sched, RESULTS};
 use crate::Pid;
 use abi::Error;
 use core::sync::atomic::{AtomicU64, Ordering};
-use lock::SpinLock;
+use lock::{Padded, SpinLock};
 use thread::{Tid, MAX_THREADS};
 
 /// Channels the kernel holds at once.
@@ -114,13 +114,21 @@ struct Channel {
     waiting_receiver: Option<Waiting>,
 }
 
+/// One thread's IPC slots.
+struct Mailbox {
+    /// What the thread offers while it is blocked sending.
+    request: SpinLock<Option<Waiting>>,
+    /// The words delivered to it while it is blocked as a register receiver
+    /// (written before its result, read after: `RESULTS` orders them).
+    inbox: [AtomicU64; abi::SHORT_WORDS],
+}
+
+/// The channel table. Each channel and each thread's mailbox sit on cache
+/// lines of their own, so that pairs of processes on different CPUs share
+/// no line through it.
 pub struct Channels {
-    table: [SpinLock<Option<Channel>>; MAX_CHANNELS],
-    /// What each blocked sender offers (indexed by thread).
-    requests: [SpinLock<Option<Waiting>>; MAX_THREADS],
-    /// The words delivered to each blocked register receiver (written
-    /// before its result, read after: `RESULTS` orders them).
-    inbox: [[AtomicU64; abi::SHORT_WORDS]; MAX_THREADS],
+    table: [Padded<SpinLock<Option<Channel>>>; MAX_CHANNELS],
+    mailboxes: [Padded<Mailbox>; MAX_THREADS],
 }
 
 impl Default for Channels {
@@ -136,9 +144,8 @@ fn chan_index(chan: u64) -> Result<usize, Error> {
 impl Channels {
     pub const fn new() -> Self {
         Channels {
-            table: [const { SpinLock::new(None) }; MAX_CHANNELS],
-            requests: [const { SpinLock::new(None) }; MAX_THREADS],
-            inbox: [const { [const { AtomicU64::new(0) }; abi::SHORT_WORDS] }; MAX_THREADS],
+            table: [const { Padded::new(SpinLock::new(None)) }; MAX_CHANNELS],
+            mailboxes: [const { Padded::new(Mailbox { request: SpinLock::new(None), inbox: [const { AtomicU64::new(0) }; abi::SHORT_WORDS] }) }; MAX_THREADS],
         }
     }
 
@@ -221,10 +228,10 @@ impl Channels {
             }
         }
         let q = ch.senders;
-        *self.requests[me as usize].lock() = Some(Waiting { tid: me, pid, place: src });
+        *self.mailboxes[me as usize].request.lock() = Some(Waiting { tid: me, pid, place: src });
         RESULTS.arm(me);
         s.block(q, g);
-        *self.requests[me as usize].lock() = None;
+        *self.mailboxes[me as usize].request.lock() = None;
         RESULTS.get(me).map(|(r, _)| r).unwrap_or(Err(Error::PeerGone))
     }
 
@@ -250,7 +257,7 @@ impl Channels {
             return Err(Error::NotPermitted);
         }
         while let Some(t) = s.take(ch.senders) {
-            let Some(w) = *self.requests[t as usize].lock() else {
+            let Some(w) = *self.mailboxes[t as usize].request.lock() else {
                 // Cannot happen (a sender records its request before
                 // queueing); fail it rather than lose track of it.
                 RESULTS.set(t, Err(Error::PeerGone), 0);
@@ -289,14 +296,14 @@ impl Channels {
 
     #[inline(always)]
     fn post(&self, t: Tid, words: &Words) {
-        for (slot, w) in self.inbox[t as usize].iter().zip(words) {
+        for (slot, w) in self.mailboxes[t as usize].inbox.iter().zip(words) {
             slot.store(*w, Ordering::Relaxed);
         }
     }
 
     #[inline(always)]
     fn collect(&self, t: Tid) -> Words {
-        let b = &self.inbox[t as usize];
+        let b = &self.mailboxes[t as usize].inbox;
         [b[0].load(Ordering::Relaxed), b[1].load(Ordering::Relaxed), b[2].load(Ordering::Relaxed)]
     }
 

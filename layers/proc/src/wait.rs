@@ -4,6 +4,7 @@
 
 use abi::Error;
 use core::sync::atomic::{AtomicU64, Ordering};
+use lock::Padded;
 use thread::{Scheduler, Tid, MAX_THREADS};
 
 /// What the process layer needs from the scheduler.
@@ -66,8 +67,13 @@ impl Sched for Scheduler {
 /// completes it before waking the waiter (the scheduler's queue locks order
 /// the write before the waiter's read).
 pub struct Results {
-    value: [AtomicU64; MAX_THREADS],
-    second: [AtomicU64; MAX_THREADS],
+    /// Per thread, on a cache line of its own.
+    slots: [Padded<ResultSlot>; MAX_THREADS],
+}
+
+struct ResultSlot {
+    value: AtomicU64,
+    second: AtomicU64,
 }
 
 impl Default for Results {
@@ -81,25 +87,25 @@ pub const PENDING: u64 = u64::MAX - 1;
 
 impl Results {
     pub const fn new() -> Self {
-        Results { value: [const { AtomicU64::new(PENDING) }; MAX_THREADS], second: [const { AtomicU64::new(0) }; MAX_THREADS] }
+        Results { slots: [const { Padded::new(ResultSlot { value: AtomicU64::new(PENDING), second: AtomicU64::new(0) }) }; MAX_THREADS] }
     }
 
     /// Mark `t`'s result as not yet known (before it blocks).
     pub fn arm(&self, t: Tid) {
-        self.value[t as usize].store(PENDING, Ordering::Relaxed);
+        self.slots[t as usize].value.store(PENDING, Ordering::Relaxed);
     }
 
     /// Deliver `r` (and a second value) to `t`.
     pub fn set(&self, t: Tid, r: Result<u64, Error>, second: u64) {
-        self.second[t as usize].store(second, Ordering::Relaxed);
-        self.value[t as usize].store(abi::encode(r), Ordering::Release);
+        self.slots[t as usize].second.store(second, Ordering::Relaxed);
+        self.slots[t as usize].value.store(abi::encode(r), Ordering::Release);
     }
 
     /// `t`'s result, or `None` if nothing was delivered (woken for another
     /// reason, e.g. killed).
     pub fn get(&self, t: Tid) -> Option<(Result<u64, Error>, u64)> {
-        let v = self.value[t as usize].load(Ordering::Acquire);
-        (v != PENDING).then(|| (abi::decode(v), self.second[t as usize].load(Ordering::Relaxed)))
+        let v = self.slots[t as usize].value.load(Ordering::Acquire);
+        (v != PENDING).then(|| (abi::decode(v), self.slots[t as usize].second.load(Ordering::Relaxed)))
     }
 }
 

@@ -11,7 +11,7 @@
 
 use crate::Tid;
 use core::sync::atomic::{AtomicU32, Ordering};
-use lock::SpinLock;
+use lock::{Padded, SpinLock};
 
 /// "No thread" / "no queue".
 pub const NIL: u32 = u32::MAX;
@@ -44,17 +44,30 @@ pub mod mutant {
     pub const UNLINK_KEEPS_HOME: u8 = 2;
 }
 
-/// `Q` queues over `T` thread ids.
-pub struct QueueSet<const Q: usize, const T: usize> {
-    ends: [SpinLock<Ends>; Q],
-    /// Each queue's length: written under the queue's lock, read without it
+/// One queue: its ends under its lock, and its length.
+struct Head {
+    ends: SpinLock<Ends>,
+    /// The queue's length: written under the queue's lock, read without it
     /// (a snapshot, like any length once the lock is dropped; it lets a
     /// caller that holds a lock of its own which orders the enqueues, such
     /// as a channel's, ask "anyone waiting?" without taking the queue's).
-    lens: [AtomicU32; Q],
-    next: [AtomicU32; T],
-    prev: [AtomicU32; T],
-    home: [AtomicU32; T],
+    len: AtomicU32,
+}
+
+/// One thread's links.
+struct Links {
+    next: AtomicU32,
+    prev: AtomicU32,
+    /// The queue that holds the thread, or NIL.
+    home: AtomicU32,
+}
+
+/// `Q` queues over `T` thread ids. Each queue and each thread's links sit on
+/// cache lines of their own: the queues of different CPUs (ready queues,
+/// channels' wait queues) never share a line.
+pub struct QueueSet<const Q: usize, const T: usize> {
+    heads: [Padded<Head>; Q],
+    links: [Padded<Links>; T],
     /// Which deliberate bug is on (see [`mutant`]).
     #[cfg(feature = "mutants")]
     pub mutant: core::sync::atomic::AtomicU8,
@@ -69,11 +82,8 @@ impl<const Q: usize, const T: usize> Default for QueueSet<Q, T> {
 impl<const Q: usize, const T: usize> QueueSet<Q, T> {
     pub const fn new() -> Self {
         QueueSet {
-            ends: [const { SpinLock::new(Ends { head: NIL, tail: NIL }) }; Q],
-            lens: [const { AtomicU32::new(0) }; Q],
-            next: [const { AtomicU32::new(NIL) }; T],
-            prev: [const { AtomicU32::new(NIL) }; T],
-            home: [const { AtomicU32::new(NIL) }; T],
+            heads: [const { Padded::new(Head { ends: SpinLock::new(Ends { head: NIL, tail: NIL }), len: AtomicU32::new(0) }) }; Q],
+            links: [const { Padded::new(Links { next: AtomicU32::new(NIL), prev: AtomicU32::new(NIL), home: AtomicU32::new(NIL) }) }; T],
             #[cfg(feature = "mutants")]
             mutant: core::sync::atomic::AtomicU8::new(0),
         }
@@ -93,16 +103,16 @@ impl<const Q: usize, const T: usize> QueueSet<Q, T> {
     pub fn enqueue(&self, q: usize, t: Tid) -> Result<(), QueueError> {
         self.check(q, t)?;
         let ti = t as usize;
-        let mut e = self.ends[q].lock();
+        let mut e = self.heads[q].ends.lock();
         // Claim the thread for this queue (while holding q's lock, so a
         // concurrent dequeue from q cannot observe half-linked state).
-        self.home[ti].compare_exchange(NIL, q as u32, Ordering::AcqRel, Ordering::Acquire).map_err(|_| QueueError::AlreadyQueued)?;
-        self.next[ti].store(NIL, Ordering::Relaxed);
-        self.prev[ti].store(e.tail, Ordering::Relaxed);
+        self.links[ti].home.compare_exchange(NIL, q as u32, Ordering::AcqRel, Ordering::Acquire).map_err(|_| QueueError::AlreadyQueued)?;
+        self.links[ti].next.store(NIL, Ordering::Relaxed);
+        self.links[ti].prev.store(e.tail, Ordering::Relaxed);
         if e.tail == NIL {
             e.head = t;
         } else {
-            self.next[e.tail as usize].store(t, Ordering::Relaxed);
+            self.links[e.tail as usize].next.store(t, Ordering::Relaxed);
         }
         e.tail = t;
         self.count(q, 1);
@@ -114,7 +124,7 @@ impl<const Q: usize, const T: usize> QueueSet<Q, T> {
         if q >= Q {
             return None;
         }
-        let mut e = self.ends[q].lock();
+        let mut e = self.heads[q].ends.lock();
         let t = e.head;
         if t == NIL {
             return None;
@@ -128,10 +138,10 @@ impl<const Q: usize, const T: usize> QueueSet<Q, T> {
         if self.check(q, t).is_err() {
             return false;
         }
-        let mut e = self.ends[q].lock();
-        if self.home[t as usize].load(Ordering::Acquire) != q as u32 {
+        let mut e = self.heads[q].ends.lock();
+        if self.links[t as usize].home.load(Ordering::Acquire) != q as u32 {
             #[cfg(feature = "mutants")]
-            if self.mutant.load(Ordering::Relaxed) == mutant::REMOVE_IGNORES_HOME && self.home[t as usize].load(Ordering::Acquire) != NIL {
+            if self.mutant.load(Ordering::Relaxed) == mutant::REMOVE_IGNORES_HOME && self.links[t as usize].home.load(Ordering::Acquire) != NIL {
                 self.unlink(&mut e, q, t);
                 return true;
             }
@@ -143,32 +153,32 @@ impl<const Q: usize, const T: usize> QueueSet<Q, T> {
 
     /// Add `d` to queue `q`'s length (its lock held: a plain store suffices).
     fn count(&self, q: usize, d: i32) {
-        let n = self.lens[q].load(Ordering::Relaxed);
-        self.lens[q].store(n.wrapping_add_signed(d), Ordering::Release);
+        let n = self.heads[q].len.load(Ordering::Relaxed);
+        self.heads[q].len.store(n.wrapping_add_signed(d), Ordering::Release);
     }
 
     /// Unlink `t`, which is in queue `q`, whose ends are `e` (lock held).
     fn unlink(&self, e: &mut Ends, q: usize, t: Tid) {
         let ti = t as usize;
-        let (p, n) = (self.prev[ti].load(Ordering::Relaxed), self.next[ti].load(Ordering::Relaxed));
+        let (p, n) = (self.links[ti].prev.load(Ordering::Relaxed), self.links[ti].next.load(Ordering::Relaxed));
         if p == NIL {
             e.head = n;
         } else {
-            self.next[p as usize].store(n, Ordering::Relaxed);
+            self.links[p as usize].next.store(n, Ordering::Relaxed);
         }
         if n == NIL {
             e.tail = p;
         } else {
-            self.prev[n as usize].store(p, Ordering::Relaxed);
+            self.links[n as usize].prev.store(p, Ordering::Relaxed);
         }
-        self.next[ti].store(NIL, Ordering::Relaxed);
-        self.prev[ti].store(NIL, Ordering::Relaxed);
+        self.links[ti].next.store(NIL, Ordering::Relaxed);
+        self.links[ti].prev.store(NIL, Ordering::Relaxed);
         self.count(q, -1);
         #[cfg(feature = "mutants")]
         if self.mutant.load(Ordering::Relaxed) == mutant::UNLINK_KEEPS_HOME {
             return;
         }
-        self.home[ti].store(NIL, Ordering::Release);
+        self.links[ti].home.store(NIL, Ordering::Release);
     }
 
     /// Number of threads in queue `q`.
@@ -176,7 +186,7 @@ impl<const Q: usize, const T: usize> QueueSet<Q, T> {
         if q >= Q {
             return 0;
         }
-        self.lens[q].load(Ordering::Acquire) as usize
+        self.heads[q].len.load(Ordering::Acquire) as usize
     }
 
     pub fn is_empty(&self, q: usize) -> bool {
@@ -185,7 +195,7 @@ impl<const Q: usize, const T: usize> QueueSet<Q, T> {
 
     /// Which queue holds `t`, if any.
     pub fn home(&self, t: Tid) -> Option<usize> {
-        let h = self.home.get(t as usize)?.load(Ordering::Acquire);
+        let h = self.links.get(t as usize)?.home.load(Ordering::Acquire);
         (h != NIL).then_some(h as usize)
     }
 
@@ -195,15 +205,15 @@ impl<const Q: usize, const T: usize> QueueSet<Q, T> {
         if q >= Q {
             return 0;
         }
-        let e = self.ends[q].lock();
+        let e = self.heads[q].ends.lock();
         let mut t = e.head;
         let mut n = 0;
         while t != NIL && n < out.len() {
             out[n] = t;
             n += 1;
-            t = self.next[t as usize].load(Ordering::Relaxed);
+            t = self.links[t as usize].next.load(Ordering::Relaxed);
         }
-        self.lens[q].load(Ordering::Acquire) as usize
+        self.heads[q].len.load(Ordering::Acquire) as usize
     }
 }
 

@@ -19,7 +19,7 @@
 use crate::queue::QueueSet;
 use crate::Tid;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
-use lock::SpinLock;
+use lock::{Padded, SpinLock};
 use machine::MAX_CPUS;
 
 /// Threads the kernel can hold at once, idle threads (ids `0..MAX_CPUS`) included.
@@ -89,28 +89,39 @@ struct Sleepers {
     len: usize,
 }
 
+/// One thread's scheduler slot (on a cache line of its own: threads of
+/// different CPUs never write a shared line).
+struct ThreadSlot {
+    state: AtomicU8,
+    home: AtomicU32,
+    saved_rsp: AtomicU64,
+    kstack_top: AtomicU64,
+    /// Page-table root the thread runs with (its process's address space;
+    /// the kernel's tables for idle threads).
+    cr3: AtomicU64,
+    /// Still executing on its CPU (cleared by the next thread after the switch).
+    on_cpu: AtomicBool,
+    /// Interrupted (killed): must not go to sleep any more.
+    interrupted: AtomicBool,
+}
+
+/// One CPU's scheduler state (on a cache line of its own).
+struct CpuSlot {
+    current: AtomicU32,
+    /// A thread to run next on this CPU ahead of the ready queue (the
+    /// direct switch of synchronous IPC), or NIL.
+    handoff: AtomicU32,
+    switched_from: AtomicU32,
+    /// The thread this CPU ran before its current one (for fault reports).
+    previous: AtomicU32,
+    ticks: AtomicU64,
+}
+
 /// The scheduler state of the whole machine.
 pub struct Scheduler {
     pub queues: QueueSet<MAX_QUEUES, MAX_THREADS>,
-    state: [AtomicU8; MAX_THREADS],
-    home: [AtomicU32; MAX_THREADS],
-    saved_rsp: [AtomicU64; MAX_THREADS],
-    kstack_top: [AtomicU64; MAX_THREADS],
-    /// Page-table root each thread runs with (its process's address space;
-    /// the kernel's tables for idle threads).
-    cr3: [AtomicU64; MAX_THREADS],
-    /// Still executing on its CPU (cleared by the next thread after the switch).
-    on_cpu: [AtomicBool; MAX_THREADS],
-    /// Interrupted (killed): must not go to sleep any more.
-    interrupted: [AtomicBool; MAX_THREADS],
-    current: [AtomicU32; MAX_CPUS],
-    /// A thread to run next on this CPU ahead of the ready queue (the
-    /// direct switch of synchronous IPC), or NIL.
-    handoff: [AtomicU32; MAX_CPUS],
-    switched_from: [AtomicU32; MAX_CPUS],
-    /// The thread each CPU ran before its current one (for fault reports).
-    previous: [AtomicU32; MAX_CPUS],
-    ticks: [AtomicU64; MAX_CPUS],
+    threads: [Padded<ThreadSlot>; MAX_THREADS],
+    cpus: [Padded<CpuSlot>; MAX_CPUS],
     sleepers: [SpinLock<Sleepers>; MAX_CPUS],
     /// Which wait queues are handed out (bit i = queue FIRST_WAIT_QUEUE + i).
     wait_alloc: SpinLock<[u64; MAX_WAIT_QUEUES / 64]>,
@@ -133,18 +144,26 @@ impl Scheduler {
     pub const fn new() -> Self {
         Scheduler {
             queues: QueueSet::new(),
-            state: [const { AtomicU8::new(State::Free as u8) }; MAX_THREADS],
-            home: [const { AtomicU32::new(0) }; MAX_THREADS],
-            saved_rsp: [const { AtomicU64::new(0) }; MAX_THREADS],
-            kstack_top: [const { AtomicU64::new(0) }; MAX_THREADS],
-            cr3: [const { AtomicU64::new(0) }; MAX_THREADS],
-            on_cpu: [const { AtomicBool::new(false) }; MAX_THREADS],
-            interrupted: [const { AtomicBool::new(false) }; MAX_THREADS],
-            current: [const { AtomicU32::new(0) }; MAX_CPUS],
-            handoff: [const { AtomicU32::new(crate::queue::NIL) }; MAX_CPUS],
-            switched_from: [const { AtomicU32::new(crate::queue::NIL) }; MAX_CPUS],
-            previous: [const { AtomicU32::new(crate::queue::NIL) }; MAX_CPUS],
-            ticks: [const { AtomicU64::new(0) }; MAX_CPUS],
+            threads: [const {
+                Padded::new(ThreadSlot {
+                    state: AtomicU8::new(State::Free as u8),
+                    home: AtomicU32::new(0),
+                    saved_rsp: AtomicU64::new(0),
+                    kstack_top: AtomicU64::new(0),
+                    cr3: AtomicU64::new(0),
+                    on_cpu: AtomicBool::new(false),
+                    interrupted: AtomicBool::new(false),
+                })
+            }; MAX_THREADS],
+            cpus: [const {
+                Padded::new(CpuSlot {
+                    current: AtomicU32::new(0),
+                    handoff: AtomicU32::new(crate::queue::NIL),
+                    switched_from: AtomicU32::new(crate::queue::NIL),
+                    previous: AtomicU32::new(crate::queue::NIL),
+                    ticks: AtomicU64::new(0),
+                })
+            }; MAX_CPUS],
             sleepers: [const { SpinLock::new(Sleepers { list: [(0, 0); MAX_THREADS], len: 0 }) }; MAX_CPUS],
             wait_alloc: SpinLock::new([0; MAX_WAIT_QUEUES / 64]),
             slots: SpinLock::new(()),
@@ -163,62 +182,62 @@ impl Scheduler {
     }
 
     pub fn state(&self, t: Tid) -> State {
-        self.state.get(t as usize).map(|s| State::from_u8(s.load(Ordering::Acquire))).unwrap_or(State::Free)
+        self.threads.get(t as usize).map(|s| State::from_u8(s.state.load(Ordering::Acquire))).unwrap_or(State::Free)
     }
 
     fn set_state(&self, t: Tid, s: State) {
-        self.state[t as usize].store(s as u8, Ordering::Release);
+        self.threads[t as usize].state.store(s as u8, Ordering::Release);
     }
 
     /// The CPU a thread is pinned to.
     pub fn home_cpu(&self, t: Tid) -> usize {
-        self.home[t as usize].load(Ordering::Relaxed) as usize
+        self.threads[t as usize].home.load(Ordering::Relaxed) as usize
     }
 
     /// The thread running on `cpu`.
     pub fn current(&self, cpu: usize) -> Tid {
-        self.current[cpu].load(Ordering::Acquire)
+        self.cpus[cpu].current.load(Ordering::Acquire)
     }
 
     /// The thread `cpu` ran before its current one (NIL if none yet), for
     /// fault reports.
     pub fn previous(&self, cpu: usize) -> Tid {
-        self.previous[cpu].load(Ordering::Relaxed)
+        self.cpus[cpu].previous.load(Ordering::Relaxed)
     }
 
     /// Change the page tables `t` runs with (a process tearing down its space
     /// moves to the kernel's first).
     pub fn set_cr3(&self, t: Tid, cr3: u64) {
-        self.cr3[t as usize].store(cr3, Ordering::Relaxed);
+        self.threads[t as usize].cr3.store(cr3, Ordering::Relaxed);
     }
 
     /// Top of `t`'s kernel stack.
     pub fn kstack_top(&self, t: Tid) -> u64 {
-        self.kstack_top[t as usize].load(Ordering::Relaxed)
+        self.threads[t as usize].kstack_top.load(Ordering::Relaxed)
     }
 
     /// Ticks seen by `cpu`'s timer.
     pub fn ticks(&self, cpu: usize) -> u64 {
-        self.ticks[cpu].load(Ordering::Relaxed)
+        self.cpus[cpu].ticks.load(Ordering::Relaxed)
     }
 
     /// Adopt the calling context as `cpu`'s idle thread (thread id = cpu),
     /// running on page tables `cr3`.
     pub fn init_idle(&self, cpu: usize, cr3: u64) {
         let t = cpu as Tid;
-        self.cr3[cpu].store(cr3, Ordering::Relaxed);
-        self.home[cpu].store(cpu as u32, Ordering::Relaxed);
+        self.threads[cpu].cr3.store(cr3, Ordering::Relaxed);
+        self.threads[cpu].home.store(cpu as u32, Ordering::Relaxed);
         self.set_state(t, State::Running);
-        self.on_cpu[cpu].store(true, Ordering::Release);
-        self.current[cpu].store(t, Ordering::Release);
+        self.threads[cpu].on_cpu.store(true, Ordering::Release);
+        self.cpus[cpu].current.store(t, Ordering::Release);
     }
 
     /// Reserve a thread slot (state Free -> Blocked, not in any queue).
     pub fn alloc_thread(&self) -> Result<Tid, SchedError> {
         let _g = self.slots.lock();
         for t in MAX_CPUS..MAX_THREADS {
-            if self.state(t as Tid) == State::Free && !self.on_cpu[t].load(Ordering::Acquire) {
-                self.interrupted[t].store(false, Ordering::Relaxed);
+            if self.state(t as Tid) == State::Free && !self.threads[t].on_cpu.load(Ordering::Acquire) {
+                self.threads[t].interrupted.store(false, Ordering::Relaxed);
                 self.set_state(t as Tid, State::Blocked);
                 return Ok(t as Tid);
             }
@@ -244,15 +263,15 @@ impl Scheduler {
             return Err(SchedError::BadThread);
         }
         #[cfg(feature = "mutants")]
-        let old_home = self.home[t as usize].load(Ordering::Relaxed);
-        self.home[t as usize].store(cpu as u32, Ordering::Relaxed);
+        let old_home = self.threads[t as usize].home.load(Ordering::Relaxed);
+        self.threads[t as usize].home.store(cpu as u32, Ordering::Relaxed);
         #[cfg(feature = "mutants")]
         if self.mutant.load(Ordering::Relaxed) == mutant::START_KEEPS_HOME {
-            self.home[t as usize].store(old_home, Ordering::Relaxed);
+            self.threads[t as usize].home.store(old_home, Ordering::Relaxed);
         }
-        self.saved_rsp[t as usize].store(rsp, Ordering::Relaxed);
-        self.kstack_top[t as usize].store(kstack_top, Ordering::Relaxed);
-        self.cr3[t as usize].store(cr3, Ordering::Relaxed);
+        self.threads[t as usize].saved_rsp.store(rsp, Ordering::Relaxed);
+        self.threads[t as usize].kstack_top.store(kstack_top, Ordering::Relaxed);
+        self.threads[t as usize].cr3.store(cr3, Ordering::Relaxed);
         self.make_ready(t);
         Ok(())
     }
@@ -272,14 +291,14 @@ impl Scheduler {
     pub fn wake_handoff(&self, t: Tid) {
         let cpu = machine::cpu::id();
         #[cfg(feature = "mutants")]
-        if self.mutant.load(Ordering::Relaxed) == mutant::HANDOFF_IGNORES_HOME && self.handoff[cpu].load(Ordering::Relaxed) == crate::queue::NIL {
+        if self.mutant.load(Ordering::Relaxed) == mutant::HANDOFF_IGNORES_HOME && self.cpus[cpu].handoff.load(Ordering::Relaxed) == crate::queue::NIL {
             self.set_state(t, State::Ready);
-            self.handoff[cpu].store(t, Ordering::Relaxed);
+            self.cpus[cpu].handoff.store(t, Ordering::Relaxed);
             return;
         }
-        if self.home_cpu(t) == cpu && self.handoff[cpu].load(Ordering::Relaxed) == crate::queue::NIL {
+        if self.home_cpu(t) == cpu && self.cpus[cpu].handoff.load(Ordering::Relaxed) == crate::queue::NIL {
             self.set_state(t, State::Ready);
-            self.handoff[cpu].store(t, Ordering::Relaxed);
+            self.cpus[cpu].handoff.store(t, Ordering::Relaxed);
         } else {
             self.make_ready(t);
         }
@@ -288,7 +307,7 @@ impl Scheduler {
     /// Move a pending hand-off of `cpu` to its ready queue (at kernel exit).
     #[inline]
     pub fn flush_handoff(&self, cpu: usize) {
-        let t = self.handoff[cpu].swap(crate::queue::NIL, Ordering::Relaxed);
+        let t = self.cpus[cpu].handoff.swap(crate::queue::NIL, Ordering::Relaxed);
         if t != crate::queue::NIL {
             let _ = self.queues.enqueue(cpu, t);
         }
@@ -381,7 +400,7 @@ impl Scheduler {
         self.set_state(cur, State::Blocked);
         let _ = self.queues.enqueue(q, cur);
         core::sync::atomic::fence(Ordering::SeqCst);
-        if self.interrupted[cur as usize].load(Ordering::Acquire) && self.queues.remove(q, cur) {
+        if self.threads[cur as usize].interrupted.load(Ordering::Acquire) && self.queues.remove(q, cur) {
             // Not asleep yet and nobody woke it: carry on running.
             self.set_state(cur, State::Running);
             drop(release);
@@ -432,7 +451,7 @@ impl Scheduler {
 
     /// A timer tick on `cpu`: wake the sleepers whose time has come.
     pub fn tick(&self, cpu: usize) {
-        let now = self.ticks[cpu].fetch_add(1, Ordering::Relaxed) + 1;
+        let now = self.cpus[cpu].ticks.fetch_add(1, Ordering::Relaxed) + 1;
         let mut s = self.sleepers[cpu].lock();
         let mut i = 0;
         while i < s.len {
@@ -462,7 +481,7 @@ impl Scheduler {
 
     /// Is any thread other than the running one ready on `cpu`?
     pub fn has_ready(&self, cpu: usize) -> bool {
-        self.handoff[cpu].load(Ordering::Relaxed) != crate::queue::NIL || !self.queues.is_empty(cpu)
+        self.cpus[cpu].handoff.load(Ordering::Relaxed) != crate::queue::NIL || !self.queues.is_empty(cpu)
     }
 
     /// Leave the current thread of `cpu` for good: it becomes a zombie until
@@ -479,7 +498,7 @@ impl Scheduler {
         if (t as usize) < MAX_CPUS || t as usize >= MAX_THREADS || self.state(t) != State::Zombie {
             return Err(SchedError::BadThread);
         }
-        while self.on_cpu[t as usize].load(Ordering::Acquire) {
+        while self.threads[t as usize].on_cpu.load(Ordering::Acquire) {
             machine::x86::pause();
         }
         self.set_state(t, State::Free);
@@ -493,7 +512,7 @@ impl Scheduler {
     /// after queueing (plain `block_on` and `sleep_until` do not: their
     /// waits are bounded or not ended by kills).
     pub fn interrupt(&self, t: Tid) -> bool {
-        if let Some(flag) = self.interrupted.get(t as usize) {
+        if let Some(flag) = self.threads.get(t as usize).map(|s| &s.interrupted) {
             flag.store(true, Ordering::Release);
         }
         // Pairs with the fence in block_on_killable (store, then load, on
@@ -518,23 +537,23 @@ impl Scheduler {
     /// thread must already be queued, blocked or a zombie.
     fn switch_to_next(&self, cpu: usize) {
         let cur = self.current(cpu);
-        let h = self.handoff[cpu].swap(crate::queue::NIL, Ordering::Relaxed);
+        let h = self.cpus[cpu].handoff.swap(crate::queue::NIL, Ordering::Relaxed);
         let next = if h != crate::queue::NIL { h } else { self.queues.dequeue(cpu).unwrap_or(cpu as Tid) };
         self.set_state(next, State::Running);
         if next == cur {
             return; // woken before it got away: keep running
         }
-        self.on_cpu[next as usize].store(true, Ordering::Release);
-        self.current[cpu].store(next, Ordering::Release);
-        self.switched_from[cpu].store(cur, Ordering::Relaxed);
-        self.previous[cpu].store(cur, Ordering::Relaxed);
+        self.threads[next as usize].on_cpu.store(true, Ordering::Release);
+        self.cpus[cpu].current.store(next, Ordering::Release);
+        self.cpus[cpu].switched_from.store(cur, Ordering::Relaxed);
+        self.cpus[cpu].previous.store(cur, Ordering::Relaxed);
         #[cfg(mc2_bare)]
         #[allow(unsafe_code)]
         {
             if next as usize >= MAX_CPUS {
                 machine::percpu::set_kernel_stack(self.kstack_top(next));
             }
-            let cr3 = self.cr3[next as usize].load(Ordering::Relaxed);
+            let cr3 = self.threads[next as usize].cr3.load(Ordering::Relaxed);
             // SAFETY: every thread's cr3 is the kernel's tables or an address
             // space that shares the kernel half (mm::AddressSpace::new), live
             // until the thread is reaped, which waits for it to be off-CPU.
@@ -542,8 +561,8 @@ impl Scheduler {
                 // SAFETY: as above.
                 unsafe { machine::x86::write_cr3(cr3) };
             }
-            let save = self.saved_rsp[cur as usize].as_ptr();
-            let to = self.saved_rsp[next as usize].load(Ordering::Relaxed);
+            let save = self.threads[cur as usize].saved_rsp.as_ptr();
+            let to = self.threads[next as usize].saved_rsp.load(Ordering::Relaxed);
             // SAFETY: `to` was stored by an earlier switch away from `next`
             // or by `start` from `machine::context::init_stack`; `next` runs
             // nowhere else (only its home CPU, this one, resumes it, and it
@@ -558,9 +577,9 @@ impl Scheduler {
     /// After a switch lands in a thread: the thread we came from is off the
     /// CPU now. A new thread calls this first (see `machine::context`).
     pub fn finish_switch(&self, cpu: usize) {
-        let from = self.switched_from[cpu].swap(crate::queue::NIL, Ordering::Relaxed);
+        let from = self.cpus[cpu].switched_from.swap(crate::queue::NIL, Ordering::Relaxed);
         if from != crate::queue::NIL {
-            self.on_cpu[from as usize].store(false, Ordering::Release);
+            self.threads[from as usize].on_cpu.store(false, Ordering::Release);
         }
     }
 

@@ -12,7 +12,7 @@ use crate::programs;
 use abi::Error;
 use arrayvec::ArrayVec;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use lock::SpinLock;
+use lock::{Padded, SpinLock};
 use machine::gdt::{USER_CS, USER_DS};
 use machine::trap::TrapFrame;
 use machine::MAX_CPUS;
@@ -26,17 +26,19 @@ use thread::{MAX_THREADS, SCHED};
 
 pub type Space = AddressSpace<'static, DirectMap>;
 
-/// Each process's address space (pid-indexed).
-pub static SPACES: [SpinLock<Option<Space>>; MAX_PROCS] = [const { SpinLock::new(None) }; MAX_PROCS];
+/// Each process's address space (pid-indexed; each lock on a cache line of
+/// its own, like the per-thread words below: processes on different CPUs
+/// share no line through them).
+pub static SPACES: [Padded<SpinLock<Option<Space>>>; MAX_PROCS] = [const { Padded::new(SpinLock::new(None)) }; MAX_PROCS];
 /// Each process's kernel stack (first of its frames).
 static KSTACKS: [SpinLock<Option<Frame>>; MAX_PROCS] = [const { SpinLock::new(None) }; MAX_PROCS];
 /// Where each new process starts in user mode: entry, stack, args pointer, args length.
 static START: [SpinLock<[u64; 4]>; MAX_PROCS] = [const { SpinLock::new([0; 4]) }; MAX_PROCS];
 /// The process each thread belongs to (0: a kernel thread).
-static PID_OF: [AtomicU32; MAX_THREADS] = [const { AtomicU32::new(0) }; MAX_THREADS];
+static PID_OF: [Padded<AtomicU32>; MAX_THREADS] = [const { Padded::new(AtomicU32::new(0)) }; MAX_THREADS];
 /// The last system call each thread made (its number; u64::MAX: none yet),
 /// for fault reports.
-static LAST_CALL: [AtomicU64; MAX_THREADS] = [const { AtomicU64::new(u64::MAX) }; MAX_THREADS];
+static LAST_CALL: [Padded<AtomicU64>; MAX_THREADS] = [const { Padded::new(AtomicU64::new(u64::MAX)) }; MAX_THREADS];
 /// The shared-memory table (mC2's protocol, `mm::shm`).
 pub static SHM: SpinLock<mm::Shm> = SpinLock::new(mm::Shm::new());
 /// CPUs processes may run on (bit per CPU).

@@ -14,8 +14,9 @@
 //!   BENCH ipc roundtrip_memory cycles_per_roundtrip=X bytes=8 rounds=N client_cpu=A server_cpu=B
 //! ipcbench tput CPUS PAYLOAD MS   a server and a client on each CPU k < CPUS for MS milliseconds
 //!   BENCH ipc tput cpus=C payload=P transactions=T ms=M per_ms=X
-//! ipcbench sweep CPUS MS          `tput` for every CPU count 1..=CPUS and payload 0, 500, 1000,
-//!                                 2000, one after another (the xtask's speedups are ratios
+//! ipcbench sweep CPUS MS [ROUNDS] `tput` for every CPU count 1..=CPUS and payload 0, 500, 1000,
+//!                                 2000: per payload ROUNDS times up the CPU counts and back down,
+//!                                 MS/(2 ROUNDS) ms a run (the xtask's speedups are ratios
 //!                                 taken within one boot)
 //! ```
 //!
@@ -37,13 +38,14 @@
 
 extern crate alloc;
 
+use core::sync::atomic::{AtomicU64, Ordering};
 use abi::Error;
 use alloc::format;
 use alloc::string::String;
 use rt::text::Words;
 use rt::{println, proc, sys, time};
 
-const USAGE: &str = "usage: ipcbench [null [N] | rtt [N] [CPU] | rttmem [N] [CPU] | tput CPUS PAYLOAD MS | sweep CPUS MS]";
+const USAGE: &str = "usage: ipcbench [null [N] | rtt [N] [CPU] | rttmem [N] [CPU] | tput CPUS PAYLOAD MS | sweep CPUS MS [ROUNDS]]";
 const NULL_CALLS: u64 = 10_000;
 const RTT_ROUNDS: u64 = 2_000;
 const TPUT_MS: u64 = 100;
@@ -210,10 +212,18 @@ const PAYLOADS: [u64; 4] = [0, 500, 1000, 2000];
 fn sweep(w: &mut Words) -> Result<(), String> {
     let cpus = w.need_u64("CPUS")?;
     let ms = w.need_u64("MS")?;
+    let rounds = w.next_u64("ROUNDS")?.unwrap_or(1).max(1);
     w.end()?;
-    for c in 1..=cpus {
-        for p in PAYLOADS {
-            tput(&mut Words::new(&format!("{c} {p} {ms}")))?;
+    // Per payload, ROUNDS times up through the CPU counts and back down,
+    // MS / (2 ROUNDS) each run: a host that speeds up or slows down over the
+    // seconds of a sweep (other tenants, clock boost) then shifts every CPU
+    // count alike instead of skewing their ratio.
+    let slice = (ms / (2 * rounds)).max(1);
+    for p in PAYLOADS {
+        for _ in 0..rounds {
+            for c in (1..=cpus).chain((1..=cpus).rev()) {
+                tput(&mut Words::new(&format!("{c} {p} {slice}")))?;
+            }
         }
     }
     Ok(())
@@ -262,6 +272,21 @@ fn error_name(code: u64) -> String {
     }
 }
 
+/// The channel the helpers report on: claimed once per process and kept (a
+/// channel is only given up when its owner exits, so a `sweep` that claimed
+/// one per run would fill the channel numbers the pairs use).
+fn result_channel() -> Result<u64, String> {
+    static RESULT: AtomicU64 = AtomicU64::new(u64::MAX);
+    match RESULT.load(Ordering::Relaxed) {
+        u64::MAX => {
+            let c = sys::chan_create(u64::MAX).map_err(|e| format!("cannot claim a result channel: {e}"))?;
+            RESULT.store(c, Ordering::Relaxed);
+            Ok(c)
+        }
+        c => Ok(c),
+    }
+}
+
 fn tput(w: &mut Words) -> Result<(), String> {
     let cpus = w.need_u64("CPUS").map_err(|e| format!("{e}\n{USAGE}"))?;
     let payload = w.need_u64("PAYLOAD").map_err(|e| format!("{e}\n{USAGE}"))?;
@@ -274,7 +299,7 @@ fn tput(w: &mut Words) -> Result<(), String> {
     if ms == 0 {
         return Err("MS must be at least 1".into());
     }
-    let result = sys::chan_create(u64::MAX).map_err(|e| format!("cannot claim a result channel: {e}"))?;
+    let result = result_channel()?;
     // Keep the pairs' channels clear of the result channel.
     let base = if (CHAN_BASE..CHAN_BASE + 2 * cpus).contains(&result) { result + 1 } else { CHAN_BASE };
     if base + 2 * cpus > CHANNELS {
