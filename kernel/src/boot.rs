@@ -285,6 +285,9 @@ fn user_space(info: &BootInfo, command: &str) -> ! {
     }
     thread::SCHED.init_idle(0, kernel_cr3());
     let first = info.cmdline_value("init").filter(|p| !p.is_empty()).unwrap_or("init");
+    if command.len() > trap::process::MAX_ARGS {
+        intr::fatal(format_args!("cannot start init: the command after ` -- ` is {} bytes, at most {} fit", command.len(), trap::process::MAX_ARGS), Some(0));
+    }
     match trap::process::start_init(first, command, 0) {
         Ok(pid) => log::info!("init started (pid {pid}){}", if command.is_empty() { String::new() } else { format!(", command \"{command}\"") }),
         Err(e) => intr::fatal(format_args!("cannot start init: {e}"), Some(0)),

@@ -111,11 +111,40 @@ pub fn flag_value<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
     args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).map(String::as_str)
 }
 
+/// The longest command `run -- COMMAND` can pass: init gets it as its
+/// arguments, at most `trap::process::MAX_ARGS` bytes (the kernel keeps
+/// 1 KiB of the whole command line, which QEMU prefixes with the kernel's
+/// path).
+const MAX_COMMAND: usize = 256;
+
 fn run(args: &[String]) -> util::Result<()> {
     let (opts, command) = match args.iter().position(|a| a == "--") {
         Some(i) => (&args[..i], args[i + 1..].join(" ")),
         None => (args, String::new()),
     };
+    // Every option is checked: a mistyped one (or `--help`) must not boot
+    // the kernel into an interactive shell the user did not ask for.
+    let mut i = 0;
+    while i < opts.len() {
+        match opts[i].as_str() {
+            "--smp" | "--cmdline" | "--guests" => i += 2,
+            "--mcs" | "--bochs" | "--iso" | "--bkl" | "--stay" => i += 1,
+            "--help" | "-h" | "help" => {
+                print!("{USAGE}");
+                return Ok(());
+            }
+            other => return Err(format!("run: unknown option `{other}` (a shell command goes after `--`)\n{USAGE}")),
+        }
+    }
+    if flag_value(opts, "--smp").is_none() && opts.iter().any(|a| a == "--smp") {
+        return Err("--smp needs a number".into());
+    }
+    if command.len() > MAX_COMMAND {
+        return Err(format!(
+            "the command is {} bytes; mc2 passes at most {MAX_COMMAND} to init (its argument limit): split it, or run it from the shell",
+            command.len()
+        ));
+    }
     let smp: usize = match flag_value(opts, "--smp") {
         Some(v) => v.parse().map_err(|_| format!("--smp takes a number, not `{v}`"))?,
         None => 4,

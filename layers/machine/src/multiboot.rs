@@ -67,7 +67,7 @@ pub struct Module {
 pub struct BootInfo {
     /// Sorted, non-overlapping (where ranges overlapped, the most restrictive kind won).
     pub memory: ArrayVec<MemoryRegion, MAX_REGIONS>,
-    pub cmdline: ArrayString<256>,
+    pub cmdline: ArrayString<1024>,
     pub modules: ArrayVec<Module, MAX_MODULES>,
     pub loader: ArrayString<64>,
     /// Regions or modules that did not fit the fixed tables and were dropped.

@@ -10,12 +10,23 @@ pub fn rdtsc() -> u64 {
 }
 
 /// Busy-loop until at least `cycles` TSC ticks have passed.
+///
+/// The counter is read every [`SPIN_BATCH`] steps of a trivial loop, not
+/// every step: on hardware that overshoots by a few dozen cycles at most,
+/// and under QEMU TCG, where every guest RDTSC takes one emulator-wide lock
+/// (`vm_clock_lock`, written on each read), busy loops on several vCPUs no
+/// longer serialise each other through it.
 pub fn spin(cycles: u64) {
     let start = rdtsc();
     while rdtsc().wrapping_sub(start) < cycles {
-        core::hint::spin_loop();
+        for i in 0..SPIN_BATCH {
+            core::hint::black_box(i);
+        }
     }
 }
+
+/// Loop steps between two counter reads in [`spin`].
+pub const SPIN_BATCH: u32 = 16;
 
 /// Busy-loop until the TSC reaches `deadline`.
 pub fn spin_until(deadline: u64) {
