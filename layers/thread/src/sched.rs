@@ -181,20 +181,24 @@ impl Scheduler {
         let _ = cpu;
     }
 
+    #[inline]
     pub fn state(&self, t: Tid) -> State {
         self.threads.get(t as usize).map(|s| State::from_u8(s.state.load(Ordering::Acquire))).unwrap_or(State::Free)
     }
 
+    #[inline]
     fn set_state(&self, t: Tid, s: State) {
         self.threads[t as usize].state.store(s as u8, Ordering::Release);
     }
 
     /// The CPU a thread is pinned to.
+    #[inline]
     pub fn home_cpu(&self, t: Tid) -> usize {
         self.threads[t as usize].home.load(Ordering::Relaxed) as usize
     }
 
     /// The thread running on `cpu`.
+    #[inline]
     pub fn current(&self, cpu: usize) -> Tid {
         self.cpus[cpu].current.load(Ordering::Acquire)
     }
@@ -212,6 +216,7 @@ impl Scheduler {
     }
 
     /// Top of `t`'s kernel stack.
+    #[inline]
     pub fn kstack_top(&self, t: Tid) -> u64 {
         self.threads[t as usize].kstack_top.load(Ordering::Relaxed)
     }
@@ -480,6 +485,7 @@ impl Scheduler {
     }
 
     /// Is any thread other than the running one ready on `cpu`?
+    #[inline]
     pub fn has_ready(&self, cpu: usize) -> bool {
         self.cpus[cpu].handoff.load(Ordering::Relaxed) != crate::queue::NIL || !self.queues.is_empty(cpu)
     }

@@ -51,8 +51,12 @@ pub fn set_pm1a(port: Option<u16>) {
 /// Installed with `machine::trap::set_syscall_handler`.
 pub fn syscall_entry(frame: &mut machine::trap::TrapFrame) {
     bkl::enter();
-    let pid = process::current_pid();
-    process::note_call(frame.rax);
+    // The calling thread stays on this CPU (threads are pinned) and in this
+    // process for the whole call: look both up once.
+    let cpu = machine::cpu::id();
+    let tid = thread::SCHED.current(cpu);
+    let pid = process::pid_of(tid);
+    process::note_call(tid, frame.rax);
     let args = [frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8, frame.r9];
     let r = if frame.rax == abi::nr::CALL_SHORT {
         let (r, [w0, w1, w2]) = syscall::call_short(pid, args);
@@ -63,8 +67,8 @@ pub fn syscall_entry(frame: &mut machine::trap::TrapFrame) {
     };
     frame.rax = abi::encode(r.map(|v| v.0));
     frame.rdx = r.map(|v| v.1).unwrap_or(0);
-    thread::SCHED.flush_handoff(machine::cpu::id());
-    process::check_killed();
+    thread::SCHED.flush_handoff(cpu);
+    process::check_killed_pid(pid);
     bkl::leave();
 }
 

@@ -83,9 +83,10 @@ pub fn pid_of(t: thread::Tid) -> Pid {
 }
 
 /// Note that the running thread makes system call `nr` (for fault reports).
-pub fn note_call(nr: u64) {
-    let t = SCHED.current(machine::cpu::id()) as usize;
-    LAST_CALL[t].store(nr, Ordering::Relaxed);
+pub fn note_call(t: thread::Tid, nr: u64) {
+    if let Some(c) = LAST_CALL.get(t as usize) {
+        c.store(nr, Ordering::Relaxed);
+    }
 }
 
 /// The last system call thread `t` made, if any.
@@ -473,7 +474,11 @@ pub const KILLED: u64 = 137;
 
 /// Before returning to user mode: a killed process exits instead.
 pub fn check_killed() {
-    let pid = current_pid();
+    check_killed_pid(current_pid());
+}
+
+/// [`check_killed`] for a caller that knows the current process, `pid`.
+pub fn check_killed_pid(pid: Pid) {
     if pid != 0 && PROCS.killed(pid) {
         exit_current(KILLED);
     }
