@@ -55,7 +55,10 @@ usage: cargo xtask <command>
                                 1,000,000 fuzzed calls; docs/assurance.md)
   test-vm [--quick]             only the hypervisor checks of `test` (guests under SVM and VT-x)
   bench locks [--smp N]         the seed's lock experiment (host + in mc2 under QEMU)
-  bench mm | ipc | vm           memory, IPC and hypervisor costs (docs/benchmarks.md)
+  bench mm | vm                 memory and hypervisor costs (docs/benchmarks.md)
+  bench ipc [--repeats N] [--ms MS] [--rounds R] [--cpus N]
+                                IPC instructions vs Linux, throughput speedups (N boots, default
+                                3; MS ms a point, default 1000, in 2R runs, default 4)
   bench guests [--rounds N] [--one]
                                 workloads in a Linux guest vs the same Linux bare (QEMU TCG;
                                 default 2 rounds; --one: without the three-guest run)
