@@ -188,6 +188,38 @@ impl Gen<'_> {
         self.obj_choice(ids)
     }
 
+    /// `file_size` or `file_read` of a boot file: real names, unknown,
+    /// too long and non-UTF-8 ones, hostile pointers; reads from the start,
+    /// the middle, the end and past it, into the scratch buffer, the
+    /// read-only array or hostile addresses, with lengths from 0 to huge.
+    fn file_choice(&mut self) -> Call {
+        let files: Vec<(String, u64)> = self.model.cfg.programs.iter().map(|(n, d)| (n.clone(), d.len() as u64)).collect();
+        let (name, size): (Vec<u8>, u64) = match self.rng.below(8) {
+            0 => (b"no-such-file".to_vec(), 0),
+            1 => (vec![0xff, 0xfe, b'x'], 0),
+            2 => (vec![b'a'; 65], 0),
+            _ => self.rng.pick(&files).map(|(n, l)| (n.clone().into_bytes(), *l)).unwrap_or_default(),
+        };
+        let (at, len) = match self.rng.below(10) {
+            0 => (Arg::Val(*self.rng.pick(&HOSTILE).unwrap_or(&0)), name.len() as u64),
+            1 => (Arg::Ro(0), name.len() as u64),
+            _ => (Arg::Buf(0), name.len() as u64),
+        };
+        let fill = Fill::Bytes { off: 0, data: name };
+        if self.rng.chance(1, 3) {
+            return Call::new(nr::FILE_SIZE, &[at, Arg::Val(len)]).fill(fill);
+        }
+        let offset = *self.rng.pick(&[0, 0, 1, 100, size / 2, size.saturating_sub(10), size, size + 100, u64::MAX]).unwrap_or(&0);
+        let off = *self.rng.pick(&[128u64, 1000, 4000]).unwrap_or(&128);
+        let buf = match self.rng.below(8) {
+            0 => Arg::Ro(0),
+            1 => Arg::Val(*self.rng.pick(&HOSTILE).unwrap_or(&0)),
+            _ => Arg::Buf(off),
+        };
+        let cap = *self.rng.pick(&[0u64, 1, 64, 1000, 4096, BUF_LEN - off, u64::MAX]).unwrap_or(&64);
+        Call::new(nr::FILE_READ, &[at, Arg::Val(len), Arg::Val(offset), buf, Arg::Val(cap), Arg::Val(0)]).fill(fill)
+    }
+
     /// `call_short`: a send, a receive or both, registers of random bytes,
     /// lengths around the 24-byte limit, sometimes neither channel.
     fn call_short_choice(&mut self, me: Pid) -> Call {
@@ -365,6 +397,9 @@ impl Gen<'_> {
         }
         if self.rng.chance(1, 16) {
             return Some(self.call_short_choice(me));
+        }
+        if self.rng.chance(1, 24) {
+            return Some(self.file_choice());
         }
         // Weights per call number (0..=30), then a few unknown numbers.
         const W: [u64; 32] = [

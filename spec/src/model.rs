@@ -888,9 +888,62 @@ impl Model {
                 }
                 Err(Reject::Forbidden("powers off"))
             }
-            n if n < nr::COUNT => Err(Reject::Forbidden("a call the spec does not model yet (boot files, virtual machines)")),
+            nr::FILE_SIZE => {
+                let name = match self.file_name(pid, a[0], Self::val(a[1])?)? {
+                    Ok(n) => n,
+                    Err(e) => return fail(e),
+                };
+                match self.cfg.programs.iter().find(|(n, _)| *n == name) {
+                    Some((_, data)) => ret(data.len() as u64),
+                    None => fail(Error::NoSuchProgram),
+                }
+            }
+            nr::FILE_READ => {
+                let name = match self.file_name(pid, a[0], Self::val(a[1])?)? {
+                    Ok(n) => n,
+                    Err(e) => return fail(e),
+                };
+                let (offset, cap) = (Self::val(a[2])?, Self::val(a[4])?);
+                let Some(data) = self.cfg.programs.iter().find(|(n, _)| *n == name).map(|(_, d)| d.clone()) else {
+                    return fail(Error::NoSuchProgram);
+                };
+                // trap::vmcalls::file_read: the file from OFFSET (clamped to
+                // its end), at most CAP bytes, copied out in 64 KiB pieces,
+                // each whole or not at all (so a bad piece leaves the
+                // pieces before it written).
+                let start = offset.min(data.len() as u64) as usize;
+                let n = cap.min((data.len() - start) as u64) as usize;
+                let mut done = 0;
+                while done < n {
+                    let chunk = (n - done).min(1 << 16);
+                    let at = Self::offset(a[3], done as u64);
+                    if !self.good(pid, at, chunk as u64, true)? {
+                        return fail(Error::BadAddress);
+                    }
+                    let bytes: Bytes = data[start + done..start + done + chunk].iter().map(|&b| Some(b)).collect();
+                    self.write(pid, at, &bytes);
+                    done += chunk;
+                }
+                let bytes: Bytes = data[start..start + n].iter().map(|&b| Some(b)).collect();
+                Ok(Done::Ret(Ok((n as u64, 0)), self.hash_for(a[3], &bytes)))
+            }
+            n if n < nr::COUNT => Err(Reject::Forbidden("a call the spec does not model yet (virtual machines)")),
             _ => fail(Error::NoSys),
         }
+    }
+
+    /// The file name of a boot-file call (trap::vmcalls::file_name): longer
+    /// than 64 bytes or not UTF-8 reads as no such file.
+    fn file_name(&self, pid: Pid, at: Arg, len: u64) -> Result<Result<String, Error>, Reject> {
+        if len > 64 {
+            return Ok(Err(Error::NoSuchProgram));
+        }
+        if !self.good(pid, at, len, false)? {
+            return Ok(Err(Error::BadAddress));
+        }
+        let name: Option<Vec<u8>> = self.read(pid, at, len).into_iter().collect();
+        let name = name.ok_or(Reject::Forbidden("a file name the model does not know"))?;
+        Ok(String::from_utf8(name).map_err(|_| Error::NoSuchProgram))
     }
 
     fn sys_spawn(&mut self, parent: Pid, a: [Arg; 6]) -> Result<Done, Reject> {

@@ -57,13 +57,14 @@ pub fn resolve(cmd: &[u8], buf: &[u8]) -> [u64; 6] {
     a
 }
 
-/// The FNV-1a of what a successful receive put into the scratch buffer, if
-/// its destination was the scratch buffer.
+/// The FNV-1a of what a successful receive (or boot-file read) put into the
+/// scratch buffer, if its destination was the scratch buffer.
 pub fn received_hash(cmd: &[u8], buf: &[u8], rax: u64) -> Option<u64> {
     let n = word(cmd, 1);
     let dst = match n {
         nr::RECV => 1,
         nr::CALL => 4,
+        nr::FILE_READ => 3,
         _ => return None,
     };
     if abi::decode(rax).is_err() || (word(cmd, 8) >> (2 * dst)) & 3 != ARG_BUF {
