@@ -28,10 +28,26 @@ pub(crate) fn out_dir() -> Result<PathBuf> {
     Ok(d)
 }
 
-/// The middle value (upper middle for an even count).
+/// The middle value (the mean of the two middle ones for an even count).
+/// Sorts `v`.
 pub(crate) fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
-    v[v.len() / 2]
+    let n = v.len();
+    if n == 0 {
+        f64::NAN
+    } else if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// The `q` quantile of sorted `v` (nearest rank).
+fn quantile(v: &[f64], q: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v[((v.len() - 1) as f64 * q).round() as usize]
 }
 
 fn num(v: &Value, key: &str) -> f64 {
@@ -310,7 +326,7 @@ fn ipc(args: &[String]) -> Result<()> {
     );
 
     println!("\n== throughput: transactions per ms over {ms} ms, QEMU TCG multi-threaded with {max_cpus} vCPUs (one per host core)");
-    println!("   every CPU count and payload measured in each boot (per payload {rounds} times up the CPU counts and back down, {} ms a run), so that each speedup is a ratio taken in one run; median of {repeats} boots", ms / (2 * rounds));
+    println!("   every CPU count and payload measured in each boot (per payload {rounds} times up the CPU counts and back down, {} ms a run), each speedup is the median of the per-round ratios over {repeats} boots", ms / (2 * rounds));
     let mut rows = Vec::new();
     // (kernel, cpus, payload) -> per-ms samples, and the in-boot speedups.
     let mut table: Vec<(String, usize, u64, f64)> = Vec::new();
@@ -343,10 +359,24 @@ fn ipc(args: &[String]) -> Result<()> {
                     if runs.is_empty() { f64::NAN } else { runs.iter().sum::<f64>() / runs.len() as f64 }
                 };
                 let mut samples: Vec<f64> = boots.iter().map(|b| at(b, cpus)).collect();
-                let mut ratios: Vec<f64> = boots.iter().map(|b| at(b, cpus) / at(b, 1)).collect();
+                // One ratio per round (up the CPU counts and back down: each
+                // count's two runs against the 1-CPU runs around them), so a
+                // burst of host noise spoils one round, not a boot's figure.
+                let mut ratios: Vec<f64> = Vec::new();
+                for b in &boots {
+                    let runs: Vec<&(usize, u64, f64)> = b.iter().filter(|r| r.1 == p).collect();
+                    for round in runs.chunks(2 * max_cpus) {
+                        let mean = |c: usize| {
+                            let x: Vec<f64> = round.iter().filter(|r| r.0 == c).map(|r| r.2).collect();
+                            x.iter().sum::<f64>() / x.len().max(1) as f64
+                        };
+                        ratios.push(mean(cpus) / mean(1));
+                    }
+                }
                 let per_ms = median(&mut samples);
                 let s = median(&mut ratios);
-                println!("  {label:<5} cpus={cpus} payload={p:<5} {per_ms:>10.2} /ms  (boots {samples:.2?})  speedup {s:.2} (boots {ratios:.2?})");
+                let (lo, hi) = (quantile(&ratios, 0.25), quantile(&ratios, 0.75));
+                println!("  {label:<5} cpus={cpus} payload={p:<5} {per_ms:>10.2} /ms  (boots {samples:.2?})  speedup {s:.2} (middle half of {} rounds {lo:.2}-{hi:.2})", ratios.len());
                 table.push((label.to_string(), cpus, p, per_ms));
                 speedups.push((label.to_string(), cpus, p, s));
             }
@@ -379,7 +409,7 @@ fn ipc(args: &[String]) -> Result<()> {
         "benchmark": "ipc",
         "figures": figures,
         "instructions": {"environment": "QEMU TCG, 1 vCPU, -icount shift=0; mc2: ipcbench; Linux: Debian's kernel package with a static test program as /init", "mc2": {"null_syscall": null_i, "ipc_roundtrip": rtt_i, "ipc_roundtrip_memory": rtt_mem_i}, "linux": {"null_syscall": linux_null, "pipe_roundtrip": linux_rtt}},
-        "throughput": {"environment": format!("QEMU TCG multi-threaded, one vCPU per host core ({} cores), every CPU count and payload in each boot, per payload {rounds} times up the CPU counts and back down ({} ms a run, {ms} ms per point), speedups are in-boot ratios, median of {repeats} boots", host_cpus(), ms / (2 * rounds)), "rows": rows},
+        "throughput": {"environment": format!("QEMU TCG multi-threaded, one vCPU per host core ({} cores), every CPU count and payload in each boot, per payload {rounds} times up the CPU counts and back down ({} ms a run, {ms} ms per point), speedup = median over {repeats} boots of the per-round ratios", host_cpus(), ms / (2 * rounds)), "rows": rows},
     });
     let dir = out_dir()?;
     let json_path = dir.join("ipc.json");
