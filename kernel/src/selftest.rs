@@ -89,6 +89,7 @@ fn suite(info: &BootInfo) -> ! {
         ("mm_quota_bounds_page_tables", &crate::selftest_mm::quota_refused),
         ("mm_tlb_shootdown", &crate::selftest_mm::shootdown),
         ("mm_kernel_heap_all_cpus", &crate::selftest_mm::heap),
+        ("mm_kernel_stack_zeroed", &crate::selftest_mm::kernel_stack_zeroed),
     ];
     let (mut passed, mut failed) = (0, 0);
     for (name, t) in tests {

@@ -297,3 +297,33 @@ pub fn heap() -> Outcome {
     }
     Ok(())
 }
+
+/// A kernel stack is handed out zeroed: nothing its frames held before (a
+/// dead process's program, its data) survives below the first frame that
+/// `map_kernel_stack` lays out. (Under QEMU TCG a stack on frames that still
+/// had translated code made every push take the emulator's slow path.)
+pub fn kernel_stack_zeroed() -> Outcome {
+    const PAGES: usize = 4;
+    extern "C" fn never_started(_: u64) -> ! {
+        panic!("the zeroed-stack test's thread was started");
+    }
+    let frames = mem::frames();
+    let first = frames.alloc_contiguous(PAGES, 1, mm::Owner::Kernel).map_err(|_| "no frames for the stack")?;
+    for i in 0..PAGES {
+        mem::write_frame(mm::Frame::from_pfn(first.pfn() + i as u64), 0, &[0xa5; 4096]);
+    }
+    // Slot 0 of the stack area: no process has pid 0.
+    let r = match mem::map_kernel_stack(0, first, PAGES, never_started, 0) {
+        Ok((rsp, top)) => {
+            let bottom = top - (PAGES * 4096) as u64;
+            // SAFETY: bottom..rsp lies in the stack just mapped in the
+            // stack area (kernel read/write), which nothing else uses.
+            let left = (bottom..rsp).step_by(8).filter(|&a| unsafe { core::ptr::read_volatile(a as *const u64) } != 0).count();
+            if left == 0 { Ok(()) } else { Err("a new kernel stack still holds its frames' old bytes") }
+        }
+        Err(_) => Err("kernel stack not mapped"),
+    };
+    mem::unmap_kernel_stack(0, CpuSet::EMPTY);
+    frames.free_contiguous(first, PAGES, mm::Owner::Kernel).map_err(|_| "stack frames not freed")?;
+    r
+}
