@@ -135,20 +135,21 @@ fn warm_up(cpus: usize) -> Vec<String> {
     l
 }
 
-/// Known flake (issue 7), reproduced 2026-11-27 in 3 of 4 runs of this
-/// check on a busy 2-core host (not in the one run of the same three guests
-/// started without the warm-up): the guest started first (vm0, CPU 1) prints its
-/// `starting Linux` line last and then boots far slower than the other two
-/// (its early printk clock read 57.8 s at the ACPI message where the others
-/// read 2.6 and 4.2 s; one run timed out at 420 s, the others took 108 and
-/// 147 s against 65-73 s), and it made about 2.5 times the host-interrupt
-/// exits and 2-6 times the deadline exits of the others. Cause not found
-/// yet: per-vector counts on CPUs 2 and 3 showed only the 250 Hz tick.
-/// One cause of slow runs on a busy host was found and fixed: the boot-time
-/// calibration once measured 4x the TSC rate, which made every host tick,
-/// the VMMs' deadlines and the guests' clocks 4x slow (now the shortest of
-/// five windows counts); it would slow all three guests, though, not one.
-/// The whole console is kept so that the next such run can be read.
+/// The three-guest flake of issue 7 (the guest started first, vm0 on CPU 1,
+/// booting 2-2.5x slower than the other two, with about twice their
+/// kernel-handled exits) is found: it was the bug behind the IPC
+/// benchmark's slow mode. Kernel stacks were not cleared when mapped, and
+/// vm0's VMM, started right after the warm-up's VMMs exited, got their
+/// freed program frames as its kernel stack; QEMU still held translated
+/// code for those frames, so every push on that stack (each exit the kernel
+/// handles runs on it) took TCG's self-modifying-code slow path. That is
+/// why it never showed without the warm-up. Measured on a quiet host with
+/// `cargo xtask test-guests`: the kernel before the fix, vm0 42.9 s and
+/// 46.1 s against 19.5-20.9 s for vm1/vm2 (2 of 2 runs); with kernel
+/// stacks zeroed (`mm::kernel::map_kernel_stack`), 19.4 / 18.9 / 19.0 s and
+/// 15.9 / 15.9 / 16.3 s. The kernel self-test `mm_kernel_stack_zeroed`
+/// guards the cause; the per-guest times are printed below for a look.
+/// The whole console is kept so that a slow or failed run can be read.
 fn three(elf: &Path, bundle: &Path) -> Result<()> {
     let mut lines = warm_up(3);
     lines.extend(lg::session(3, ""));
