@@ -220,6 +220,60 @@ impl Gen<'_> {
         Call::new(nr::FILE_READ, &[at, Arg::Val(len), Arg::Val(offset), buf, Arg::Val(cap), Arg::Val(0)]).fill(fill)
     }
 
+    /// A virtual-machine call on an id that names no VM (traces create
+    /// none): each call's argument checks, in the kernel's order, then the
+    /// lookup. Arena pages, hostile and misaligned addresses for `vm_map`.
+    fn vm_choice(&mut self, me: Pid) -> Call {
+        let id = *self.rng.pick(&[0u64, 1, 3, 7, 8, 1000, u64::MAX]).unwrap_or(&0);
+        let v = Arg::Val;
+        let buf = |g: &mut Self| match g.rng.below(6) {
+            0 => Arg::Ro(0),
+            1 => Arg::Val(*g.rng.pick(&HOSTILE).unwrap_or(&0)),
+            _ => Arg::Buf(g.rng.below(1024)),
+        };
+        match self.rng.below(7) {
+            0 => {
+                let pages = arena_pages(&self.model, me);
+                let va = match self.rng.below(4) {
+                    0 | 1 => self.rng.pick(&pages).copied().unwrap_or(ARENA),
+                    2 => *self.rng.pick(&HOSTILE).unwrap_or(&0),
+                    _ => ARENA + 8,
+                };
+                let gpa = *self.rng.pick(&[0u64, 0x1000, 0x10_0000, 0x123, u64::MAX & !0xfff]).unwrap_or(&0);
+                let n = *self.rng.pick(&[0u64, 1, 1, 3, 1 << 20, (1 << 20) + 1]).unwrap_or(&1);
+                let rights = *self.rng.pick(&[0u64, 1, 2, 3, 4, 0xff]).unwrap_or(&3);
+                Call::vals(nr::VM_MAP, &[id, gpa, va, n, rights])
+            }
+            1 => {
+                let b = buf(self);
+                let flags = *self.rng.pick(&[0u64, 1, 2, 4, 7, 8]).unwrap_or(&0);
+                Call::new(nr::VM_RUN, &[v(id), b, v(flags), v(0), v(0)])
+            }
+            2 => {
+                let b = buf(self);
+                let len = *self.rng.pick(&[0u64, abi::vm::Regs::SIZE as u64 - 1, abi::vm::Regs::SIZE as u64, 4096]).unwrap_or(&0);
+                Call::new(nr::VM_GET_REGS, &[v(id), b, v(len)])
+            }
+            3 => {
+                let b = buf(self);
+                let len = *self.rng.pick(&[0u64, abi::vm::Regs::SIZE as u64 - 1, abi::vm::Regs::SIZE as u64, 4096]).unwrap_or(&0);
+                Call::new(nr::VM_SET_REGS, &[v(id), b, v(len)])
+            }
+            4 => {
+                let vector = *self.rng.pick(&[0u64, 14, 31, 32, 255, 256]).unwrap_or(&0);
+                let kind = *self.rng.pick(&[0u64, 1, 2, 3, 4, 7, 8]).unwrap_or(&0);
+                let code = *self.rng.pick(&[abi::vm::NO_ERROR_CODE, 0, 1 << 32]).unwrap_or(&0);
+                Call::vals(nr::VM_INJECT, &[id, vector, kind, code])
+            }
+            5 => {
+                let b = buf(self);
+                let len = *self.rng.pick(&[0u64, 32, 4096]).unwrap_or(&0);
+                Call::new(nr::VM_LIST, &[b, v(len)])
+            }
+            _ => Call::vals(nr::VM_DESTROY, &[id]),
+        }
+    }
+
     /// `call_short`: a send, a receive or both, registers of random bytes,
     /// lengths around the 24-byte limit, sometimes neither channel.
     fn call_short_choice(&mut self, me: Pid) -> Call {
@@ -400,6 +454,9 @@ impl Gen<'_> {
         }
         if self.rng.chance(1, 24) {
             return Some(self.file_choice());
+        }
+        if self.rng.chance(1, 24) {
+            return Some(self.vm_choice(me));
         }
         // Weights per call number (0..=30), then a few unknown numbers.
         const W: [u64; 32] = [

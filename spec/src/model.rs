@@ -927,7 +927,69 @@ impl Model {
                 let bytes: Bytes = data[start..start + n].iter().map(|&b| Some(b)).collect();
                 Ok(Done::Ret(Ok((n as u64, 0)), self.hash_for(a[3], &bytes)))
             }
-            n if n < nr::COUNT => Err(Reject::Forbidden("a call the spec does not model yet (virtual machines)")),
+            // Virtual machines: the model has none (a trace never creates
+            // one), so every call on a VM id ends at the lookup with
+            // NoSuchObject, after the argument checks trap::vmcalls makes
+            // first, in its order.
+            nr::VM_CREATE => Err(Reject::Forbidden("creates a virtual machine (the model has none)")),
+            nr::VM_MAP => {
+                let (gpa, va, pages, rights) = (Self::val(a[1])?, Self::val(a[2])?, Self::val(a[3])?, Self::val(a[4])?);
+                if pages == 0 || pages > 1 << 20 || rights & !(abi::vm::MAP_WRITE | abi::vm::MAP_EXEC) != 0 {
+                    return fail(Error::Invalid);
+                }
+                if gpa % PAGE != 0 || va % PAGE != 0 {
+                    return fail(Error::Misaligned);
+                }
+                // The first page must be the caller's own, mapped for it.
+                let c = self.container(pid);
+                match self.mm.translate(pid as usize, va) {
+                    Some((f, r)) if r.user && self.mm.frames.owner(f) == Ok(mm::Owner::Container(c)) => fail(Error::NoSuchObject),
+                    _ => fail(Error::BadAddress),
+                }
+            }
+            nr::VM_RUN => {
+                let flags = Self::val(a[2])?;
+                if !self.good(pid, a[1], abi::vm::Exit::SIZE as u64, true)? {
+                    return fail(Error::BadAddress);
+                }
+                if flags & !(abi::vm::RUN_COMPLETE_IN | abi::vm::RUN_WINDOW | abi::vm::RUN_HALTED) != 0 {
+                    return fail(Error::Invalid);
+                }
+                fail(Error::NoSuchObject)
+            }
+            nr::VM_GET_REGS => {
+                if Self::val(a[2])? < abi::vm::Regs::SIZE as u64 {
+                    return fail(Error::Invalid);
+                }
+                fail(Error::NoSuchObject)
+            }
+            nr::VM_SET_REGS => {
+                if Self::val(a[2])? < abi::vm::Regs::SIZE as u64 {
+                    return fail(Error::Invalid);
+                }
+                if !self.good(pid, a[1], abi::vm::Regs::SIZE as u64, false)? {
+                    return fail(Error::BadAddress);
+                }
+                fail(Error::NoSuchObject)
+            }
+            nr::VM_INJECT => {
+                let (vector, kind, code) = (Self::val(a[1])?, Self::val(a[2])?, Self::val(a[3])?);
+                if vector > 255 || kind > 7 || (code != abi::vm::NO_ERROR_CODE && u32::try_from(code).is_err()) {
+                    return fail(Error::Invalid);
+                }
+                // virt::inject: only external interrupts, NMIs and exceptions (below 32).
+                if (kind != 0 && kind != 2 && kind != 3) || (kind == 3 && vector >= 32) {
+                    return fail(Error::Invalid);
+                }
+                fail(Error::NoSuchObject)
+            }
+            // No virtual machines: nothing written, none counted.
+            nr::VM_LIST => {
+                let _ = Self::val(a[1])?;
+                ret(0)
+            }
+            nr::VM_DESTROY => fail(Error::NoSuchObject),
+            n if n < nr::COUNT => Err(Reject::Forbidden("a call the spec does not model")),
             _ => fail(Error::NoSys),
         }
     }
