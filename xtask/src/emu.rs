@@ -66,6 +66,12 @@ pub fn qemu_command(elf: &Path, o: &QemuOpts<'_>) -> Result<Command> {
         c.arg("-initrd").arg(b);
     }
     c.args(o.extra);
+    // A developer's aid: more QEMU options for every mc2 boot the xtask
+    // makes (e.g. `-monitor unix:/tmp/mon.sock,server,nowait` to read
+    // `info jit` during a benchmark; docs/benchmarks.md).
+    if let Ok(more) = std::env::var("MC2_QEMU_ARGS") {
+        c.args(more.split_whitespace());
+    }
     Ok(c)
 }
 
