@@ -246,6 +246,9 @@ pub fn short_bytes(words: &[u64; SHORT_WORDS]) -> [u8; SHORT_MESSAGE] {
 pub const MAX_CONSOLE_WRITE: usize = 4096;
 /// Program names in the boot image are at most this long.
 pub const MAX_NAME: usize = 32;
+/// Longest argument string `spawn` accepts (and so the longest command
+/// init can be started with).
+pub const MAX_ARGS: usize = 256;
 /// `wait` argument meaning "any child".
 pub const ANY_CHILD: u64 = u64::MAX;
 /// Page size.

@@ -43,7 +43,7 @@ use thread::Tid;
 pub const STACK_TOP: u64 = 0x7fff_0000_0000;
 pub const STACK_PAGES: u64 = 16;
 pub const KSTACK_PAGES: u64 = 4;
-pub const MAX_ARGS: u64 = 256;
+pub const MAX_ARGS: u64 = abi::MAX_ARGS as u64;
 pub const MAX_MAP_PAGES: u64 = 1 << 16;
 pub const MAX_NAME: u64 = abi::MAX_NAME as u64;
 pub const MAX_PROCS: u64 = proc::MAX_PROCS as u64;

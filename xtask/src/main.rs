@@ -115,10 +115,9 @@ pub fn flag_value<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
 }
 
 /// The longest command `run -- COMMAND` can pass: init gets it as its
-/// arguments, at most `trap::process::MAX_ARGS` bytes (the kernel keeps
-/// 1 KiB of the whole command line, which QEMU prefixes with the kernel's
-/// path).
-const MAX_COMMAND: usize = 256;
+/// arguments, at most `abi::MAX_ARGS` bytes (the kernel keeps 1 KiB of the
+/// whole command line, which QEMU prefixes with the kernel's path).
+const MAX_COMMAND: usize = abi::MAX_ARGS;
 
 fn run(args: &[String]) -> util::Result<()> {
     let (opts, command) = match args.iter().position(|a| a == "--") {

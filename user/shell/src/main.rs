@@ -32,8 +32,6 @@ const DEFAULT_QUOTA: u64 = 256;
 const BENCH_QUOTA: u64 = 1024;
 /// Pages the shell keeps for itself when giving quota away.
 const RESERVE: u64 = 32;
-/// Longest argument string `spawn` accepts.
-const MAX_ARGS: usize = 256;
 
 /// Quota of a VMM started by `vm start` without `-q`, in pages: 8 MiB of
 /// guest RAM (the VMM's default) with room for its own needs.
@@ -235,8 +233,8 @@ impl Shell {
 
     /// Spawn `program` and wait for it (or leave it in the background).
     fn start(&mut self, program: &str, args: &str, cpu: u64, quota: Option<u64>, default_quota: u64, background: bool) -> u64 {
-        if args.len() > MAX_ARGS {
-            println!("{program}: the arguments are {} bytes long, at most {MAX_ARGS} fit", args.len());
+        if args.len() > abi::MAX_ARGS {
+            println!("{program}: the arguments are {} bytes long, at most {} fit", args.len(), abi::MAX_ARGS);
             return USAGE;
         }
         let spare = match proc::spare_pages(RESERVE) {
