@@ -34,11 +34,16 @@ pub static SPACES: [Padded<SpinLock<Option<Space>>>; MAX_PROCS] = [const { Padde
 static KSTACKS: [SpinLock<Option<Frame>>; MAX_PROCS] = [const { SpinLock::new(None) }; MAX_PROCS];
 /// Where each new process starts in user mode: entry, stack, args pointer, args length.
 static START: [SpinLock<[u64; 4]>; MAX_PROCS] = [const { SpinLock::new([0; 4]) }; MAX_PROCS];
-/// The process each thread belongs to (0: a kernel thread).
-static PID_OF: [Padded<AtomicU32>; MAX_THREADS] = [const { Padded::new(AtomicU32::new(0)) }; MAX_THREADS];
-/// The last system call each thread made (its number; u64::MAX: none yet),
-/// for fault reports.
-static LAST_CALL: [Padded<AtomicU64>; MAX_THREADS] = [const { Padded::new(AtomicU64::new(u64::MAX)) }; MAX_THREADS];
+/// What the trap layer keeps per thread, on a cache line of its own.
+struct ThreadWords {
+    /// The process the thread belongs to (0: a kernel thread).
+    pid: AtomicU32,
+    /// The last system call it made (its number; u64::MAX: none yet), for
+    /// fault reports.
+    last_call: AtomicU64,
+}
+static THREADS: [Padded<ThreadWords>; MAX_THREADS] =
+    [const { Padded::new(ThreadWords { pid: AtomicU32::new(0), last_call: AtomicU64::new(u64::MAX) }) }; MAX_THREADS];
 /// The shared-memory table (mC2's protocol, `mm::shm`).
 pub static SHM: SpinLock<mm::Shm> = SpinLock::new(mm::Shm::new());
 /// CPUs processes may run on (bit per CPU).
@@ -56,7 +61,7 @@ pub const KSTACK_PAGES: usize = 4;
 pub const STACK_TOP: u64 = 0x0000_7fff_0000_0000;
 pub const STACK_PAGES: u64 = 16;
 /// Largest argument string for `spawn`.
-pub const MAX_ARGS: usize = 256;
+pub const MAX_ARGS: usize = abi::MAX_ARGS;
 
 /// Declare which CPUs run processes.
 pub fn set_cpus(mask: u64) {
@@ -74,24 +79,24 @@ pub fn cpu_usable(cpu: u64) -> bool {
 
 /// The process the running thread belongs to (0 for kernel threads).
 pub fn current_pid() -> Pid {
-    PID_OF[SCHED.current(machine::cpu::id()) as usize].load(Ordering::Relaxed)
+    pid_of(SCHED.current(machine::cpu::id()))
 }
 
 /// The process thread `t` belongs to (0: a kernel thread, or none).
 pub fn pid_of(t: thread::Tid) -> Pid {
-    PID_OF.get(t as usize).map(|p| p.load(Ordering::Relaxed)).unwrap_or(0)
+    THREADS.get(t as usize).map(|w| w.pid.load(Ordering::Relaxed)).unwrap_or(0)
 }
 
 /// Note that the running thread makes system call `nr` (for fault reports).
 pub fn note_call(t: thread::Tid, nr: u64) {
-    if let Some(c) = LAST_CALL.get(t as usize) {
-        c.store(nr, Ordering::Relaxed);
+    if let Some(w) = THREADS.get(t as usize) {
+        w.last_call.store(nr, Ordering::Relaxed);
     }
 }
 
 /// The last system call thread `t` made, if any.
 pub fn last_call(t: thread::Tid) -> Option<u64> {
-    LAST_CALL.get(t as usize).map(|c| c.load(Ordering::Relaxed)).filter(|&n| n != u64::MAX)
+    THREADS.get(t as usize).map(|w| w.last_call.load(Ordering::Relaxed)).filter(|&n| n != u64::MAX)
 }
 
 pub fn mm_error(e: MmError) -> Error {
@@ -254,12 +259,12 @@ fn build(pid: Pid, c: ContainerId, prog: &proc::elf::Program, file: &[u8], cpu: 
     let (rsp, top) = kmm::map_kernel_stack(pid as usize, kstack, KSTACK_PAGES, process_start, pid as u64).map_err(mm_error)?;
     let tid = SCHED.alloc_thread().map_err(|_| Error::TableFull)?;
     let cr3 = with_space(pid, |s| s.root().addr())?;
-    PID_OF[tid as usize].store(pid, Ordering::Relaxed);
-    LAST_CALL[tid as usize].store(u64::MAX, Ordering::Relaxed);
+    THREADS[tid as usize].pid.store(pid, Ordering::Relaxed);
+    THREADS[tid as usize].last_call.store(u64::MAX, Ordering::Relaxed);
     PROCS.start(pid, tid);
     if SCHED.start(tid, cpu, rsp, top, cr3).is_err() {
         // Cannot happen (fresh slot, valid CPU); undo the slot.
-        PID_OF[tid as usize].store(0, Ordering::Relaxed);
+        THREADS[tid as usize].pid.store(0, Ordering::Relaxed);
         SCHED.release_slot(tid);
         return Err(Error::TableFull);
     }
@@ -341,7 +346,7 @@ fn revoke_shared(pid: Pid) {
 pub fn exit_current(code: u64) -> ! {
     let cpu = machine::cpu::id();
     let tid = SCHED.current(cpu);
-    let pid = PID_OF[tid as usize].load(Ordering::Relaxed);
+    let pid = THREADS[tid as usize].pid.load(Ordering::Relaxed);
     CHANNELS.process_exit(&SCHED, pid);
     OBJECTS.process_exit(&SCHED, pid, tid);
     crate::vmcalls::process_exit(pid);
@@ -383,7 +388,7 @@ pub fn wait(parent: Pid, which: u64) -> Result<(u64, u64), Error> {
         }
         match SCHED.reap(p.tid) {
             // Off its CPU: its stack is ours to free.
-            Ok(()) => PID_OF[p.tid as usize].store(0, Ordering::Relaxed),
+            Ok(()) => THREADS[p.tid as usize].pid.store(0, Ordering::Relaxed),
             Err(e) => {
                 // Never free a stack a thread may still run on: leak it,
                 // loudly (the fuzzer fails on kernel errors and leaks).
