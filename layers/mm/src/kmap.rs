@@ -238,22 +238,23 @@ impl StackArea {
         }
     }
 
-    /// Which slot `va` lies in, and whether on a mapped stack page.
-    pub fn locate<P: PhysAccess>(&self, phys: &P, va: u64) -> Option<StackPart> {
+    /// The page of the area `va` lies in and its page-table entry, if in the area.
+    fn entry<P: PhysAccess>(&self, phys: &P, va: u64) -> Option<(usize, u64)> {
         let off = va.checked_sub(self.base).filter(|&o| o < (ENTRIES as u64) * PAGE_SIZE)?;
         let page = (off / PAGE_SIZE) as usize;
+        Some((page, phys.read_entry(self.table, page)))
+    }
+
+    /// Which slot `va` lies in, and whether on a mapped stack page.
+    pub fn locate<P: PhysAccess>(&self, phys: &P, va: u64) -> Option<StackPart> {
+        let (page, e) = self.entry(phys, va)?;
         let slot = page / STACK_SLOT_PAGES;
-        if phys.read_entry(self.table, page) & PTE_P != 0 {
-            Some(StackPart::Stack { slot })
-        } else {
-            Some(StackPart::Guard { slot })
-        }
+        Some(if e & PTE_P != 0 { StackPart::Stack { slot } } else { StackPart::Guard { slot } })
     }
 
     /// The frame behind stack address `va`, if mapped.
     pub fn frame<P: PhysAccess>(&self, phys: &P, va: u64) -> Option<Frame> {
-        let off = va.checked_sub(self.base).filter(|&o| o < (ENTRIES as u64) * PAGE_SIZE)?;
-        let e = phys.read_entry(self.table, (off / PAGE_SIZE) as usize);
+        let (_, e) = self.entry(phys, va)?;
         (e & PTE_P != 0).then(|| Frame::from_pfn((e & PTE_ADDR) >> 12))
     }
 }
