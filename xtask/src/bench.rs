@@ -42,6 +42,17 @@ pub(crate) fn median(v: &mut [f64]) -> f64 {
     }
 }
 
+/// Mean transactions per ms of the `(cpus, payload, per_ms)` runs at
+/// `cpus` CPUs (NaN if there are none).
+fn mean_at<'a>(runs: impl Iterator<Item = &'a (usize, u64, f64)>, cpus: usize) -> f64 {
+    let x: Vec<f64> = runs.filter(|r| r.0 == cpus).map(|r| r.2).collect();
+    if x.is_empty() {
+        f64::NAN
+    } else {
+        x.iter().sum::<f64>() / x.len() as f64
+    }
+}
+
 /// The `q` quantile of sorted `v` (nearest rank).
 fn quantile(v: &[f64], q: f64) -> f64 {
     if v.is_empty() {
@@ -354,11 +365,7 @@ fn ipc(args: &[String]) -> Result<()> {
         }
         for cpus in 1..=max_cpus {
             for &p in &payloads {
-                let at = |b: &Vec<(usize, u64, f64)>, c: usize| {
-                    let runs: Vec<f64> = b.iter().filter(|r| r.0 == c && r.1 == p).map(|r| r.2).collect();
-                    if runs.is_empty() { f64::NAN } else { runs.iter().sum::<f64>() / runs.len() as f64 }
-                };
-                let mut samples: Vec<f64> = boots.iter().map(|b| at(b, cpus)).collect();
+                let mut samples: Vec<f64> = boots.iter().map(|b| mean_at(b.iter().filter(|r| r.1 == p), cpus)).collect();
                 // One ratio per round (up the CPU counts and back down: each
                 // count's two runs against the 1-CPU runs around them), so a
                 // burst of host noise spoils one round, not a boot's figure.
@@ -366,11 +373,7 @@ fn ipc(args: &[String]) -> Result<()> {
                 for b in &boots {
                     let runs: Vec<&(usize, u64, f64)> = b.iter().filter(|r| r.1 == p).collect();
                     for round in runs.chunks(2 * max_cpus) {
-                        let mean = |c: usize| {
-                            let x: Vec<f64> = round.iter().filter(|r| r.0 == c).map(|r| r.2).collect();
-                            x.iter().sum::<f64>() / x.len().max(1) as f64
-                        };
-                        ratios.push(mean(cpus) / mean(1));
+                        ratios.push(mean_at(round.iter().copied(), cpus) / mean_at(round.iter().copied(), 1));
                     }
                 }
                 let per_ms = median(&mut samples);
