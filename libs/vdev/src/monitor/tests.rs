@@ -360,13 +360,19 @@ fn twenty_timer_interrupts_then_exit_status_0() {
     assert!(g.halted_runs >= 19, "the halted guest waited in the kernel, {} times", g.halted_runs);
 }
 
-#[test]
-fn timer_interrupts_wait_for_the_guest_to_enable_them() {
-    let div = (crate::pit::PIT_HZ / 1000) as u32; // 1 kHz
-    let mut ops: Vec<Op> = [(0x20, 0x11), (0x21, 0x20), (0x21, 4), (0x21, 1), (0x21, 0xfe), (0x43, 0x34), (0x40, div & 0xff), (0x40, div >> 8)]
+/// The master 8259 programmed (vectors 0x20.., only IRQ 0 unmasked) and the
+/// 8254's channel 0 ticking at 1 kHz.
+fn master_pic_and_1khz_pit() -> Vec<Op> {
+    let div = (crate::pit::PIT_HZ / 1000) as u32;
+    [(0x20, 0x11), (0x21, 0x20), (0x21, 4), (0x21, 1), (0x21, 0xfe), (0x43, 0x34), (0x40, div & 0xff), (0x40, div >> 8)]
         .iter()
         .map(|&(p, v)| Op::Out(p, 1, v))
-        .collect();
+        .collect()
+}
+
+#[test]
+fn timer_interrupts_wait_for_the_guest_to_enable_them() {
+    let mut ops = master_pic_and_1khz_pit();
     // 5 ms with IF clear: the tick waits (and does not pile up).
     ops.extend([Op::Spin(5 * TPMS), Op::Sti, Op::Spin(TPMS / 10), Op::Cli, Op::Out(0x501, 1, 3)]);
     let handler = ops.len();
@@ -380,11 +386,7 @@ fn timer_interrupts_wait_for_the_guest_to_enable_them() {
 
 #[test]
 fn an_interruptible_guest_gets_its_ticks_without_window_exits() {
-    let div = (crate::pit::PIT_HZ / 1000) as u32; // 1 kHz
-    let mut ops: Vec<Op> = [(0x20, 0x11), (0x21, 0x20), (0x21, 4), (0x21, 1), (0x21, 0xfe), (0x43, 0x34), (0x40, div & 0xff), (0x40, div >> 8)]
-        .iter()
-        .map(|&(p, v)| Op::Out(p, 1, v))
-        .collect();
+    let mut ops = master_pic_and_1khz_pit();
     // 10 ms of work with IF set: each tick's deadline exit says the guest
     // is interruptible, so the vector goes in at that entry.
     ops.extend([Op::Sti, Op::Spin(10 * TPMS), Op::Cli, Op::Out(0x501, 1, 0)]);
