@@ -119,10 +119,15 @@ pub enum Error {
     NotSupported = 23,
     /// Object or resource busy.
     Busy = 24,
+    /// The caller already holds as many channels, mutexes or condition
+    /// variables as one process may ([`MAX_CHANNELS_PER_PROCESS`] and the
+    /// like), or a container above the new process has as many processes
+    /// below it as its process limit allows (see [`spawn_cpu`]).
+    TooMany = 25,
 }
 
 impl Error {
-    pub const ALL: [Error; 24] = [
+    pub const ALL: [Error; 25] = [
         Error::NoSys,
         Error::Invalid,
         Error::BadAddress,
@@ -147,6 +152,7 @@ impl Error {
         Error::SelfChannel,
         Error::NotSupported,
         Error::Busy,
+        Error::TooMany,
     ];
 
     pub fn code(self) -> u64 {
@@ -183,6 +189,7 @@ impl Error {
             Error::SelfChannel => "own channel",
             Error::NotSupported => "not supported",
             Error::Busy => "busy",
+            Error::TooMany => "too many",
         }
     }
 }
@@ -249,6 +256,41 @@ pub const MAX_NAME: usize = 32;
 /// Longest argument string `spawn` accepts (and so the longest command
 /// init can be started with).
 pub const MAX_ARGS: usize = 256;
+/// Processes the kernel holds at once (pids `1..=MAX_PROCESSES`; zombies
+/// not yet reaped count).
+pub const MAX_PROCESSES: usize = 63;
+
+/// Channels one process may hold at once (`chan_create` answers
+/// [`Error::TooMany`] beyond it). With the mutex and CV limits below this
+/// bounds what a single process can take of the kernel's tables: they are
+/// sized so that they cannot fill while the process table is not full.
+pub const MAX_CHANNELS_PER_PROCESS: usize = 8;
+/// Channel numbers are `0..CHANNELS`: room for every process at its limit.
+pub const CHANNELS: usize = (MAX_PROCESSES + 1) * MAX_CHANNELS_PER_PROCESS;
+/// Mutex and condition-variable ids are `0..OBJECTS` (each kind).
+pub const OBJECTS: usize = (MAX_PROCESSES + 1) * MAX_MUTEXES_PER_PROCESS;
+
+/// Mutexes one process may hold at once.
+pub const MAX_MUTEXES_PER_PROCESS: usize = 8;
+/// Condition variables one process may hold at once.
+pub const MAX_CVS_PER_PROCESS: usize = 8;
+
+/// The `cpu` word of `spawn`: the CPU in the low 32 bits and, in the high
+/// 32, `max_procs`, the most processes the child's subtree (the child
+/// itself, its children, theirs, ...) may hold at once; 0 sets no limit of
+/// its own (the limits of the containers above still apply). A spawn that
+/// would take any container above the new process past its limit fails with
+/// [`Error::TooMany`]. So a process can hand a program a share of the
+/// process table, as it hands it a share of its pages with `quota`.
+pub const fn spawn_cpu(cpu: u32, max_procs: u32) -> u64 {
+    (max_procs as u64) << 32 | cpu as u64
+}
+
+/// The two halves of a `spawn` cpu word: (CPU, process limit or 0).
+pub const fn spawn_cpu_parts(word: u64) -> (u64, u32) {
+    (word & 0xffff_ffff, (word >> 32) as u32)
+}
+
 /// `wait` argument meaning "any child".
 pub const ANY_CHILD: u64 = u64::MAX;
 /// Page size.
@@ -370,7 +412,7 @@ mod tests {
         for e in Error::ALL {
             assert_eq!(decode(encode(Err(e))), Err(e));
         }
-        let mut codes: [u64; 24] = Error::ALL.map(|e| e.code());
+        let mut codes: [u64; 25] = Error::ALL.map(|e| e.code());
         codes.sort_unstable();
         assert!(codes.windows(2).all(|w| w[0] != w[1]));
         assert_eq!(decode(encode(Ok(12345))), Ok(12345));

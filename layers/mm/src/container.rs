@@ -67,6 +67,21 @@ pub struct ContainerInfo {
     pub parent: Option<ContainerId>,
     /// Number of live children.
     pub children: u32,
+    /// Number of live containers below it (children, theirs, ...).
+    pub descendants: u32,
+    /// Most containers that may live below it at once ([`NO_LIMIT`]: none
+    /// of its own). A split anywhere below that would pass it fails.
+    pub limit: u32,
+}
+
+/// [`ContainerInfo::limit`] of a container with no limit of its own.
+pub const NO_LIMIT: u32 = u32::MAX;
+
+impl ContainerInfo {
+    /// A fresh container with `quota` pages under `parent`.
+    pub const fn fresh(quota: u64, parent: Option<ContainerId>) -> ContainerInfo {
+        ContainerInfo { quota, usage: 0, own: 0, parent, children: 0, descendants: 0, limit: NO_LIMIT }
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -75,8 +90,7 @@ struct Slot {
     info: ContainerInfo,
 }
 
-const DEAD: Slot =
-    Slot { live: false, info: ContainerInfo { quota: 0, usage: 0, own: 0, parent: None, children: 0 } };
+const DEAD: Slot = Slot { live: false, info: ContainerInfo::fresh(0, None) };
 
 struct Tree {
     slots: [Slot; MAX_CONTAINERS],
@@ -123,12 +137,14 @@ impl Containers {
         if t.slots[0].live {
             return Err(MmError::RootExists);
         }
-        t.slots[0] = Slot { live: true, info: ContainerInfo { quota, usage: 0, own: 0, parent: None, children: 0 } };
+        t.slots[0] = Slot { live: true, info: ContainerInfo::fresh(quota, None) };
         Ok(ContainerId::ROOT)
     }
 
     /// Carve a child with `quota` pages out of `parent`'s quota.
-    /// Errors: `NoSuchContainer`, `QuotaExceeded`, `TooManyContainers`.
+    /// Errors: `NoSuchContainer`, `QuotaExceeded`, `LimitReached` (the
+    /// parent or a container above it has as many descendants as its
+    /// limit), `TooManyContainers`.
     pub fn split(&self, parent: ContainerId, quota: u64) -> Result<ContainerId, MmError> {
         let mut t = self.tree.lock();
         let p = t.get(parent)?;
@@ -140,15 +156,39 @@ impl Containers {
         if usage > p.quota && !ignore_quota {
             return Err(MmError::QuotaExceeded);
         }
+        #[cfg(test)]
+        let parent_only = self.mutant == crate::tests::Mutant::LimitParentOnly;
+        #[cfg(not(test))]
+        let parent_only = false;
+        let mut up = Some(parent);
+        while let Some(a) = up {
+            let info = t.get(a)?;
+            if info.descendants >= info.limit {
+                return Err(MmError::LimitReached);
+            }
+            up = if parent_only { None } else { info.parent };
+        }
         let Some(slot) = t.slots.iter().position(|s| !s.live) else {
             return Err(MmError::TooManyContainers);
         };
         let p = t.get(parent)?;
         p.usage = usage;
         p.children += 1;
-        t.slots[slot] =
-            Slot { live: true, info: ContainerInfo { quota, usage: 0, own: 0, parent: Some(parent), children: 0 } };
+        let mut up = Some(parent);
+        while let Some(a) = up {
+            let info = t.get(a)?;
+            info.descendants += 1;
+            up = info.parent;
+        }
+        t.slots[slot] = Slot { live: true, info: ContainerInfo::fresh(quota, Some(parent)) };
         Ok(ContainerId(slot as u16))
+    }
+
+    /// Let at most `limit` containers live below `c` from now on ([`NO_LIMIT`]
+    /// lifts its own limit). Those already there stay. Errors: `NoSuchContainer`.
+    pub fn set_limit(&self, c: ContainerId, limit: u32) -> Result<(), MmError> {
+        self.tree.lock().get(c)?.limit = limit;
+        Ok(())
     }
 
     /// Destroy a leaf container that has no pages charged and give its quota
@@ -168,6 +208,12 @@ impl Containers {
         let p = t.get(parent)?;
         p.usage -= info.quota;
         p.children -= 1;
+        let mut up = Some(parent);
+        while let Some(a) = up {
+            let info = t.get(a)?;
+            info.descendants -= 1;
+            up = info.parent;
+        }
         t.slots[c.index()] = DEAD;
         Ok(())
     }

@@ -101,7 +101,7 @@ mod tests;
 
 use core::fmt;
 
-pub use container::{ContainerId, ContainerInfo, Containers, MAX_CONTAINERS};
+pub use container::{ContainerId, ContainerInfo, Containers, MAX_CONTAINERS, NO_LIMIT};
 pub use frames::{AllocTable, Frame, FrameEntry, Owner};
 pub use paging::{AddressSpace, CpuSet, Flush, Mm, PhysAccess, Rights};
 pub use shm::{ProcId, Shm, ShmHost, ShmStatus, ShmTable, SpaceTable};
@@ -158,6 +158,9 @@ pub enum MmError {
     RootExists,
     /// The container table is full.
     TooManyContainers,
+    /// The parent, or a container above it, has as many descendants as its
+    /// limit allows.
+    LimitReached,
     /// Uncharging more pages than the container has charged.
     NotCharged,
     // -- virtual memory ----------------------------------------------------
@@ -207,6 +210,7 @@ impl fmt::Display for MmError {
             IsRoot => "the root container cannot be destroyed",
             RootExists => "the root container exists already",
             TooManyContainers => "container table full",
+            LimitReached => "container limit reached",
             NotCharged => "uncharging more than was charged",
             Misaligned => "address not page aligned",
             NonCanonical => "non-canonical virtual address",

@@ -242,12 +242,29 @@ impl Containers {
         if self.nodes.contains_key(&0) {
             return Err(MmError::RootExists);
         }
-        self.nodes.insert(0, ContainerInfo { quota, usage: 0, own: 0, parent: None, children: 0 });
+        self.nodes.insert(0, ContainerInfo::fresh(quota, None));
         Ok(ContainerId::ROOT)
     }
 
+    /// The containers from `c` up to the root.
+    fn chain(&self, c: ContainerId) -> Vec<u16> {
+        let mut out = Vec::new();
+        let mut at = Some(c.index() as u16);
+        while let Some(i) = at {
+            out.push(i);
+            at = self.nodes.get(&i).and_then(|n| n.parent).map(|p| p.index() as u16);
+        }
+        out
+    }
+
+    /// How many live containers lie below `c`, counted afresh.
+    pub fn count_below(&self, c: ContainerId) -> u32 {
+        self.nodes.keys().filter(|&&i| i != c.index() as u16 && self.chain(ContainerId::new(i)).contains(&(c.index() as u16))).count() as u32
+    }
+
     /// A child of `parent` with `quota` (lowest free id). Errors:
-    /// `NoSuchContainer`, `QuotaExceeded`, `TooManyContainers`.
+    /// `NoSuchContainer`, `QuotaExceeded`, `LimitReached` (a container on the
+    /// way up has `limit` containers below it), `TooManyContainers`.
     pub fn split(&mut self, parent: ContainerId, quota: u64) -> Result<ContainerId, MmError> {
         let cap = self.capacity;
         let p = self.get(parent)?;
@@ -255,12 +272,25 @@ impl Containers {
             Some(u) if u <= p.quota => {}
             _ => return Err(MmError::QuotaExceeded),
         }
+        let chain = self.chain(parent);
+        if chain.iter().any(|&a| self.count_below(ContainerId::new(a)) >= self.nodes[&a].limit) {
+            return Err(MmError::LimitReached);
+        }
         let id = (0..cap as u16).find(|i| !self.nodes.contains_key(i)).ok_or(MmError::TooManyContainers)?;
         let p = self.get(parent)?;
         p.usage += quota;
         p.children += 1;
-        self.nodes.insert(id, ContainerInfo { quota, usage: 0, own: 0, parent: Some(parent), children: 0 });
+        for a in chain {
+            self.nodes.get_mut(&a).expect("on the chain").descendants += 1;
+        }
+        self.nodes.insert(id, ContainerInfo::fresh(quota, Some(parent)));
         Ok(ContainerId::new(id))
+    }
+
+    /// Set `c`'s limit of containers below it. Errors: `NoSuchContainer`.
+    pub fn set_limit(&mut self, c: ContainerId, limit: u32) -> Result<(), MmError> {
+        self.get(c)?.limit = limit;
+        Ok(())
     }
 
     /// Remove a childless, pageless, non-root container; its quota goes back.
@@ -278,6 +308,9 @@ impl Containers {
         let p = self.get(parent)?;
         p.usage -= info.quota;
         p.children -= 1;
+        for a in self.chain(parent) {
+            self.nodes.get_mut(&a).expect("on the chain").descendants -= 1;
+        }
         Ok(())
     }
 

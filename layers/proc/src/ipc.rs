@@ -27,8 +27,11 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use lock::{Padded, SpinLock};
 use thread::{Tid, MAX_THREADS};
 
-/// Channels the kernel holds at once.
-pub const MAX_CHANNELS: usize = 128;
+/// Channels the kernel holds at once: enough for every process to hold its
+/// most ([`abi::MAX_CHANNELS_PER_PROCESS`]), so that no process can fill the
+/// table for the others.
+pub const MAX_CHANNELS: usize = abi::CHANNELS;
+const _: () = assert!(MAX_CHANNELS >= crate::table::MAX_PROCS * abi::MAX_CHANNELS_PER_PROCESS);
 
 /// Which side of a copy had a bad buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -150,7 +153,18 @@ impl Channels {
     }
 
     /// Claim channel `want` (or the lowest free one with `u64::MAX`) for `pid`.
+    /// Errors, in this order: `Invalid` (no such channel number), `TooMany`
+    /// (`pid` holds [`abi::MAX_CHANNELS_PER_PROCESS`]), `Busy` (`want` is
+    /// taken), `TableFull`.
     pub fn create(&self, s: &impl Sched, pid: Pid, want: u64) -> Result<u64, Error> {
+        let wanted = match want {
+            u64::MAX => None,
+            w => Some(usize::try_from(w).ok().filter(|&c| c < MAX_CHANNELS).ok_or(Error::Invalid)?),
+        };
+        // One thread per process: nothing else claims for `pid` meanwhile.
+        if self.table.iter().filter(|c| c.lock().as_ref().is_some_and(|c| c.receiver == pid)).count() >= abi::MAX_CHANNELS_PER_PROCESS {
+            return Err(Error::TooMany);
+        }
         let claim = |i: usize| -> Result<Option<u64>, Error> {
             let mut g = self.table[i].lock();
             if g.is_some() {
@@ -167,15 +181,14 @@ impl Channels {
             *g = Some(Channel { receiver: pid, senders, receiving, waiting_receiver: None });
             Ok(Some(i as u64))
         };
-        if want == u64::MAX {
+        let Some(i) = wanted else {
             for i in 0..MAX_CHANNELS {
                 if let Some(c) = claim(i)? {
                     return Ok(c);
                 }
             }
             return Err(Error::TableFull);
-        }
-        let i = usize::try_from(want).ok().filter(|&c| c < MAX_CHANNELS).ok_or(Error::Invalid)?;
+        };
         claim(i)?.ok_or(Error::Busy)
     }
 

@@ -36,3 +36,7 @@ pub mod table;
 pub mod wait;
 
 pub use table::{Pid, MAX_PROCS};
+
+// Every wait queue the tables above can ask for exists: a process's child
+// queue, two per channel, one per mutex and per condition variable.
+const _: () = assert!(MAX_PROCS + 2 * ipc::MAX_CHANNELS + 2 * objects::MAX_OBJECTS <= thread::MAX_WAIT_QUEUES);

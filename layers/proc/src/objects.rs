@@ -24,8 +24,13 @@ use abi::Error;
 use lock::SpinLock;
 use thread::Tid;
 
-/// Mutexes (and, separately, condition variables) the kernel holds at once.
-pub const MAX_OBJECTS: usize = 128;
+/// Mutexes (and, separately, condition variables) the kernel holds at once:
+/// enough for every process to hold its most ([`abi::MAX_MUTEXES_PER_PROCESS`],
+/// [`abi::MAX_CVS_PER_PROCESS`]), so that no process can fill the table for
+/// the others.
+pub const MAX_OBJECTS: usize = abi::OBJECTS;
+const _: () = assert!(MAX_OBJECTS >= crate::table::MAX_PROCS * abi::MAX_MUTEXES_PER_PROCESS);
+const _: () = assert!(MAX_OBJECTS >= crate::table::MAX_PROCS * abi::MAX_CVS_PER_PROCESS);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct MutexState {
@@ -61,6 +66,10 @@ impl Objects {
     }
 
     pub fn mutex_create(&self, s: &impl Sched, creator: Pid) -> Result<u64, Error> {
+        // One thread per process: nothing else creates for `creator` meanwhile.
+        if self.mutexes.iter().filter(|m| m.lock().is_some_and(|m| m.creator == creator)).count() >= abi::MAX_MUTEXES_PER_PROCESS {
+            return Err(Error::TooMany);
+        }
         for (i, m) in self.mutexes.iter().enumerate() {
             let mut g = m.lock();
             if g.is_none() {
@@ -118,6 +127,9 @@ impl Objects {
     }
 
     pub fn cv_create(&self, s: &impl Sched, creator: Pid) -> Result<u64, Error> {
+        if self.cvs.iter().filter(|c| c.lock().is_some_and(|c| c.creator == creator)).count() >= abi::MAX_CVS_PER_PROCESS {
+            return Err(Error::TooMany);
+        }
         for (i, c) in self.cvs.iter().enumerate() {
             let mut g = c.lock();
             if g.is_none() {

@@ -262,12 +262,18 @@ impl ObjectsSpec {
     }
 
     pub fn mutex_create(&mut self, creator: Pid) -> Result<u64, Error> {
+        if self.mutexes.values().filter(|m| m.creator == creator).count() >= abi::MAX_MUTEXES_PER_PROCESS {
+            return Err(Error::TooMany);
+        }
         let id = (0..self.capacity).find(|i| !self.mutexes.contains_key(i)).ok_or(Error::TableFull)?;
         self.mutexes.insert(id, MutexSpec { creator, owner: None, waiters: VecDeque::new() });
         Ok(id)
     }
 
     pub fn cv_create(&mut self, creator: Pid) -> Result<u64, Error> {
+        if self.cvs.values().filter(|c| c.creator == creator).count() >= abi::MAX_CVS_PER_PROCESS {
+            return Err(Error::TooMany);
+        }
         let id = (0..self.capacity).find(|i| !self.cvs.contains_key(i)).ok_or(Error::TableFull)?;
         self.cvs.insert(id, CvSpec { creator, waiters: VecDeque::new() });
         Ok(id)
@@ -425,6 +431,12 @@ impl ChannelsSpec {
 
     /// `pid` claims channel `want` (the lowest free with `u64::MAX`).
     pub fn create(&mut self, pid: Pid, want: u64) -> Result<u64, Error> {
+        if want != u64::MAX && want >= self.capacity {
+            return Err(Error::Invalid);
+        }
+        if self.chans.values().filter(|c| c.receiver == pid).count() >= abi::MAX_CHANNELS_PER_PROCESS {
+            return Err(Error::TooMany);
+        }
         let id = if want == u64::MAX {
             (0..self.capacity).find(|i| !self.chans.contains_key(i)).ok_or(Error::TableFull)?
         } else if want >= self.capacity {

@@ -15,7 +15,7 @@ use thread::Tid;
 /// A process id (`1..MAX_PROCS`; 0 is "none").
 pub type Pid = u32;
 /// Process slots (pid 0 unused).
-pub const MAX_PROCS: usize = 64;
+pub const MAX_PROCS: usize = abi::MAX_PROCESSES + 1;
 /// The process orphans are given to.
 pub const INIT: Pid = 1;
 

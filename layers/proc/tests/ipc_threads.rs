@@ -330,10 +330,32 @@ fn bad_buffers_and_sizes_fail_only_their_owner() {
     assert_eq!(c.recv(&*s, &*mem, 2, u64::MAX, 0, 1), Err(Error::NoSuchObject));
     assert_eq!(c.create(&*s, 3, x), Err(Error::Busy));
     assert_eq!(c.create(&*s, 3, MAX_CHANNELS as u64), Err(Error::Invalid));
-    for _ in 1..MAX_CHANNELS {
+    // A process holds at most MAX_CHANNELS_PER_PROCESS channels.
+    for _ in 0..abi::MAX_CHANNELS_PER_PROCESS {
         c.create(&*s, 3, u64::MAX).unwrap();
     }
-    assert_eq!(c.create(&*s, 3, u64::MAX), Err(Error::TableFull));
+    assert_eq!(c.create(&*s, 3, u64::MAX), Err(Error::TooMany));
+    assert_eq!(c.create(&*s, 3, MAX_CHANNELS as u64 - 1), Err(Error::TooMany));
+    assert_eq!(c.create(&*s, 3, MAX_CHANNELS as u64), Err(Error::Invalid));
+    // Only more processes than the kernel can hold could fill the table.
+    let others: Vec<u32> = (100..).take((MAX_CHANNELS - 1 - abi::MAX_CHANNELS_PER_PROCESS).div_ceil(abi::MAX_CHANNELS_PER_PROCESS)).collect();
+    assert!(others.len() + 2 > abi::MAX_PROCESSES);
+    for &p in &others {
+        for _ in 0..abi::MAX_CHANNELS_PER_PROCESS {
+            if c.create(&*s, p, u64::MAX).is_err() {
+                break;
+            }
+        }
+    }
+    assert_eq!(c.create(&*s, 999, u64::MAX), Err(Error::TableFull));
+    for p in others {
+        c.process_exit(&*s, p);
+    }
+    // Exit gives a process's channels back: it may claim the most again.
+    c.process_exit(&*s, 3);
+    for _ in 0..abi::MAX_CHANNELS_PER_PROCESS {
+        c.create(&*s, 3, u64::MAX).unwrap();
+    }
     c.process_exit(&*s, 3);
     c.process_exit(&*s, 2);
     assert_eq!((c.live(), s.queues_in_use()), (0, 0));

@@ -390,12 +390,31 @@ fn errors() {
     assert_eq!(o.mutex_unlock(&*s, m), Err(Error::NotOwner));
     set_current(7);
     assert_eq!(o.mutex_unlock(&*s, m), Ok(0));
-    for _ in 1..MAX_OBJECTS {
+    // A process holds at most MAX_MUTEXES_PER_PROCESS mutexes and
+    // MAX_CVS_PER_PROCESS condition variables.
+    for _ in 0..abi::MAX_MUTEXES_PER_PROCESS {
         o.mutex_create(&*s, 2).unwrap();
+    }
+    for _ in 0..abi::MAX_CVS_PER_PROCESS {
         o.cv_create(&*s, 2).unwrap();
     }
-    assert_eq!(o.mutex_create(&*s, 2), Err(Error::TableFull));
-    assert_eq!(o.cv_create(&*s, 2), Err(Error::TableFull));
+    assert_eq!(o.mutex_create(&*s, 2), Err(Error::TooMany));
+    assert_eq!(o.cv_create(&*s, 2), Err(Error::TooMany));
+    // Only more processes than the kernel can hold could fill the tables.
+    let mut p = 100;
+    while (o.live().0 < MAX_OBJECTS || o.live().1 < MAX_OBJECTS) && p < 100 + 2 * proc::MAX_PROCS as u32 {
+        for _ in 0..abi::MAX_MUTEXES_PER_PROCESS {
+            let _ = o.mutex_create(&*s, p);
+            let _ = o.cv_create(&*s, p);
+        }
+        p += 1;
+    }
+    assert!((p - 100) as usize + 1 > abi::MAX_PROCESSES, "{} processes filled the tables", p - 100 + 1);
+    assert_eq!(o.mutex_create(&*s, 999), Err(Error::TableFull));
+    assert_eq!(o.cv_create(&*s, 999), Err(Error::TableFull));
+    for q in 100..p {
+        o.process_exit(&*s, q, 0);
+    }
     o.process_exit(&*s, 2, 0);
     assert_eq!(o.live(), (1, 1));
     o.process_exit(&*s, 1, 7);

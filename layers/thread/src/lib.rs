@@ -33,4 +33,4 @@ pub mod spec;
 /// Thread id: an index into the thread tables (`0..MAX_CPUS` are the idle threads).
 pub type Tid = u32;
 
-pub use sched::{Scheduler, State, MAX_THREADS, SCHED};
+pub use sched::{Scheduler, State, MAX_THREADS, MAX_WAIT_QUEUES, SCHED};

@@ -24,9 +24,12 @@ use machine::MAX_CPUS;
 
 /// Threads the kernel can hold at once, idle threads (ids `0..MAX_CPUS`) included.
 pub const MAX_THREADS: usize = 128;
-/// Wait queues available to the layers above (channels, mutexes, condition
-/// variables, ...), after the per-CPU ready and sleep queues.
-pub const MAX_WAIT_QUEUES: usize = 512;
+/// Wait queues available to the layers above, after the per-CPU ready and
+/// sleep queues: the process layer needs one per process, two per channel
+/// and one per mutex and per condition variable, and sizes those tables so
+/// that this never runs out (it checks that at compile time): 64 + 2 × 512
+/// + 512 + 512, rounded up to a multiple of 64.
+pub const MAX_WAIT_QUEUES: usize = 2176;
 /// Total queues: ready queues `0..MAX_CPUS`, sleep queues
 /// `MAX_CPUS..2*MAX_CPUS`, then the wait queues.
 pub const MAX_QUEUES: usize = 2 * MAX_CPUS + MAX_WAIT_QUEUES;

@@ -20,6 +20,7 @@ pub(crate) enum Op {
     Charge(u16, u64),
     Uncharge(u16, u64),
     Remaining(u16),
+    SetLimit(u16, u32),
 }
 
 fn id() -> impl Strategy<Value = u16> {
@@ -38,6 +39,7 @@ fn op() -> BoxedStrategy<Op> {
         4 => (id(), amount()).prop_map(|(c, n)| Op::Charge(c, n)),
         4 => (id(), amount()).prop_map(|(c, n)| Op::Uncharge(c, n)),
         1 => id().prop_map(Op::Remaining),
+        2 => (id(), prop_oneof![4 => 0u32..4, 1 => Just(crate::container::NO_LIMIT)]).prop_map(|(c, l)| Op::SetLimit(c, l)),
     ]
     .boxed()
 }
@@ -51,6 +53,7 @@ fn apply_model(m: &mut spec::Containers, op: &Op) -> String {
         Op::Charge(x, n) => format!("{:?}", m.charge(c(x), n)),
         Op::Uncharge(x, n) => format!("{:?}", m.uncharge(c(x), n)),
         Op::Remaining(x) => format!("{:?}", m.remaining(c(x))),
+        Op::SetLimit(x, l) => format!("{:?}", m.set_limit(c(x), l)),
     }
 }
 
@@ -63,6 +66,7 @@ fn apply_tree(t: &Containers, op: &Op) -> String {
         Op::Charge(x, n) => format!("{:?}", t.charge(c(x), n)),
         Op::Uncharge(x, n) => format!("{:?}", t.uncharge(c(x), n)),
         Op::Remaining(x) => format!("{:?}", t.remaining(c(x))),
+        Op::SetLimit(x, l) => format!("{:?}", t.set_limit(c(x), l)),
     }
 }
 
@@ -87,7 +91,7 @@ impl ReferenceStateMachine for Ref {
 }
 
 /// The tree's invariants: usage = own + Σ children's quotas ≤ quota, and the
-/// children counts are right.
+/// children and descendant counts are right.
 pub(crate) fn check_tree(t: &Containers) -> Result<(), String> {
     let mut all = Vec::new();
     t.for_each(|id, info| all.push((id, *info)));
@@ -97,8 +101,23 @@ pub(crate) fn check_tree(t: &Containers) -> Result<(), String> {
         if info.usage != info.own + carved || info.usage > info.quota || kids.len() != info.children as usize {
             return Err(format!("{id:?} {info:?}: children quotas {carved}, {} children", kids.len()));
         }
+        let below = all.iter().filter(|(d, _)| *d != id && above(&all, *d).contains(&id)).count();
+        if below != info.descendants as usize {
+            return Err(format!("{id:?} {info:?}: {below} containers below it"));
+        }
     }
     Ok(())
+}
+
+/// The containers above `c`, its parent first.
+fn above(all: &[(ContainerId, crate::ContainerInfo)], c: ContainerId) -> Vec<ContainerId> {
+    let mut out = Vec::new();
+    let mut at = all.iter().find(|(i, _)| *i == c).and_then(|(_, info)| info.parent);
+    while let Some(p) = at {
+        out.push(p);
+        at = all.iter().find(|(i, _)| *i == p).and_then(|(_, info)| info.parent);
+    }
+    out
 }
 
 pub(crate) struct Sut {
@@ -173,4 +192,10 @@ pub(crate) fn run(m: Mutant, cases: u32) -> Result<(), String> {
 fn catches_split_ignoring_quota() {
     let e = run(Mutant::SplitIgnoresQuota, 200).expect_err("mutant not caught");
     assert!(e.contains("QuotaExceeded"), "{e}");
+}
+
+#[test]
+fn catches_limit_checked_at_the_parent_only() {
+    let e = run(Mutant::LimitParentOnly, 500).expect_err("mutant not caught");
+    assert!(e.contains("LimitReached"), "{e}");
 }

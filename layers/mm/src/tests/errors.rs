@@ -146,7 +146,7 @@ fn container_errors() {
     cs.destroy(b).unwrap();
     assert_eq!(cs.info(b), Err(NoSuchContainer));
     cs.destroy(a).unwrap();
-    assert_eq!(cs.info(root).unwrap(), crate::ContainerInfo { quota: 100, usage: 0, own: 0, parent: None, children: 0 });
+    assert_eq!(cs.info(root).unwrap(), crate::ContainerInfo::fresh(100, None));
     // The table runs out before the quota does: the charge is undone.
     let big = cs.split(root, 100).unwrap();
     let got: Vec<_> = (0..140).map_while(|_| cs.alloc_page(t, big).ok()).collect();

@@ -38,6 +38,9 @@ pub(crate) enum Mutant {
     RunSkipsUnlink,
     /// `Containers::split` does not check the parent's quota.
     SplitIgnoresQuota,
+    /// `Containers::split` checks only the parent's descendant limit, not
+    /// those of the containers above it.
+    LimitParentOnly,
     /// `AddressSpace::map` overwrites an existing mapping.
     MapOverwrites,
     /// Tearing down a Ready shared-memory link drops only one of the frame's

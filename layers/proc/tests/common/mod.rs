@@ -31,7 +31,7 @@ use thread::{Tid, MAX_THREADS};
 const SPINS: usize = 200;
 
 /// Queues the harness hands out.
-pub const QUEUES: usize = 256;
+pub const QUEUES: usize = thread::MAX_WAIT_QUEUES;
 
 /// A queue operation, in the order they happened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
