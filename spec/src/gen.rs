@@ -589,7 +589,7 @@ impl Gen<'_> {
             nr::CHAN_CREATE => {
                 let want = match self.rng.below(8) {
                     0..=3 => u64::MAX,
-                    4 => *self.rng.pick(&[128u64, 1000, DRIVER_CHAN]).unwrap_or(&128),
+                    4 => *self.rng.pick(&[MAX_CHANNELS as u64, 1000, DRIVER_CHAN]).unwrap_or(&DRIVER_CHAN),
                     _ => self.rng.below(12),
                 };
                 Call::vals(nr::CHAN_CREATE, &[want])
@@ -612,6 +612,8 @@ impl Gen<'_> {
 
     fn spawn_choice(&mut self, me: Pid) -> Call {
         let cpu = if self.rng.chance(1, 10) { *self.rng.pick(&[self.cpus, 99, u64::MAX]).unwrap_or(&99) } else { self.rng.below(self.cpus) };
+        // Now and then a process limit for the child's subtree (1: no children).
+        let cpu = if self.rng.chance(1, 6) { cpu | abi::spawn_cpu(0, 1 + self.rng.below(3) as u32) } else { cpu };
         let quota = self.worker_quota();
         let spare = self.model.usage(self.model.info.get(&me).map_or(mm::ContainerId::ROOT, |p| p.container));
         let quota = match self.rng.below(8) {
@@ -948,6 +950,42 @@ pub fn bad_buffers_trace(cfg: &Arc<Config>, env: &Env) -> Result<Generated, Stri
     step(&mut g, w(1), Call::vals(nr::RECV, &[5, 0xffff_ffff_ffff_fffc, 1417]), Part::Random)?;
     if !g.cleanup() {
         return Err("no cleanup for the two-bad-buffers trace".into());
+    }
+    Ok(Generated { trace: Trace { seed: 0, steps: g.steps, parts: g.parts }, expects: g.expects })
+}
+
+/// The limits trace: a worker started with a process limit of 2 (itself and
+/// one more) may start one child but not a second, nor may that child start
+/// a grandchild, until the child is reaped; a process holds at most
+/// `abi::MAX_CHANNELS_PER_PROCESS` channels (its harness channel counts) and
+/// as many mutexes and condition variables as their limits; every extra
+/// claim is `TooMany`.
+pub fn limits_trace(cfg: &Arc<Config>, env: &Env, mutant: Mutant) -> Result<Generated, String> {
+    let wp = cfg.worker_pages().ok_or("the boot image has no usable `conform` program")?;
+    let model = Model::new(cfg.clone(), env, mutant)?;
+    let mut g = Gen { rng: Rng::new(0), worker_pages: wp, cpus: cfg.cpus, model, steps: Vec::new(), expects: Vec::new(), parts: Vec::new(), _cfg: cfg };
+    let w = Who::Worker;
+    let cpu = |c: u64, max_procs: u32| abi::spawn_cpu(c as u32 % cfg.cpus as u32, max_procs);
+    step(&mut g, Who::Driver, spawn_call(0, 4 * wp + 40, cpu(1, 2)), Part::Setup)?;
+    step(&mut g, w(0), spawn_call(1, wp + 8, cpu(2, 0)), Part::Random)?;
+    step(&mut g, w(0), spawn_call(2, wp + 8, cpu(3, 0)), Part::Random)?;
+    step(&mut g, w(1), spawn_call(3, 1, cpu(0, 0)), Part::Random)?;
+    for _ in 0..abi::MAX_CHANNELS_PER_PROCESS {
+        step(&mut g, w(1), Call::vals(nr::CHAN_CREATE, &[u64::MAX]), Part::Random)?;
+    }
+    step(&mut g, w(1), Call::vals(nr::CHAN_CREATE, &[7]), Part::Random)?;
+    for _ in 0..=abi::MAX_MUTEXES_PER_PROCESS {
+        step(&mut g, w(1), Call::vals(nr::MUTEX_CREATE, &[]), Part::Random)?;
+    }
+    for _ in 0..=abi::MAX_CVS_PER_PROCESS {
+        step(&mut g, w(1), Call::vals(nr::CV_CREATE, &[]), Part::Random)?;
+    }
+    let p1 = g.model.pid_of_worker(1).ok_or("w1 did not start")?;
+    step(&mut g, w(1), Call::vals(nr::EXIT, &[0]), Part::Random)?;
+    step(&mut g, w(0), Call::vals(nr::WAIT, &[p1 as u64]), Part::Random)?;
+    step(&mut g, w(0), spawn_call(4, wp + 8, cpu(3, 0)), Part::Random)?;
+    if !g.cleanup() {
+        return Err("no cleanup for the limits trace".into());
     }
     Ok(Generated { trace: Trace { seed: 0, steps: g.steps, parts: g.parts }, expects: g.expects })
 }

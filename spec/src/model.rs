@@ -47,10 +47,10 @@ pub const MAX_ARGS: u64 = abi::MAX_ARGS as u64;
 pub const MAX_MAP_PAGES: u64 = 1 << 16;
 pub const MAX_NAME: u64 = abi::MAX_NAME as u64;
 pub const MAX_PROCS: u64 = proc::MAX_PROCS as u64;
-pub const MAX_OBJECTS: usize = 128;
-pub const MAX_CHANNELS: usize = 128;
-pub const MAX_THREADS: usize = 128;
-pub const WAIT_QUEUES: usize = 512;
+pub use proc::ipc::MAX_CHANNELS;
+pub use proc::objects::MAX_OBJECTS;
+pub use thread::MAX_THREADS;
+pub const WAIT_QUEUES: usize = thread::MAX_WAIT_QUEUES;
 pub const PAGE: u64 = abi::PAGE_SIZE;
 pub const USER_END: u64 = abi::USER_END;
 
@@ -89,6 +89,8 @@ pub enum Mutant {
     ChanHighest,
     /// `spawn` does not charge the child's kernel stack to its container.
     KstackFree,
+    /// `spawn` ignores the process limit in the high half of its cpu word.
+    NoProcessLimit,
 }
 
 impl Mutant {
@@ -97,6 +99,7 @@ impl Mutant {
             "none" => Some(Mutant::None),
             "chan-highest" => Some(Mutant::ChanHighest),
             "kstack-free" => Some(Mutant::KstackFree),
+            "no-process-limit" => Some(Mutant::NoProcessLimit),
             _ => None,
         }
     }
@@ -289,6 +292,7 @@ pub fn mm_error(e: MmError) -> Error {
         MmError::UnknownId => Error::NoSuchProcess,
         MmError::AlreadyOffered | MmError::AlreadyShared | MmError::StillShared => Error::Busy,
         MmError::TooManyContainers => Error::TableFull,
+        MmError::LimitReached => Error::TooMany,
         MmError::NoSuchContainer => Error::NoSuchProcess,
         _ => Error::Invalid,
     }
@@ -1030,6 +1034,7 @@ impl Model {
         let args: Option<Vec<u8>> = self.read(parent, a[4], args_len).into_iter().collect();
         let args = args.ok_or(Reject::Forbidden("arguments the model does not know"))?;
         // trap::process::spawn.
+        let (cpu, max_procs) = abi::spawn_cpu_parts(cpu);
         if cpu >= self.cfg.cpus {
             return fail(Error::BadCpu);
         }
@@ -1043,6 +1048,9 @@ impl Model {
             Ok(c) => c,
             Err(e) => return fail(mm_error(e)),
         };
+        if max_procs != 0 && self.mutant != Mutant::NoProcessLimit {
+            self.mm.containers.set_limit(c, max_procs - 1).map_err(model_err)?;
+        }
         // proc::table::reserve: a wait queue, then the lowest free pid.
         let queue = match self.sched.alloc_queue() {
             Ok(q) => q,

@@ -62,6 +62,7 @@ fn run_plan(elf: &Path, bundle: &Path, plan: &Plan) -> Vec<Verdict> {
         }
         out.push(orphan_regression(&m));
         out.push(bad_buffers_regression(&m));
+        out.push(limits_check(&m));
     }
     if plan.calls > 0 {
         out.push(fuzz(&m, plan.calls, plan.fuzz_seed, &plan.kernel_args));
@@ -186,14 +187,16 @@ fn parse_free(lines: &[String]) -> Option<u64> {
 }
 
 /// A spawn bomb, an allocation bomb and an IPC flood, each started from
-/// the shell in the background with 300 pages of quota: they must reach
-/// their limits and stay inside their quotas, the shell must still answer
-/// (a built-in and a program it starts) while they run, and once they are
-/// killed every page comes back.
+/// the shell in the background with 300 pages of quota, then a spawn bomb
+/// with 6000 pages (enough for more processes than the kernel holds): they
+/// must reach their limits (the big bomb its process limit) and stay inside
+/// their quotas, the shell must still answer (a built-in and a program it
+/// starts) while they run, and once they are killed every page comes back.
 fn exhaustion(m: &Machine) -> Verdict {
     let start = Instant::now();
     let mut latency = Duration::ZERO;
     let mut procs_seen = 0;
+    let mut big_refusal = String::new();
     let r = (|| -> Result<()> {
         let mut c = Console::start(m, "")?;
         c.until(Duration::from_secs(60), |l| l.contains("mc2 shell"))?;
@@ -228,6 +231,33 @@ fn exhaustion(m: &Machine) -> Verdict {
                 return Err(format!("not every bomb reached its limit: {e}; BOMB lines: {:?}", c.bombs));
             }
         }
+        // A spawn bomb with pages enough for more processes than the kernel
+        // holds: the process limit the shell gives it (every free slot but
+        // four) stops it, not the full table, and so the shell can still
+        // start programs.
+        let seen = c.bombs.len();
+        let (out, _) = ask(&mut c, "run -c 3 -q 6000 fuzz bomb spawn &", Duration::from_secs(30))?;
+        let big = out
+            .iter()
+            .find_map(|l| l.split("[pid ").nth(1)?.split_whitespace().next()?.parse::<u64>().ok())
+            .ok_or_else(|| format!("the big spawn bomb did not start:\n{}", out.join("\n")))?;
+        // It prints each kind of refusal once (children with too little
+        // quota for the program are refused too).
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let new = &c.bombs[seen..];
+            if let Some(l) = new.iter().find(|l| l.contains("BOMB spawn:") && l.contains("too many")) {
+                big_refusal = l.clone();
+                break;
+            }
+            if let Some(l) = new.iter().find(|l| l.contains("BOMB spawn:") && l.contains("kernel table full")) {
+                return Err(format!("the big spawn bomb filled the process table: {l}"));
+            }
+            if let Err(e) = c.line(deadline) {
+                return Err(format!("the big spawn bomb never met its process limit: {e}; its lines: {:?}", &c.bombs[seen..]));
+            }
+        }
+        pids.push(big);
         // The shell answers while they run; quotas hold.
         for round in 0..3 {
             let (out, t) = ask(&mut c, "ps", Duration::from_secs(30))?;
@@ -240,9 +270,10 @@ fn exhaustion(m: &Machine) -> Verdict {
                 }
             }
             for &p in &pids {
+                let quota = if p == big { 6000 } else { 300 };
                 match rows.iter().find(|r| r.0 == p) {
-                    Some(r) if r.3 == 300 => {}
-                    Some(r) => return Err(format!("bomb pid {p} has quota {}, not 300", r.3)),
+                    Some(r) if r.3 == quota => {}
+                    Some(r) => return Err(format!("bomb pid {p} has quota {}, not {quota}", r.3)),
                     None => return Err(format!("bomb pid {p} is gone (round {round}):\n{}", out.join("\n"))),
                 }
             }
@@ -280,7 +311,8 @@ fn exhaustion(m: &Machine) -> Verdict {
         Ok(())
     })();
     let name = format!(
-        "exhaustion: a spawn bomb, an allocation bomb and an IPC flood (300 pages each) reach their limits inside their quotas, the shell answers meanwhile (slowest answer {:.1} s, up to {procs_seen} processes), every page comes back ({:.0} s)",
+        "exhaustion: a spawn bomb, an allocation bomb and an IPC flood (300 pages each) reach their limits inside their quotas, a spawn bomb with 6000 pages stops at its process limit (`{}`), the shell answers and starts programs meanwhile (slowest answer {:.1} s, up to {procs_seen} processes), every page comes back ({:.0} s)",
+        big_refusal.trim(),
         latency.as_secs_f64(),
         start.elapsed().as_secs_f64()
     );
@@ -493,6 +525,40 @@ fn bad_buffers_regression(m: &Machine) -> Verdict {
     }
 }
 
+/// The limits trace: process limits on subtrees and the per-process
+/// channel, mutex and CV limits agree with the spec, and a spec that
+/// ignores the process limit disagrees with mc2.
+fn limits_check(m: &Machine) -> Verdict {
+    use spec::model::Mutant;
+    let name = "limits: a process limit binds a whole subtree until a child is reaped; a process holds at most 8 channels, 8 mutexes, 8 CVs (TooMany beyond)";
+    let too_many = (abi::Error::TooMany.code() as i64).wrapping_neg() as u64;
+    // The steps the spec answers TooMany (the trace must meet each limit).
+    let limited = std::cell::RefCell::new(Vec::new());
+    let agree = fixed_trace(m, |cfg, env| {
+        let g = spec::gen::limits_trace(cfg, env, Mutant::None)?;
+        *limited.borrow_mut() = g
+            .trace
+            .steps
+            .iter()
+            .zip(&g.expects)
+            .filter(|(_, e)| e.answers.iter().any(|(_, a)| matches!(a, spec::trace::Answer::Ret { rax: Some(r), .. } if *r == too_many)))
+            .map(|(s, _)| s.call.nr)
+            .collect();
+        Ok(g)
+    });
+    let limited = limited.into_inner();
+    for (call, what) in [(abi::nr::SPAWN, "spawn"), (abi::nr::CHAN_CREATE, "chan_create"), (abi::nr::MUTEX_CREATE, "mutex_create"), (abi::nr::CV_CREATE, "cv_create")] {
+        if !limited.contains(&call) {
+            return (name.into(), Err(format!("the trace never has {what} answer TooMany (TooMany steps: {limited:?})")));
+        }
+    }
+    let unlimited = fixed_trace(m, |cfg, env| spec::gen::limits_trace(cfg, env, Mutant::NoProcessLimit));
+    match (agree, unlimited) {
+        (Ok(conform::Outcome::Agree { .. }), Ok(conform::Outcome::Diverge(_))) => (name.into(), Ok(())),
+        (a, b) => (name.into(), Err(format!("spec: {}\nspec without the process limit: {}", text(&a), text(&b)))),
+    }
+}
+
 fn conformance(m: &Machine, plan: &Plan) -> Verdict {
     let start = Instant::now();
     let opts = BatchOpts {
@@ -597,7 +663,7 @@ pub fn check(args: &[String]) -> Result<()> {
     println!("xtask: seed {seed}: {traces} conformance traces of {steps} random steps, {calls} fuzzed calls");
     let verdicts = if let Some(name) = crate::flag_value(args, "--mutant") {
         // Check the harness against a deliberately wrong spec.
-        let mutant = Mutant::parse(name).ok_or_else(|| format!("unknown spec mutant `{name}` (chan-highest, kstack-free)"))?;
+        let mutant = Mutant::parse(name).ok_or_else(|| format!("unknown spec mutant `{name}` (chan-highest, kstack-free, no-process-limit)"))?;
         vec![teeth(&Machine::new(&elf, &bundle)?, mutant, name)]
     } else {
         let plan = Plan {

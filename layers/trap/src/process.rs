@@ -111,6 +111,7 @@ pub fn mm_error(e: MmError) -> Error {
         MmError::UnknownId => Error::NoSuchProcess,
         MmError::AlreadyOffered | MmError::AlreadyShared | MmError::StillShared => Error::Busy,
         MmError::TooManyContainers => Error::TableFull,
+        MmError::LimitReached => Error::TooMany,
         MmError::NoSuchContainer => Error::NoSuchProcess,
         _ => Error::Invalid,
     }
@@ -174,7 +175,12 @@ impl Copier for SpaceCopier {
 // ---- spawn ----
 
 /// Start program `name` as a child of `parent` (0: the kernel starting init).
-pub fn spawn(parent: Pid, name: &str, quota: u64, cpu: u64, args: &[u8]) -> Result<Pid, Error> {
+/// Start program `name` as a child of `parent`. `cpu_word` is the CPU and,
+/// in its high half, the most processes the child's subtree may hold
+/// ([`abi::spawn_cpu`]); the child's container gets that limit before the
+/// child runs.
+pub fn spawn(parent: Pid, name: &str, quota: u64, cpu_word: u64, args: &[u8]) -> Result<Pid, Error> {
+    let (cpu, max_procs) = abi::spawn_cpu_parts(cpu_word);
     if !cpu_usable(cpu) {
         return Err(Error::BadCpu);
     }
@@ -184,6 +190,13 @@ pub fn spawn(parent: Pid, name: &str, quota: u64, cpu: u64, args: &[u8]) -> Resu
     let file = programs::find(name).ok_or(Error::NoSuchProgram)?;
     let prog = proc::elf::parse(file, mm::paging::USER_END).map_err(|_| Error::Invalid)?;
     let c = CONTAINERS.split(container_of(parent)?, quota).map_err(mm_error)?;
+    if max_procs != 0 {
+        // The limit counts the containers below the child's: its descendants.
+        if let Err(e) = CONTAINERS.set_limit(c, max_procs - 1) {
+            let _ = CONTAINERS.destroy(c);
+            return Err(mm_error(e));
+        }
+    }
     let pid = match PROCS.reserve(&SCHED, parent, name, cpu as usize, c.index() as u16) {
         Ok(p) => p,
         Err(e) => {

@@ -42,7 +42,9 @@ pub fn run(kind: &str, arg: Option<u64>) -> i32 {
 fn spawn(root: bool) -> i32 {
     let cpus = proc::cpus().unwrap_or(1);
     let mut dice = Dice(rt::time::rdtsc() | 1);
-    let (mut made, mut refused) = (0u64, 0u64);
+    let mut made = 0u64;
+    // Error codes seen so far (bit per code).
+    let mut seen = 0u64;
     loop {
         if !root && orphaned() {
             return 0;
@@ -50,10 +52,14 @@ fn spawn(root: bool) -> i32 {
         match sys::spawn("fuzz", 48 + dice.below(64), dice.below(cpus), "bomb spawn-child") {
             Ok(_) => made += 1,
             Err(e) => {
-                refused += 1;
-                if root && refused == 1 {
-                    println!("BOMB spawn: first refusal after {made} children: {e}");
+                // Each kind of refusal once: a child's quota too small for
+                // the program, the bomb's quota, its process limit, ...
+                let bit = 1u64 << (e.code() & 63);
+                if root && seen & bit == 0 {
+                    let first = if seen == 0 { "first refusal" } else { "new refusal" };
+                    println!("BOMB spawn: {first} after {made} children: {e}");
                 }
+                seen |= bit;
                 sys::sleep_ms(1);
             }
         }

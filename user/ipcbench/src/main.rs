@@ -52,7 +52,7 @@ const TPUT_MS: u64 = 100;
 /// First channel of the throughput benchmark's pairs.
 const CHAN_BASE: u64 = 16;
 /// Channels are numbered below this.
-const CHANNELS: u64 = 128;
+const CHANNELS: u64 = abi::CHANNELS as u64;
 /// A client's own work between transactions, in TSC cycles.
 const CLIENT_PAYLOAD: u64 = 500;
 /// Most pages given to each helper process (less if the driver has less).

@@ -28,6 +28,14 @@ pub fn spare_pages(reserve: u64) -> Result<u64, Error> {
     Ok(quota.saturating_sub(usage).saturating_sub(reserve))
 }
 
+/// Process-table slots free now, less `reserve` (what a process can hand a
+/// child as its process limit, [`abi::spawn_cpu`], and still start `reserve`
+/// more itself).
+pub fn spare_processes(reserve: u64) -> Result<u64, Error> {
+    let used = crate::sys::sysinfo()?.processes;
+    Ok((abi::MAX_PROCESSES as u64).saturating_sub(used).saturating_sub(reserve))
+}
+
 /// Number of CPUs online (at least 1).
 pub fn cpus() -> Result<u64, Error> {
     Ok(crate::sys::sysinfo()?.cpus_online.max(1))

@@ -23,6 +23,15 @@ use rt::shm::SharedPage;
 use rt::{print, println, proc, sys};
 
 const PROMPT: &str = "mc2$ ";
+
+/// Where and with what a command runs (`run`'s options).
+#[derive(Clone, Copy)]
+struct Limits {
+    cpu: u64,
+    quota: Option<u64>,
+    procs: Option<u32>,
+    default_quota: u64,
+}
 /// Quota of a program started without `-q`, in pages (less if the shell
 /// has less to spare).
 const DEFAULT_QUOTA: u64 = 256;
@@ -32,6 +41,10 @@ const DEFAULT_QUOTA: u64 = 256;
 const BENCH_QUOTA: u64 = 1024;
 /// Pages the shell keeps for itself when giving quota away.
 const RESERVE: u64 = 32;
+/// Process-table slots the shell keeps for the commands after this one:
+/// a program started without `-p` may hold all the free slots but these in
+/// its subtree, so that a spawn bomb leaves the shell able to start programs.
+const PROC_RESERVE: u64 = 4;
 
 /// Quota of a VMM started by `vm start` without `-q`, in pages: 8 MiB of
 /// guest RAM (the VMM's default) with room for its own needs.
@@ -48,12 +61,14 @@ commands:
   programs                     the programs in the boot image
   ps                           processes: pid, parent, cpu, state, quota, usage, name
   mem, sysinfo                 free memory, root container, CPUs online, TSC rate
-  run [-c CPU] [-q PAGES] PROGRAM [ARGS...] [&]
+  run [-c CPU] [-q PAGES] [-p PROCS] PROGRAM [ARGS...] [&]
                                start PROGRAM on CPU (default 0) with PAGES pages of quota
-                               (default 256, less if the shell has less to spare); wait
-                               for it, or with a final `&` leave it in the background
+                               (default 256, less if the shell has less to spare), and at
+                               most PROCS processes in its subtree, itself included (default:
+                               all free process slots but 4); wait for it, or with a final
+                               `&` leave it in the background
   PROGRAM [ARGS...] [&]        the same as `run PROGRAM [ARGS...] [&]`
-  bench [-c CPU] [-q PAGES] [ARGS...]
+  bench [-c CPU] [-q PAGES] [-p PROCS] [ARGS...]
                                run ipcbench (default quota 1024 pages, 128 per CPU
                                with more than 7 CPUs); `bench` alone
                                runs every benchmark, see `ipcbench help`
@@ -185,22 +200,24 @@ impl Shell {
                     }
                 };
             }
-            _ => self.start(cmd, &args.join(" "), 0, None, DEFAULT_QUOTA, background),
+            _ => self.start(cmd, &args.join(" "), Limits { cpu: 0, quota: None, procs: None, default_quota: DEFAULT_QUOTA }, background),
         };
         Flow::Continue(status)
     }
 
-    /// `run [-c CPU] [-q PAGES] PROGRAM [ARGS...]`, or `bench [-c CPU] [-q
-    /// PAGES] [ARGS...]` when `program` is given.
+    /// `run [-c CPU] [-q PAGES] [-p PROCS] PROGRAM [ARGS...]`, or `bench [-c
+    /// CPU] [-q PAGES] [-p PROCS] [ARGS...]` when `program` is given.
     fn run(&mut self, args: &[&str], program: Option<&str>, default_quota: u64, background: bool) -> u64 {
         let what = if program.is_some() { "bench" } else { "run" };
         let mut cpu = 0;
         let mut quota = None;
+        let mut procs = None;
         let mut i = 0;
         while let Some(&opt) = args.get(i) {
             let slot = match opt {
                 "-c" => "CPU",
                 "-q" => "PAGES",
+                "-p" => "PROCS",
                 _ => break,
             };
             let Some(v) = args.get(i + 1) else {
@@ -211,20 +228,31 @@ impl Shell {
                 println!("{what}: {slot} after {opt} must be a number, not `{v}`");
                 return USAGE;
             };
-            if opt == "-c" {
-                cpu = n;
-            } else {
-                quota = Some(n);
+            match opt {
+                "-c" => cpu = n,
+                "-q" => quota = Some(n),
+                _ => match u32::try_from(n) {
+                    Ok(p) if p > 0 => procs = Some(p),
+                    _ => {
+                        println!("{what}: PROCS after -p must be from 1 to {}, not {n}", u32::MAX);
+                        return USAGE;
+                    }
+                },
             }
             i += 2;
         }
+        if cpu > u64::from(u32::MAX) {
+            println!("cpu {cpu}: bad CPU");
+            return 1;
+        }
         let rest = &args[i..];
+        let limits = Limits { cpu, quota, procs, default_quota };
         match program {
-            Some(p) => self.start(p, &rest.join(" "), cpu, quota, default_quota, background),
+            Some(p) => self.start(p, &rest.join(" "), limits, background),
             None => match rest.split_first() {
-                Some((p, a)) => self.start(p, &a.join(" "), cpu, quota, default_quota, background),
+                Some((p, a)) => self.start(p, &a.join(" "), limits, background),
                 None => {
-                    println!("usage: run [-c CPU] [-q PAGES] PROGRAM [ARGS...] [&]");
+                    println!("usage: run [-c CPU] [-q PAGES] [-p PROCS] PROGRAM [ARGS...] [&]");
                     USAGE
                 }
             },
@@ -232,7 +260,8 @@ impl Shell {
     }
 
     /// Spawn `program` and wait for it (or leave it in the background).
-    fn start(&mut self, program: &str, args: &str, cpu: u64, quota: Option<u64>, default_quota: u64, background: bool) -> u64 {
+    fn start(&mut self, program: &str, args: &str, limits: Limits, background: bool) -> u64 {
+        let Limits { cpu, quota, procs, default_quota } = limits;
         if args.len() > abi::MAX_ARGS {
             println!("{program}: the arguments are {} bytes long, at most {} fit", args.len(), abi::MAX_ARGS);
             return USAGE;
@@ -252,9 +281,19 @@ impl Shell {
             }
             None => default_quota.min(spare),
         };
+        let procs = match procs {
+            Some(p) => p,
+            None => match proc::spare_processes(PROC_RESERVE) {
+                Ok(n) => u32::try_from(n.max(1)).unwrap_or(u32::MAX),
+                Err(e) => {
+                    println!("{program}: cannot read the process count: {e}");
+                    return 1;
+                }
+            },
+        };
         // Keep room in the list first, so that a spawned child is always recorded.
         self.bg.reserve(1);
-        let pid = match sys::spawn(program, pages, cpu, args) {
+        let pid = match sys::spawn(program, pages, abi::spawn_cpu(cpu as u32, procs), args) {
             Ok(pid) => pid,
             Err(Error::NoSuchProgram) => {
                 println!("no such program: {program}");
@@ -266,6 +305,14 @@ impl Shell {
             }
             Err(Error::QuotaExceeded) => {
                 println!("{program}: quota exceeded: asked for {pages} pages, the shell has {spare} to spare");
+                return 1;
+            }
+            Err(Error::TooMany) => {
+                println!("{program}: too many processes: the shell's own process limit is reached");
+                return 1;
+            }
+            Err(Error::TableFull) => {
+                println!("{program}: the process table is full ({} processes)", abi::MAX_PROCESSES);
                 return 1;
             }
             Err(e) => {
@@ -446,7 +493,7 @@ impl Shell {
                 }
             },
         };
-        self.start("vmm", &rest.join(" "), cpu, quota, VM_QUOTA, true)
+        self.start("vmm", &rest.join(" "), Limits { cpu, quota, procs: None, default_quota: VM_QUOTA }, true)
     }
 
     /// Reap background children that have exited, without blocking: only

@@ -226,7 +226,7 @@ pub fn bad_pointers(cx: &Ctx) -> TestResult {
     }
     let hc = hi.b;
     c.expect("chan_create(a taken channel)", sys::chan_create(driver), &[Busy]);
-    c.expect("chan_create(128)", sys::chan_create(128), &[Invalid]);
+    c.expect("chan_create(CHANNELS)", sys::chan_create(abi::CHANNELS as u64), &[Invalid]);
     c.expect("send(own channel)", sys::send(driver, b"x"), &[SelfChannel]);
     c.expect("send(no such channel)", sys::send(NO_OBJECT, b"x"), &[NoSuchObject, Invalid]);
     c.expect("send(null)", raw(nr::SEND, [hc, 0, 8, 0, 0, 0]), &[BadAddress]);
