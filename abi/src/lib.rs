@@ -736,6 +736,15 @@ pub mod vm {
     /// The guest is halted: do not enter it before `deadline` (or an
     /// injected event), then return `Deadline`.
     pub const RUN_HALTED: u64 = 4;
+    /// Once the guest runs CPUID in user mode (CPL 3), let its CPUIDs
+    /// through from then on instead of exiting on each (AMD SVM only; VT-x
+    /// always exits on CPUID, SDM Vol. 3C §25.1.2). For a Linux guest: its
+    /// kernel has read the filtered leaves while it booted, and its programs
+    /// (static glibc runs some 40 CPUIDs at every start) see the processor's
+    /// own, as on bare metal, each no longer a world switch.
+    pub const RUN_USER_CPUID: u64 = 8;
+    /// Every `vm_run` flag.
+    pub const RUN_FLAGS: u64 = RUN_COMPLETE_IN | RUN_WINDOW | RUN_HALTED | RUN_USER_CPUID;
 
     /// `vm_map` rights.
     pub const MAP_WRITE: u64 = 1;

@@ -956,7 +956,7 @@ impl Model {
                 if !self.good(pid, a[1], abi::vm::Exit::SIZE as u64, true)? {
                     return fail(Error::BadAddress);
                 }
-                if flags & !(abi::vm::RUN_COMPLETE_IN | abi::vm::RUN_WINDOW | abi::vm::RUN_HALTED) != 0 {
+                if flags & !abi::vm::RUN_FLAGS != 0 {
                     return fail(Error::Invalid);
                 }
                 fail(Error::NoSuchObject)

@@ -93,7 +93,7 @@ pub fn vm_map(pid: Pid, vm: u64, gpa: u64, va: u64, pages: u64, rights: u64) -> 
 pub fn vm_run(pid: Pid, vm: u64, buf: u64, flags: u64, deadline: u64, in_value: u64) -> Reply {
     // The exit record must be deliverable before anything runs.
     with_space(pid, |s| kmm::check_user_range(s, buf, Exit::SIZE, true))?.map_err(|_| Error::BadAddress)?;
-    if flags & !(abi::vm::RUN_COMPLETE_IN | abi::vm::RUN_WINDOW | abi::vm::RUN_HALTED) != 0 {
+    if flags & !abi::vm::RUN_FLAGS != 0 {
         return Err(Error::Invalid);
     }
     #[cfg(mc2_bare)]

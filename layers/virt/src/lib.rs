@@ -206,6 +206,8 @@ pub struct Vm {
     /// RIP of the last SVM VMEXIT_INVALID turned into a #GP (see
     /// `run_guest`); a second one there with nothing in between stops the VM.
     invalid_gp_at: Option<u64>,
+    /// This run has `RUN_USER_CPUID`.
+    user_cpuid: bool,
 }
 
 /// Most VMs at once (one per CPU).
@@ -382,7 +384,7 @@ fn create_in(id: usize, owner: u32, container: ContainerId, cpu: usize) -> Resul
             Arch::Svm { vmcb, npt, nrips: cs.nrips }
         }
     };
-    let vm = Box::new(Vm { id, owner, cpu, container, arch, gprs: GuestGprs::default(), fx: Fx::clean(), pending: None, last: None, guest_msrs: [0; vmx::SWAPPED_MSRS.len()], invalid_gp_at: None });
+    let vm = Box::new(Vm { id, owner, cpu, container, arch, gprs: GuestGprs::default(), fx: Fx::clean(), pending: None, last: None, guest_msrs: [0; vmx::SWAPPED_MSRS.len()], invalid_gp_at: None, user_cpuid: false });
     *VMS[id].lock() = Some(vm);
     let p = &PUBLIC[id];
     p.owner.store(owner, Ordering::Relaxed);
@@ -665,6 +667,7 @@ pub fn run(id: u64, owner: u32, flags: u64, deadline: u64, in_value: u64, host: 
     vm.complete_last(flags & abi::vm::RUN_COMPLETE_IN != 0, in_value);
     let window = flags & abi::vm::RUN_WINDOW != 0;
     vm.request_window(window);
+    vm.user_cpuid = flags & abi::vm::RUN_USER_CPUID != 0;
     let mut handled = 0u64;
     let result = if flags & abi::vm::RUN_HALTED != 0 && vm.pending.is_none() {
         // The guest is halted: nothing to run until the deadline (none: until
@@ -794,6 +797,13 @@ fn run_guest(vm: &mut Vm, deadline: u64, window: bool, host: &impl Host, handled
                 let v = vm.gprs.0[abi::vm::RAX];
                 vm.set_rax(v);
                 vm.set_rip(info.next_rip);
+                if vm.user_cpuid {
+                    if let Arch::Svm { vmcb, .. } = &vm.arch {
+                        if vmcb.cpl() == 3 {
+                            vmcb.let_cpuid_through();
+                        }
+                    }
+                }
             }
             Kind::Msr { write } => {
                 if vm.msr(write, info.next_rip) {

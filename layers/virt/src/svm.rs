@@ -357,6 +357,19 @@ impl Vmcb {
         }
     }
 
+    /// The guest's current privilege level.
+    pub fn cpl(&self) -> u8 {
+        // SAFETY: as in r64 (a byte field).
+        unsafe { core::ptr::read_volatile(self.ptr(SAVE_CPL)) }
+    }
+
+    /// Stop intercepting CPUID: the guest reads the processor's own leaves
+    /// (`abi::vm::RUN_USER_CPUID`).
+    pub fn let_cpuid_through(&self) {
+        let misc = self.r32(CTRL_INTERCEPT_MISC1);
+        self.w32(CTRL_INTERCEPT_MISC1, misc & !I_CPUID);
+    }
+
     /// Flush this guest's TLB entries at the next VMRUN (after unmapping).
     pub fn flush_tlb(&self) {
         self.w32(CTRL_TLB_CONTROL, 3);

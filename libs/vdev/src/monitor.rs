@@ -248,6 +248,8 @@ pub struct Monitor {
     /// The port of the most I/O exits so far and their count (a profile's
     /// first line: which device the guest talks to most).
     pub io_ports: [(u16, u64); 8],
+    /// `vm_run` flags given at every entry (`abi::vm::RUN_USER_CPUID`).
+    pub standing_flags: u64,
 }
 
 /// An exit handler's verdict.
@@ -276,6 +278,7 @@ impl Monitor {
             kernel_exits: 0,
             by_kind: [0; 16],
             io_ports: [(0, 0); 8],
+            standing_flags: 0,
         }
     }
 
@@ -390,7 +393,7 @@ impl Monitor {
             if self.time_limit.is_some_and(|t| now >= t) {
                 return Ok(End::Stopped(Stop::TimeLimit));
             }
-            let mut run_flags = flags;
+            let mut run_flags = flags | self.standing_flags;
             if let Some(v) = self.board.pending_vector() {
                 if halted || interruptible {
                     // Just past its HLT (no interrupt shadow, IF was set), or
