@@ -60,6 +60,8 @@ pub fn run(args: &[String]) -> Result<()> {
     let rounds: usize = crate::flag_value(args, "--rounds").map(|v| v.parse().map_err(|_| format!("--rounds takes a number, not `{v}`"))).transpose()?.unwrap_or(ROUNDS).max(1);
     // `--one`: skip the three-guest run (a quicker measurement).
     let three_guests = !args.iter().any(|a| a == "--one");
+    // `--trap-cpuid`: the VMM keeps every CPUID exiting (no `RUN_USER_CPUID`), for comparison.
+    let vmm_opts = if args.iter().any(|a| a == "--trap-cpuid") { " --trap-cpuid" } else { "" };
     let load_before = host_load();
     let elf = crate::kbuild::build(crate::kbuild::LockKind::Ticket, true)?;
     let bundle = crate::user::build_bundle()?;
@@ -94,7 +96,7 @@ pub fn run(args: &[String]) -> Result<()> {
         bare_runs.push(t);
 
         println!("== round {round}/{rounds}: the same Linux as a guest of mc2 (QEMU TCG, SVM, guest on CPU 1)");
-        let mc2_cmdline = format!("-- run -c 1 -q {QUOTA_PAGES} vmm {KERNEL} --initrd {INITRD} -- {cmdline}");
+        let mc2_cmdline = format!("-- run -c 1 -q {QUOTA_PAGES} vmm {KERNEL} --initrd {INITRD}{vmm_opts} -- {cmdline}");
         let o = QemuOpts { smp: 4, memory_mib: lg::qemu_memory_mib(1), cmdline: &mc2_cmdline, tcg: Tcg::MultiThreaded, bundle: Some(&bundle), ..Default::default() };
         let cap = emu::qemu_capture(&elf, &o, Duration::from_secs(600), None)?;
         // The whole console, for a look at the VMM's exit profile.

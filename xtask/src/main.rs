@@ -59,9 +59,10 @@ usage: cargo xtask <command>
   bench ipc [--repeats N] [--ms MS] [--rounds R] [--cpus N]
                                 IPC instructions vs Linux, throughput speedups (N boots, default
                                 3; MS ms a point, default 1000, in 2R runs, default 4)
-  bench guests [--rounds N] [--one]
+  bench guests [--rounds N] [--one] [--trap-cpuid]
                                 workloads in a Linux guest vs the same Linux bare (QEMU TCG;
-                                default 2 rounds; --one: without the three-guest run)
+                                default 2 rounds; --one: without the three-guest run;
+                                --trap-cpuid: every guest CPUID exits, as before RUN_USER_CPUID)
   build [--mcs] [--bkl]         build the kernel image (checking its layout) and the program bundle
   deps                          install QEMU, Bochs and the GRUB tools (Debian/Ubuntu)
 ";
