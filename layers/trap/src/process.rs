@@ -174,8 +174,8 @@ impl Copier for SpaceCopier {
 
 // ---- spawn ----
 
-/// Start program `name` as a child of `parent` (0: the kernel starting init).
-/// Start program `name` as a child of `parent`. `cpu_word` is the CPU and,
+/// Start program `name` as a child of `parent` (0: the kernel starting
+/// init). `cpu_word` is the CPU and,
 /// in its high half, the most processes the child's subtree may hold
 /// ([`abi::spawn_cpu`]); the child's container gets that limit before the
 /// child runs.
