@@ -62,6 +62,11 @@ pub fn run(args: &[String]) -> Result<()> {
     let three_guests = !args.iter().any(|a| a == "--one");
     // `--trap-cpuid`: the VMM keeps every CPUID exiting (no `RUN_USER_CPUID`), for comparison.
     let vmm_opts = if args.iter().any(|a| a == "--trap-cpuid") { " --trap-cpuid" } else { "" };
+    // `--smp N`: CPUs of the mc2 machine for the single guest (default 4: the shell on 0, the guest on 1).
+    let smp: usize = crate::flag_value(args, "--smp").map(|v| v.parse().map_err(|_| format!("--smp takes a number, not `{v}`"))).transpose()?.unwrap_or(4);
+    if smp < 2 {
+        return Err("--smp must be at least 2 (the guest runs on CPU 1)".into());
+    }
     let load_before = host_load();
     let elf = crate::kbuild::build(crate::kbuild::LockKind::Ticket, true)?;
     let bundle = crate::user::build_bundle()?;
@@ -97,7 +102,7 @@ pub fn run(args: &[String]) -> Result<()> {
 
         println!("== round {round}/{rounds}: the same Linux as a guest of mc2 (QEMU TCG, SVM, guest on CPU 1)");
         let mc2_cmdline = format!("-- run -c 1 -q {QUOTA_PAGES} vmm {KERNEL} --initrd {INITRD}{vmm_opts} -- {cmdline}");
-        let o = QemuOpts { smp: 4, memory_mib: lg::qemu_memory_mib(1), cmdline: &mc2_cmdline, tcg: Tcg::MultiThreaded, bundle: Some(&bundle), ..Default::default() };
+        let o = QemuOpts { smp, memory_mib: lg::qemu_memory_mib(1), cmdline: &mc2_cmdline, tcg: Tcg::MultiThreaded, bundle: Some(&bundle), ..Default::default() };
         let cap = emu::qemu_capture(&elf, &o, Duration::from_secs(600), None)?;
         // The whole console, for a look at the VMM's exit profile.
         let _ = std::fs::write(dir.join(format!("guests-round{round}.log")), &cap.output);
