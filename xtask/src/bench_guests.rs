@@ -56,6 +56,28 @@ fn host_load() -> f64 {
     std::fs::read_to_string("/proc/loadavg").ok().and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok())).unwrap_or(f64::NAN)
 }
 
+/// The host's CPU time counters (`/proc/stat` "cpu" line, in ticks):
+/// (steal, total). Steal is time the host's own hypervisor gave to others.
+fn host_cpu_times() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    parse_cpu_times(stat.lines().next()?)
+}
+
+fn parse_cpu_times(line: &str) -> Option<(u64, u64)> {
+    let mut w = line.split_whitespace();
+    (w.next()? == "cpu").then_some(())?;
+    let v: Vec<u64> = w.map(|x| x.parse().ok()).collect::<Option<_>>()?;
+    // user nice system idle iowait irq softirq steal [guest guest_nice]:
+    // guest time is already counted in user and nice.
+    Some((*v.get(7)?, v.iter().take(8).sum()))
+}
+
+/// Percent of the host's CPU time stolen between two readings.
+fn steal_pct(before: Option<(u64, u64)>, after: Option<(u64, u64)>) -> Option<f64> {
+    let ((s0, t0), (s1, t1)) = (before?, after?);
+    (t1 > t0).then(|| (s1.saturating_sub(s0)) as f64 * 100.0 / (t1 - t0) as f64)
+}
+
 pub fn run(args: &[String]) -> Result<()> {
     let rounds: usize = crate::flag_value(args, "--rounds").map(|v| v.parse().map_err(|_| format!("--rounds takes a number, not `{v}`"))).transpose()?.unwrap_or(ROUNDS).max(1);
     // `--one`: skip the three-guest run (a quicker measurement).
@@ -80,6 +102,8 @@ pub fn run(args: &[String]) -> Result<()> {
 
     let mut bare_runs = Vec::new();
     let mut guest_runs = Vec::new();
+    // Per run: the share of the host's CPU time its hypervisor gave to others.
+    let mut steals: Vec<(&str, usize, Option<f64>)> = Vec::new();
     for round in 1..=rounds {
         println!("== round {round}/{rounds}: bare Linux on QEMU TCG (1 CPU, {} MiB)", lg::RAM_MB);
         crate::provision::ensure(&[crate::provision::Tool::Qemu])?;
@@ -94,21 +118,27 @@ pub fn run(args: &[String]) -> Result<()> {
             .arg(&cmdline)
             // The guest's power-off writes port 0x501, as under mc2's VMM.
             .args(["-device", "isa-debug-exit,iobase=0x501,iosize=1", "-display", "none", "-no-reboot", "-serial", "stdio"]);
+        let cpu0 = host_cpu_times();
         let cap = run_captured(&mut q, Duration::from_secs(600), None, None)?;
+        let steal = steal_pct(cpu0, host_cpu_times());
         let t = times(&cap.output, "");
         complete(&t, "bare run", &cap.output)?;
-        println!("   {t:?} ({:.1} s wall)", cap.elapsed.as_secs_f64());
+        println!("   {t:?} ({:.1} s wall, host steal {:.1}%)", cap.elapsed.as_secs_f64(), steal.unwrap_or(f64::NAN));
         bare_runs.push(t);
+        steals.push(("bare", round, steal));
 
         println!("== round {round}/{rounds}: the same Linux as a guest of mc2 (QEMU TCG, SVM, guest on CPU 1)");
         let mc2_cmdline = format!("-- run -c 1 -q {QUOTA_PAGES} vmm {KERNEL} --initrd {INITRD}{vmm_opts} -- {cmdline}");
         let o = QemuOpts { smp, memory_mib: lg::qemu_memory_mib(1), cmdline: &mc2_cmdline, tcg: Tcg::MultiThreaded, bundle: Some(&bundle), ..Default::default() };
+        let cpu0 = host_cpu_times();
         let cap = emu::qemu_capture(&elf, &o, Duration::from_secs(600), None)?;
+        let steal = steal_pct(cpu0, host_cpu_times());
+        steals.push(("guest", round, steal));
         // The whole console, for a look at the VMM's exit profile.
         let _ = std::fs::write(dir.join(format!("guests-round{round}.log")), &cap.output);
         let t = times(&cap.output, "[vm0] ");
         complete(&t, "guest run", &cap.output)?;
-        println!("   {t:?} ({:.1} s wall)", cap.elapsed.as_secs_f64());
+        println!("   {t:?} ({:.1} s wall, host steal {:.1}%)", cap.elapsed.as_secs_f64(), steal.unwrap_or(f64::NAN));
         for l in cap.output.lines().filter(|l| l.starts_with("[vm0] exits:") || l.starts_with("[vm0] ran ")) {
             println!("   {}", l.trim_end());
         }
@@ -163,6 +193,7 @@ pub fn run(args: &[String]) -> Result<()> {
         "guest": guest_runs,
         "three_guests": three,
         "host_load_average": { "before": load_before, "after": load_after, "cores": cores },
+        "host_steal_percent": steals.iter().map(|(side, round, p)| json!({ "run": side, "round": round, "percent": p })).collect::<Vec<_>>(),
         "figures": figures,
     });
     let json_path = dir.join("guests.json");
@@ -195,6 +226,16 @@ pub fn run(args: &[String]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn steal_is_read_from_proc_stat() {
+        let a = parse_cpu_times("cpu  100 10 50 800 5 0 5 30 20 0").unwrap();
+        assert_eq!(a, (30, 1000));
+        let b = parse_cpu_times("cpu  200 10 50 1400 5 0 5 130 20 0").unwrap();
+        assert_eq!(steal_pct(Some(a), Some(b)), Some(12.5));
+        assert_eq!(parse_cpu_times("cpu0 1 2 3 4 5 6 7 8"), None);
+        assert_eq!(parse_cpu_times("cpu 1 2 3"), None);
+    }
 
     #[test]
     fn bench_lines_are_read_per_guest() {
