@@ -120,15 +120,16 @@ pm32:
     mov $stack_top, %esp
     mov $msg_pm, %esi
     call pm_puts
-    /* Identity map 0-4 MiB with two 2 MiB pages (SDM Vol. 3A §4.5). */
+    /* Identity map 0-4 MiB with two 2 MiB pages (SDM Vol. 3A §4.5),
+     * user-accessible too (U, bit 2): the test guest's user-mode CPUID. */
     mov $pdpt, %eax
-    or $3, %eax
+    or $7, %eax
     mov %eax, pml4
     mov $pd, %eax
-    or $3, %eax
+    or $7, %eax
     mov %eax, pdpt
-    movl $0x000083, pd
-    movl $0x200083, pd + 8
+    movl $0x000087, pd
+    movl $0x200087, pd + 8
     mov %cr4, %eax
     or $(CR4_PAE | CR4_OSFXSR | CR4_OSXMMEXCPT), %eax
     mov %eax, %cr4
@@ -187,6 +188,8 @@ gdt:
 gdt_tss:                                /* 0x20: 64-bit TSS, filled in by the guest */
     .quad 0
     .quad 0
+    .quad 0x0020fa0000000000            /* 0x30: 64-bit code, DPL 3 */
+    .quad 0x0000f20000000000            /* 0x38: data, DPL 3 */
 gdt_end:
 gdt_ptr:
     .word gdt_end - gdt - 1

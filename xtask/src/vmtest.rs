@@ -21,9 +21,24 @@ const TESTGUEST_STEPS: &[&str] = &[
     "guest: idt, pic (0x20/0x28) and pit (100 Hz) ready",
     "guest: 20 timer interrupts",
     "guest: memory at 0x300000 ok",
+    "guest: user-mode hypervisor leaf \"mc2 mc2 mc2 \" then \"",
     "guest: success",
     "[vm0] guest exited with status 0",
 ];
+
+/// The test guest's two user-mode CPUIDs of the hypervisor leaf both
+/// exited to mc2 (`trapped`), or only the first did (`RUN_USER_CPUID`: the
+/// second is the processor's own, QEMU's `TCGTCGTCGTCG`).
+fn user_cpuid(out: &str, trapped: bool) -> Result<()> {
+    let both = "guest: user-mode hypervisor leaf \"mc2 mc2 mc2 \" then \"mc2 mc2 mc2 \"";
+    let first = "guest: user-mode hypervisor leaf \"mc2 mc2 mc2 \" then \"";
+    match (out.contains(both), out.contains(first), trapped) {
+        (true, _, true) | (false, true, false) => Ok(()),
+        (false, true, true) => Err("a user-mode CPUID got through to the processor: it must exit to mc2 here".into()),
+        (true, _, false) => Err("with RUN_USER_CPUID the second user-mode CPUID still exited to mc2".into()),
+        (false, false, _) => Err("no user-mode CPUID line from the test guest".into()),
+    }
+}
 
 /// The lines of `out` that contain `want`, in order, must all be there.
 fn in_order(out: &str, want: &[&str]) -> Result<()> {
@@ -93,17 +108,18 @@ pub fn tests(elf: &Path, bundle: &Path, bochs: bool) -> Vec<(String, Result<()>)
     let timeout = Duration::from_secs(120);
 
     // 1. The test guest under AMD SVM, on CPU 1 while the shell waits on 0.
-    let o = QemuOpts { smp: 2, cmdline: "-- run -c 1 -q 4096 vmm testguest.bin", tcg: Tcg::MultiThreaded, bundle: Some(bundle), ..Default::default() };
+    let o = QemuOpts { smp: 2, cmdline: "-- run -c 1 -q 4096 vmm testguest.bin --user-cpuid", tcg: Tcg::MultiThreaded, bundle: Some(bundle), ..Default::default() };
     let r = emu::qemu_capture(elf, &o, timeout, None).and_then(|cap| {
         with_log(
             no_kernel_trouble(&cap)
                 .and_then(|_| in_order(&cap.output, TESTGUEST_STEPS))
+                .and_then(|_| user_cpuid(&cap.output, false))
                 .and_then(|_| if cap.output.contains("guest: cpuid vendor AuthenticAMD") { Ok(()) } else { Err("the guest did not see an AMD CPU".into()) })
                 .and_then(|_| if cap.output.contains("mc2: init powered off with status 0") && cap.code() == Some(QEMU_SUCCESS) { Ok(()) } else { Err("init did not power off with status 0".into()) }),
             &cap,
         )
     });
-    v.push(("vm svm (QEMU): testguest: real, protected and long mode, CPUID in the kernel, serial, 20 PIT interrupts, on-demand memory, success".to_string(), r));
+    v.push(("vm svm (QEMU): testguest: real, protected and long mode, CPUID in the kernel, user-mode CPUID let through after the first (RUN_USER_CPUID), serial, 20 PIT interrupts, on-demand memory, success".to_string(), r));
 
     // 2. Chaos under SVM, each phase in its own VM one after another in one
     // session; then the shell must still run programs, and every page must
@@ -118,6 +134,8 @@ pub fn tests(elf: &Path, bundle: &Path, bochs: bool) -> Vec<(String, Result<()>)
     let r = emu::qemu_capture(elf, &o, Duration::from_secs(240), Some(Typed { after: "mc2$ ", input: &input })).and_then(|cap| {
         let check = || -> Result<()> {
             no_kernel_trouble(&cap)?;
+            // The warm-up test guest runs without RUN_USER_CPUID.
+            user_cpuid(&cap.output, true)?;
             let n = stops(&cap.output);
             if n != 8 {
                 return Err(format!("{n} of the 8 chaos VMs were stopped with a report, expected all 8"));
@@ -174,7 +192,7 @@ pub fn tests(elf: &Path, bundle: &Path, bochs: bool) -> Vec<(String, Result<()>)
     }
     // 4. Intel VT-x under Bochs: the test guest, then every chaos phase in one VM.
     for (name, cmd, secs) in [
-        ("testguest", "-- run -c 0 -q 4096 vmm testguest.bin", 240u64),
+        ("testguest", "-- run -c 0 -q 4096 vmm testguest.bin --user-cpuid", 240u64),
         ("chaos", "-- run -c 0 -q 4096 vmm chaos.bin --arg 0 --time-limit 60", 300),
     ] {
         let iso = target_dir().join("bochs").join(format!("vm-{name}.iso"));
@@ -187,6 +205,8 @@ pub fn tests(elf: &Path, bundle: &Path, bochs: bool) -> Vec<(String, Result<()>)
                     no_kernel_trouble(&cap)?;
                     if name == "testguest" {
                         in_order(&cap.output, TESTGUEST_STEPS)?;
+                        // VT-x always exits on CPUID, RUN_USER_CPUID or not.
+                        user_cpuid(&cap.output, true)?;
                         if !cap.output.contains("guest: cpuid vendor GenuineIntel") {
                             return Err("the guest did not see an Intel CPU".into());
                         }

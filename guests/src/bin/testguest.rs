@@ -135,6 +135,58 @@ extern "C" fn long_main(arg: u64) -> ! {
         }
     }
     println!("guest: memory at {HIGH:#x} ok");
+    let (first, second) = user_cpuid();
+    println!("guest: user-mode hypervisor leaf \"{}\" then \"{}\"", sig(&first), sig(&second));
     println!("guest: success");
     guests::exit(0)
+}
+
+/// The stack of the user-mode excursion.
+#[repr(align(16))]
+struct UserStack([u8; 1024]);
+static mut USER_STACK: UserStack = UserStack([0; 1024]);
+/// EBX, ECX, EDX of the two user-mode CPUIDs.
+static mut USER_SIG: [u32; 6] = [0; 6];
+
+/// CPUID leaf 0x40000000 twice in user mode (CPL 3: IRETQ to the DPL 3
+/// code segment 0x30), then UD2, whose #UD brings the guest back to CPL 0
+/// at the recovery point. Under SVM with the VMM's `RUN_USER_CPUID` the
+/// first CPUID is the hypervisor's (its signature) and the second the
+/// processor's own; otherwise both are the hypervisor's.
+fn user_cpuid() -> ([u32; 3], [u32; 3]) {
+    let out = &raw mut USER_SIG as u64;
+    let stack = unsafe { (&raw mut USER_STACK as *mut u8).add(1024) } as u64;
+    let v = guests::recover!(
+        "push 0x3b; push {stack}; push 0x2; push 0x33; lea rax, [rip + 3f]; push rax; iretq; \
+         3: mov eax, 0x40000000; cpuid; mov [rdi], ebx; mov [rdi + 4], ecx; mov [rdi + 8], edx; \
+         mov eax, 0x40000000; cpuid; mov [rdi + 12], ebx; mov [rdi + 16], ecx; mov [rdi + 20], edx; ud2",
+        stack = in(reg) stack,
+        in("rdi") out,
+        out("rax") _,
+        out("rcx") _,
+        out("rdx") _
+    );
+    if v != Some(6) {
+        println!("guest: user-mode excursion FAILED: came back with {v:?}, not #UD");
+        guests::exit(4);
+    }
+    let w = unsafe { USER_SIG };
+    ([w[0], w[1], w[2]], [w[3], w[4], w[5]])
+}
+
+/// Twelve signature bytes as text ('.' for the unprintable).
+fn sig(r: &[u32; 3]) -> SigText {
+    let mut b = [0u8; 12];
+    for (i, w) in r.iter().enumerate() {
+        b[i * 4..i * 4 + 4].copy_from_slice(&w.to_le_bytes());
+    }
+    SigText(b.map(|c| if (0x20..0x7f).contains(&c) { c } else { b'.' }))
+}
+
+struct SigText([u8; 12]);
+
+impl core::fmt::Display for SigText {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(core::str::from_utf8(&self.0).unwrap_or("????????????"))
+    }
 }

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! vmm IMAGE [--ram-mb N] [--arg N] [--time-limit SECONDS] [--epoch UNIX-SECONDS]
-//!           [--initrd FILE] [--trap-cpuid] [-- KERNEL COMMAND LINE...]
+//!           [--initrd FILE] [--trap-cpuid | --user-cpuid] [-- KERNEL COMMAND LINE...]
 //! ```
 //!
 //! Creates a VM on the CPU it runs on (`vm_create`), backs its RAM with its
@@ -16,7 +16,8 @@
 //! defaults to [`LINUX_RAM_MB`] MiB. A Linux guest runs with
 //! `RUN_USER_CPUID` (its kernel boots on the filtered CPUID leaves, its
 //! programs read the processor's own without a world switch each, under
-//! SVM) unless `--trap-cpuid`. The devices are the virtual
+//! SVM) unless `--trap-cpuid`; `--user-cpuid` asks for it for a flat
+//! image too. The devices are the virtual
 //! PC of `vdev` (COM1, 8259A pair, 8254 PIT, RTC/CMOS, PCI host bridge,
 //! debug exit at port 0x501); the exit loop is `vdev::monitor`.
 //!
@@ -78,7 +79,7 @@ const FAILED: i32 = 1;
 const USAGE_STATUS: i32 = 2;
 const STOPPED: i32 = 3;
 
-const USAGE: &str = "usage: vmm IMAGE [--ram-mb N] [--arg N] [--time-limit SECONDS] [--epoch UNIX-SECONDS] [--initrd FILE] [--trap-cpuid] [-- LINUX COMMAND LINE]";
+const USAGE: &str = "usage: vmm IMAGE [--ram-mb N] [--arg N] [--time-limit SECONDS] [--epoch UNIX-SECONDS] [--initrd FILE] [--trap-cpuid | --user-cpuid] [-- LINUX COMMAND LINE]";
 
 /// A Linux guest's RAM unless `--ram-mb`: Debian's kernel decompresses
 /// itself at 16 MiB into an area of about 64 MiB (`init_size`), and its
@@ -97,13 +98,14 @@ struct Options {
     arg: u64,
     time_limit_s: Option<u64>,
     epoch: u64,
-    /// Every CPUID exits, user mode's too (no `RUN_USER_CPUID`).
-    trap_cpuid: bool,
+    /// `RUN_USER_CPUID` asked for (`--user-cpuid`) or refused
+    /// (`--trap-cpuid`); by default a Linux guest has it, a flat image not.
+    user_cpuid: Option<bool>,
 }
 
 fn parse(args: &str) -> Result<Options, String> {
     let mut w = Words::new(args);
-    let mut o = Options { image: String::new(), ram_mb: None, initrd: None, cmdline: None, arg: 0, time_limit_s: None, epoch: DEFAULT_EPOCH, trap_cpuid: false };
+    let mut o = Options { image: String::new(), ram_mb: None, initrd: None, cmdline: None, arg: 0, time_limit_s: None, epoch: DEFAULT_EPOCH, user_cpuid: None };
     while let Some(word) = w.next() {
         match word {
             "--ram-mb" => o.ram_mb = Some(w.need_u64("N after --ram-mb")?),
@@ -112,7 +114,8 @@ fn parse(args: &str) -> Result<Options, String> {
             "--arg" => o.arg = w.need_u64("N after --arg")?,
             "--time-limit" => o.time_limit_s = Some(w.need_u64("SECONDS after --time-limit")?),
             "--epoch" => o.epoch = w.need_u64("UNIX-SECONDS after --epoch")?,
-            "--trap-cpuid" => o.trap_cpuid = true,
+            "--trap-cpuid" => o.user_cpuid = Some(false),
+            "--user-cpuid" => o.user_cpuid = Some(true),
             opt if opt.starts_with('-') => return Err(alloc::format!("unknown option `{opt}`")),
             image if o.image.is_empty() => o.image = String::from(image),
             extra => return Err(alloc::format!("unexpected argument `{extra}`")),
@@ -472,7 +475,7 @@ fn run_vm(id: u64, o: &Options, guest: &Guest, ram_bytes: u64, size: u64, cpu: u
         println!("[vm{id}] cannot map the first {} KiB of guest RAM: {stop}", INITIAL_RAM.min(ram_bytes) / 1024);
         return FAILED;
     }
-    if matches!(guest, Guest::Linux { .. }) && !o.trap_cpuid {
+    if o.user_cpuid.unwrap_or(matches!(guest, Guest::Linux { .. })) {
         m.standing_flags |= vm::RUN_USER_CPUID;
     }
     let regs = match guest {
