@@ -7,6 +7,13 @@
 //! creates; a child's quota comes out of its parent's and goes back when the
 //! child is destroyed.
 //!
+//! Each container also counts the live containers below it (`descendants`)
+//! and may carry a `limit` on that count, set by whoever creates it (the
+//! trap layer: the process limit of `spawn`); a split fails with
+//! `LimitReached` if it would take any container on the way up past its
+//! limit. Invariant: `descendants` is exactly the number of live containers
+//! whose chain of parents passes through it.
+//!
 //! Ids are indices into a fixed table of [`MAX_CONTAINERS`] slots (no heap);
 //! a new container takes the lowest free slot, the root is always id 0.
 //! The table sits behind one [`SpinLock`], held only for a few arithmetic
