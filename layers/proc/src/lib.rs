@@ -18,7 +18,10 @@
 //! Invariants: a waiter is woken only after its result is written; every
 //! queue is FIFO; a mutex has at most one owner and is handed to the oldest
 //! waiter on unlock; objects, channels and processes are released when their
-//! owner exits, waking their waiters with `PeerGone`. Lock order: channel or
+//! owner exits, waking their waiters with `PeerGone`; a process holds at
+//! most `abi::MAX_{CHANNELS,MUTEXES,CVS}_PER_PROCESS` of each kind, and the
+//! tables (and the wait queues they take) are sized for every process at
+//! those limits, so no process can fill one for the others. Lock order: channel or
 //! condition variable, then mutex, then the scheduler's queues; the process
 //! table lock is never held together with an object's.
 #![no_std]
