@@ -760,6 +760,15 @@ pub fn generate(cfg: &Arc<Config>, env: &Env, seed: u64, opts: GenOpts, mutant: 
     for i in 0..n {
         let q = worker_pages + g.rng.range(4, 60);
         let cpu = g.rng.below(g.cpus);
+        // One trace in three: worker 0 has quota for a child of its own
+        // but a process limit of 1 or 2, so that its spawns meet the limit.
+        if i == 0 && g.rng.chance(1, 3) {
+            let big = 2 * worker_pages + g.rng.range(40, 80);
+            let word = abi::spawn_cpu(cpu as u32, 1 + g.rng.below(2) as u32);
+            if g.try_step(Step { who: Who::Driver, call: spawn_call(i, big, word) }, Part::Setup) {
+                continue;
+            }
+        }
         if !g.try_step(Step { who: Who::Driver, call: spawn_call(i, q, cpu) }, Part::Setup) {
             return Err(format!("seed {seed}: the driver cannot start worker {i} ({q} pages)"));
         }
