@@ -998,3 +998,28 @@ pub fn limits_trace(cfg: &Arc<Config>, env: &Env, mutant: Mutant) -> Result<Gene
     }
     Ok(Generated { trace: Trace { seed: 0, steps: g.steps, parts: g.parts }, expects: g.expects })
 }
+
+/// The orphan-kill trace: w1 (a child of w0) starts w2 and exits; once w0
+/// has reaped w1, w2 is init's orphan, but its container still lies below
+/// w0's, so w0 may kill it (and w2's own kill of w0 is refused).
+pub fn orphan_kill_trace(cfg: &Arc<Config>, env: &Env, mutant: Mutant) -> Result<Generated, String> {
+    let wp = cfg.worker_pages().ok_or("the boot image has no usable `conform` program")?;
+    let model = Model::new(cfg.clone(), env, mutant)?;
+    let mut g = Gen { rng: Rng::new(0), worker_pages: wp, cpus: cfg.cpus, model, steps: Vec::new(), expects: Vec::new(), parts: Vec::new(), _cfg: cfg };
+    let w = Who::Worker;
+    let cpu = |c: u64| c % cfg.cpus;
+    step(&mut g, Who::Driver, spawn_call(0, 3 * wp + 20, cpu(1)), Part::Setup)?;
+    step(&mut g, w(0), spawn_call(1, 2 * wp + 10, cpu(2)), Part::Random)?;
+    step(&mut g, w(1), spawn_call(2, wp + 5, cpu(3)), Part::Random)?;
+    let p0 = g.model.pid_of_worker(0).ok_or("w0 did not start")?;
+    let p1 = g.model.pid_of_worker(1).ok_or("w1 did not start")?;
+    let p2 = g.model.pid_of_worker(2).ok_or("w2 did not start")?;
+    step(&mut g, w(1), Call::vals(nr::EXIT, &[0]), Part::Random)?;
+    step(&mut g, w(0), Call::vals(nr::WAIT, &[p1 as u64]), Part::Random)?;
+    step(&mut g, w(2), Call::vals(nr::KILL, &[p0 as u64]), Part::Random)?;
+    step(&mut g, w(0), Call::vals(nr::KILL, &[p2 as u64]), Part::Random)?;
+    if !g.cleanup() {
+        return Err("no cleanup for the orphan-kill trace".into());
+    }
+    Ok(Generated { trace: Trace { seed: 0, steps: g.steps, parts: g.parts }, expects: g.expects })
+}

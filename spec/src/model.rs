@@ -91,6 +91,8 @@ pub enum Mutant {
     KstackFree,
     /// `spawn` ignores the process limit in the high half of its cpu word.
     NoProcessLimit,
+    /// `kill` is permitted along parent links only (orphans unkillable).
+    KillByParents,
 }
 
 impl Mutant {
@@ -100,6 +102,7 @@ impl Mutant {
             "chan-highest" => Some(Mutant::ChanHighest),
             "kstack-free" => Some(Mutant::KstackFree),
             "no-process-limit" => Some(Mutant::NoProcessLimit),
+            "kill-by-parents" => Some(Mutant::KillByParents),
             _ => None,
         }
     }
@@ -838,7 +841,24 @@ impl Model {
             }
             nr::KILL => {
                 let target = Self::val(a[0])?;
-                if let Err(e) = self.procs.kill(pid, target) {
+                // trap::process::kill: permitted when the target's container
+                // lies below the killer's (orphans included). The model does
+                // not know the containers of the processes outside the trace
+                // (all ROOT here); for those the parent links say the same.
+                let killer_c = self.container(pid);
+                let below = |m: &Self, t: Pid| {
+                    if m.is_env(t) || m.mutant == Mutant::KillByParents {
+                        m.procs.ancestors(t).contains(&pid)
+                    } else {
+                        m.mm.containers.is_below(m.container(t), killer_c)
+                    }
+                };
+                let r = match Pid::try_from(target).ok().filter(|&t| t > 0 && (t as usize) < MAX_PROCS as usize && self.procs.live(t)) {
+                    None => Err(Error::NoSuchProcess),
+                    Some(t) if !below(self, t) => Err(Error::NotPermitted),
+                    Some(t) => self.procs.mark_killed(t),
+                };
+                if let Err(e) = r {
                     return fail(e);
                 }
                 let t = target as Pid;

@@ -63,6 +63,7 @@ fn run_plan(elf: &Path, bundle: &Path, plan: &Plan) -> Vec<Verdict> {
         out.push(orphan_regression(&m));
         out.push(bad_buffers_regression(&m));
         out.push(limits_check(&m));
+        out.push(orphan_kill_check(&m));
     }
     if plan.calls > 0 {
         out.push(fuzz(&m, plan.calls, plan.fuzz_seed, &plan.kernel_args));
@@ -556,6 +557,19 @@ fn limits_check(m: &Machine) -> Verdict {
     match (agree, unlimited) {
         (Ok(conform::Outcome::Agree { .. }), Ok(conform::Outcome::Diverge(_))) => (name.into(), Ok(())),
         (a, b) => (name.into(), Err(format!("spec: {}\nspec without the process limit: {}", text(&a), text(&b)))),
+    }
+}
+
+/// The orphan-kill trace: an orphan stays killable by the ancestors it
+/// had (its container stays below theirs); a spec that follows parent
+/// links only must disagree with mc2.
+fn orphan_kill_check(m: &Machine) -> Verdict {
+    use spec::model::Mutant;
+    let name = "kill: an orphan stays killable by the ancestors it had (its container is still below theirs), not the other way round";
+    let run = |mutant| fixed_trace(m, |cfg, env| spec::gen::orphan_kill_trace(cfg, env, mutant));
+    match (run(Mutant::None), run(Mutant::KillByParents)) {
+        (Ok(conform::Outcome::Agree { .. }), Ok(conform::Outcome::Diverge(_))) => (name.into(), Ok(())),
+        (a, b) => (name.into(), Err(format!("spec: {}\nspec with kill along parent links only: {}", text(&a), text(&b)))),
     }
 }
 

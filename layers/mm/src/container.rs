@@ -191,6 +191,24 @@ impl Containers {
         Ok(ContainerId(slot as u16))
     }
 
+    /// Whether `c` lies below `ancestor` (strictly: not `c` itself).
+    pub fn is_below(&self, c: ContainerId, ancestor: ContainerId) -> bool {
+        let mut t = self.tree.lock();
+        let mut at = t.get(c).ok().and_then(|i| i.parent);
+        let mut hops = 0;
+        while let Some(a) = at {
+            if a == ancestor {
+                return true;
+            }
+            hops += 1;
+            if hops > MAX_CONTAINERS {
+                return false;
+            }
+            at = t.get(a).ok().and_then(|i| i.parent);
+        }
+        false
+    }
+
     /// Let at most `limit` containers live below `c` from now on ([`NO_LIMIT`]
     /// lifts its own limit). Those already there stay. Errors: `NoSuchContainer`.
     pub fn set_limit(&self, c: ContainerId, limit: u32) -> Result<(), MmError> {

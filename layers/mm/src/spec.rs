@@ -257,6 +257,11 @@ impl Containers {
         out
     }
 
+    /// Whether `c` lies below `ancestor` (strictly).
+    pub fn is_below(&self, c: ContainerId, ancestor: ContainerId) -> bool {
+        self.nodes.contains_key(&(c.index() as u16)) && self.chain(c)[1..].contains(&(ancestor.index() as u16))
+    }
+
     /// How many live containers lie below `c`, counted afresh.
     pub fn count_below(&self, c: ContainerId) -> u32 {
         self.nodes.keys().filter(|&&i| i != c.index() as u16 && self.chain(ContainerId::new(i)).contains(&(c.index() as u16))).count() as u32

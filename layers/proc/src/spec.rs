@@ -85,7 +85,7 @@ impl ProcSpec {
         Self::default()
     }
 
-    fn live(&self, pid: Pid) -> bool {
+    pub fn live(&self, pid: Pid) -> bool {
         self.procs.get(&pid).is_some_and(|p| matches!(p.state, PState::Alive | PState::Starting))
     }
 
@@ -192,6 +192,13 @@ impl ProcSpec {
             return Err(Error::NotPermitted);
         }
         let p = self.procs.get_mut(&t).expect("live");
+        p.killed = true;
+        Ok(p.tid)
+    }
+
+    /// Mark live `t` killed (the caller checked the permission). Returns its thread.
+    pub fn mark_killed(&mut self, t: Pid) -> Result<Tid, Error> {
+        let p = self.procs.get_mut(&t).filter(|p| matches!(p.state, PState::Alive | PState::Starting)).ok_or(Error::NoSuchProcess)?;
         p.killed = true;
         Ok(p.tid)
     }

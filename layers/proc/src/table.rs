@@ -218,19 +218,44 @@ impl ProcTable {
     /// and have its thread slot reused by another process in between (the
     /// kill mark would then land on that one).
     pub fn kill_and(&self, killer: Pid, target: u64, interrupt: impl FnOnce(Tid)) -> Result<Tid, Error> {
+        self.kill_if(
+            killer,
+            target,
+            |t, target| {
+                let mut a = t[target].parent;
+                let mut hops = 0;
+                while a != killer {
+                    if a == 0 || hops > MAX_PROCS {
+                        return false;
+                    }
+                    a = t[a as usize].parent;
+                    hops += 1;
+                }
+                true
+            },
+            interrupt,
+        )
+    }
+
+    /// [`kill_and`](Self::kill_and) with the caller's own permission rule:
+    /// `permitted(table, target index)` runs under the table's lock once
+    /// `target` is known to be live (the trap layer asks whether the
+    /// target's container lies below the killer's, so that orphans stay
+    /// killable by the ancestors they had).
+    pub fn kill_if(
+        &self,
+        _killer: Pid,
+        target: u64,
+        permitted: impl FnOnce(&[Proc; MAX_PROCS], usize) -> bool,
+        interrupt: impl FnOnce(Tid),
+    ) -> Result<Tid, Error> {
         let mut t = self.procs.lock();
         let i = index(target)?;
         if !matches!(t[i].state, PState::Alive | PState::Starting) {
             return Err(Error::NoSuchProcess);
         }
-        let mut a = t[i].parent;
-        let mut hops = 0;
-        while a != killer {
-            if a == 0 || hops > MAX_PROCS {
-                return Err(Error::NotPermitted);
-            }
-            a = t[a as usize].parent;
-            hops += 1;
+        if !permitted(&t, i) {
+            return Err(Error::NotPermitted);
         }
         t[i].killed = true;
         self.killed[i].store(true, core::sync::atomic::Ordering::Release);

@@ -472,9 +472,18 @@ fn destroy_container(c: ContainerId, pid: Pid, name: &str) {
 /// `killer` ends its descendant `target`.
 pub fn kill(killer: Pid, target: u64) -> Result<(), Error> {
     // Interrupted under the process table's lock (see `kill_and`).
-    let tid = PROCS.kill_and(killer, target, |t| {
-        SCHED.interrupt(t);
-    })?;
+    // Permitted when the target's container lies below the killer's: its
+    // descendants, orphaned or not (an orphan's container stays where it
+    // was until it is reaped, as its process limits do).
+    let mine = ContainerId::new(PROCS.get(u64::from(killer))?.container);
+    let tid = PROCS.kill_if(
+        killer,
+        target,
+        |t, i| CONTAINERS.is_below(ContainerId::new(t[i].container), mine),
+        |t| {
+            SCHED.interrupt(t);
+        },
+    )?;
     if tid != 0 {
         #[cfg(mc2_bare)]
         {

@@ -21,6 +21,7 @@ pub(crate) enum Op {
     Uncharge(u16, u64),
     Remaining(u16),
     SetLimit(u16, u32),
+    IsBelow(u16, u16),
 }
 
 fn id() -> impl Strategy<Value = u16> {
@@ -40,6 +41,7 @@ fn op() -> BoxedStrategy<Op> {
         4 => (id(), amount()).prop_map(|(c, n)| Op::Uncharge(c, n)),
         1 => id().prop_map(Op::Remaining),
         2 => (id(), prop_oneof![4 => 0u32..4, 1 => Just(crate::container::NO_LIMIT)]).prop_map(|(c, l)| Op::SetLimit(c, l)),
+        2 => (id(), id()).prop_map(|(c, a)| Op::IsBelow(c, a)),
     ]
     .boxed()
 }
@@ -54,6 +56,7 @@ fn apply_model(m: &mut spec::Containers, op: &Op) -> String {
         Op::Uncharge(x, n) => format!("{:?}", m.uncharge(c(x), n)),
         Op::Remaining(x) => format!("{:?}", m.remaining(c(x))),
         Op::SetLimit(x, l) => format!("{:?}", m.set_limit(c(x), l)),
+        Op::IsBelow(x, a) => format!("{:?}", m.is_below(c(x), c(a))),
     }
 }
 
@@ -67,6 +70,7 @@ fn apply_tree(t: &Containers, op: &Op) -> String {
         Op::Uncharge(x, n) => format!("{:?}", t.uncharge(c(x), n)),
         Op::Remaining(x) => format!("{:?}", t.remaining(c(x))),
         Op::SetLimit(x, l) => format!("{:?}", t.set_limit(c(x), l)),
+        Op::IsBelow(x, a) => format!("{:?}", t.is_below(c(x), c(a))),
     }
 }
 
@@ -196,6 +200,6 @@ fn catches_split_ignoring_quota() {
 
 #[test]
 fn catches_limit_checked_at_the_parent_only() {
-    let e = run(Mutant::LimitParentOnly, 500).expect_err("mutant not caught");
+    let e = run(Mutant::LimitParentOnly, 4000).expect_err("mutant not caught");
     assert!(e.contains("LimitReached"), "{e}");
 }
