@@ -912,10 +912,9 @@ impl Coverage {
 /// never destroy it (`semantics` Leak, now a wrong spec the kernel must
 /// disagree with).
 pub fn container_leak_trace(cfg: &Arc<Config>, env: &Env, semantics: ReapSemantics) -> Result<Generated, String> {
-    let wp = cfg.worker_pages().ok_or("the boot image has no usable `conform` program")?;
     let mut model = Model::new(cfg.clone(), env, Mutant::None)?;
     model.reap = semantics;
-    let mut g = Gen { rng: Rng::new(0), worker_pages: wp, cpus: cfg.cpus, model, steps: Vec::new(), expects: Vec::new(), parts: Vec::new(), _cfg: cfg };
+    let (mut g, wp) = fixed_gen(cfg, model)?;
     let w = Who::Worker;
     step(&mut g, Who::Driver, spawn_call(0, 3 * wp + 20, 1), Part::Setup)?;
     step(&mut g, w(0), spawn_call(1, 2 * wp + 10, 2), Part::Random)?;
@@ -924,8 +923,20 @@ pub fn container_leak_trace(cfg: &Arc<Config>, env: &Env, semantics: ReapSemanti
     step(&mut g, w(1), Call::vals(nr::EXIT, &[0]), Part::Random)?;
     step(&mut g, w(0), Call::vals(nr::WAIT, &[p1 as u64]), Part::Random)?;
     step(&mut g, w(2), Call::vals(nr::EXIT, &[0]), Part::Random)?;
+    fixed_done(g, "orphan-container")
+}
+
+/// The generator of a fixed trace (no randomness) over `model`, and the
+/// pages a worker needs.
+fn fixed_gen<'a>(cfg: &'a Arc<Config>, model: Model) -> Result<(Gen<'a>, u64), String> {
+    let wp = cfg.worker_pages().ok_or("the boot image has no usable `conform` program")?;
+    Ok((Gen { rng: Rng::new(0), worker_pages: wp, cpus: cfg.cpus, model, steps: Vec::new(), expects: Vec::new(), parts: Vec::new(), _cfg: cfg }, wp))
+}
+
+/// End a fixed trace: clean up, and hand the steps over.
+fn fixed_done(mut g: Gen, what: &str) -> Result<Generated, String> {
     if !g.cleanup() {
-        return Err("no cleanup for the orphan-container trace".into());
+        return Err(format!("no cleanup for the {what} trace"));
     }
     Ok(Generated { trace: Trace { seed: 0, steps: g.steps, parts: g.parts }, expects: g.expects })
 }
@@ -948,19 +959,15 @@ fn step(g: &mut Gen, who: Who, call: Call, part: Part) -> Result<(), String> {
 /// waiting; mc2 used to fail the receiver instead (its copy checked the
 /// destination's overflow before the source).
 pub fn bad_buffers_trace(cfg: &Arc<Config>, env: &Env) -> Result<Generated, String> {
-    let wp = cfg.worker_pages().ok_or("the boot image has no usable `conform` program")?;
     let model = Model::new(cfg.clone(), env, Mutant::None)?;
-    let mut g = Gen { rng: Rng::new(0), worker_pages: wp, cpus: cfg.cpus, model, steps: Vec::new(), expects: Vec::new(), parts: Vec::new(), _cfg: cfg };
+    let (mut g, wp) = fixed_gen(cfg, model)?;
     let w = Who::Worker;
     step(&mut g, Who::Driver, spawn_call(0, wp + 4, 1), Part::Setup)?;
     step(&mut g, Who::Driver, spawn_call(1, wp + 4, 0), Part::Setup)?;
     step(&mut g, w(1), Call::vals(nr::CHAN_CREATE, &[5]), Part::Random)?;
     step(&mut g, w(0), Call::vals(nr::SEND, &[5, 16, 18]), Part::Random)?;
     step(&mut g, w(1), Call::vals(nr::RECV, &[5, 0xffff_ffff_ffff_fffc, 1417]), Part::Random)?;
-    if !g.cleanup() {
-        return Err("no cleanup for the two-bad-buffers trace".into());
-    }
-    Ok(Generated { trace: Trace { seed: 0, steps: g.steps, parts: g.parts }, expects: g.expects })
+    fixed_done(g, "two-bad-buffers")
 }
 
 /// The limits trace: a worker started with a process limit of 2 (itself and
@@ -970,9 +977,8 @@ pub fn bad_buffers_trace(cfg: &Arc<Config>, env: &Env) -> Result<Generated, Stri
 /// as many mutexes and condition variables as their limits; every extra
 /// claim is `TooMany`.
 pub fn limits_trace(cfg: &Arc<Config>, env: &Env, mutant: Mutant) -> Result<Generated, String> {
-    let wp = cfg.worker_pages().ok_or("the boot image has no usable `conform` program")?;
     let model = Model::new(cfg.clone(), env, mutant)?;
-    let mut g = Gen { rng: Rng::new(0), worker_pages: wp, cpus: cfg.cpus, model, steps: Vec::new(), expects: Vec::new(), parts: Vec::new(), _cfg: cfg };
+    let (mut g, wp) = fixed_gen(cfg, model)?;
     let w = Who::Worker;
     let cpu = |c: u64, max_procs: u32| abi::spawn_cpu(c as u32 % cfg.cpus as u32, max_procs);
     step(&mut g, Who::Driver, spawn_call(0, 4 * wp + 40, cpu(1, 2)), Part::Setup)?;
@@ -993,19 +999,15 @@ pub fn limits_trace(cfg: &Arc<Config>, env: &Env, mutant: Mutant) -> Result<Gene
     step(&mut g, w(1), Call::vals(nr::EXIT, &[0]), Part::Random)?;
     step(&mut g, w(0), Call::vals(nr::WAIT, &[p1 as u64]), Part::Random)?;
     step(&mut g, w(0), spawn_call(4, wp + 8, cpu(3, 0)), Part::Random)?;
-    if !g.cleanup() {
-        return Err("no cleanup for the limits trace".into());
-    }
-    Ok(Generated { trace: Trace { seed: 0, steps: g.steps, parts: g.parts }, expects: g.expects })
+    fixed_done(g, "limits")
 }
 
 /// The orphan-kill trace: w1 (a child of w0) starts w2 and exits; once w0
 /// has reaped w1, w2 is init's orphan, but its container still lies below
 /// w0's, so w0 may kill it (and w2's own kill of w0 is refused).
 pub fn orphan_kill_trace(cfg: &Arc<Config>, env: &Env, mutant: Mutant) -> Result<Generated, String> {
-    let wp = cfg.worker_pages().ok_or("the boot image has no usable `conform` program")?;
     let model = Model::new(cfg.clone(), env, mutant)?;
-    let mut g = Gen { rng: Rng::new(0), worker_pages: wp, cpus: cfg.cpus, model, steps: Vec::new(), expects: Vec::new(), parts: Vec::new(), _cfg: cfg };
+    let (mut g, wp) = fixed_gen(cfg, model)?;
     let w = Who::Worker;
     let cpu = |c: u64| c % cfg.cpus;
     step(&mut g, Who::Driver, spawn_call(0, 3 * wp + 20, cpu(1)), Part::Setup)?;
@@ -1018,8 +1020,5 @@ pub fn orphan_kill_trace(cfg: &Arc<Config>, env: &Env, mutant: Mutant) -> Result
     step(&mut g, w(0), Call::vals(nr::WAIT, &[p1 as u64]), Part::Random)?;
     step(&mut g, w(2), Call::vals(nr::KILL, &[p0 as u64]), Part::Random)?;
     step(&mut g, w(0), Call::vals(nr::KILL, &[p2 as u64]), Part::Random)?;
-    if !g.cleanup() {
-        return Err("no cleanup for the orphan-kill trace".into());
-    }
-    Ok(Generated { trace: Trace { seed: 0, steps: g.steps, parts: g.parts }, expects: g.expects })
+    fixed_done(g, "orphan-kill")
 }
