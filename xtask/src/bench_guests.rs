@@ -184,7 +184,7 @@ pub fn run(args: &[String]) -> Result<()> {
         println!("warning: host load {load_before:.1} before, {load_after:.1} after, on {cores} cores: other work competed with the emulator, the ratios are noisy");
     }
     let result = json!({
-        "emulator": "QEMU TCG, -cpu qemu64,+svm,+npt; bare: 1 CPU; mc2: 4 CPUs, the guest pinned to CPU 1",
+        "emulator": format!("QEMU TCG, -cpu qemu64,+svm,+npt; bare: 1 CPU; mc2: {smp} CPUs, the guest pinned to CPU 1{}", if vmm_opts.is_empty() { "" } else { "; vmm --trap-cpuid" }),
         "kernel": vmlinuz.file_name().map(|n| n.to_string_lossy().into_owned()),
         "guest_ram_mib": lg::RAM_MB,
         "command_line": cmdline,
