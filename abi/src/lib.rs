@@ -408,6 +408,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn spawn_cpu_word_round_trips() {
+        assert_eq!(spawn_cpu(3, 0), 3, "no limit: the plain CPU number");
+        assert_eq!(spawn_cpu_parts(spawn_cpu(3, 7)), (3, 7));
+        assert_eq!(spawn_cpu_parts(spawn_cpu(u32::MAX, u32::MAX)), (u64::from(u32::MAX), u32::MAX));
+        // A huge CPU number keeps its low half as the CPU (a bad one).
+        assert_eq!(spawn_cpu_parts(u64::MAX), (u64::from(u32::MAX), u32::MAX));
+        assert!(CHANNELS >= (MAX_PROCESSES + 1) * MAX_CHANNELS_PER_PROCESS);
+        assert!(OBJECTS >= (MAX_PROCESSES + 1) * MAX_MUTEXES_PER_PROCESS.max(MAX_CVS_PER_PROCESS));
+    }
+
+    #[test]
     fn error_codes_round_trip_and_are_distinct() {
         for e in Error::ALL {
             assert_eq!(decode(encode(Err(e))), Err(e));
