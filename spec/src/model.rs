@@ -845,19 +845,12 @@ impl Model {
                 // lies below the killer's (orphans included). The model does
                 // not know the containers of the processes outside the trace
                 // (all ROOT here); for those the parent links say the same.
+                let (info, containers, by_parents) = (&self.info, &self.mm.containers, self.mutant == Mutant::KillByParents);
                 let killer_c = self.container(pid);
-                let below = |m: &Self, t: Pid| {
-                    if m.is_env(t) || m.mutant == Mutant::KillByParents {
-                        m.procs.ancestors(t).contains(&pid)
-                    } else {
-                        m.mm.containers.is_below(m.container(t), killer_c)
-                    }
-                };
-                let r = match Pid::try_from(target).ok().filter(|&t| t > 0 && (t as usize) < MAX_PROCS as usize && self.procs.live(t)) {
-                    None => Err(Error::NoSuchProcess),
-                    Some(t) if !below(self, t) => Err(Error::NotPermitted),
-                    Some(t) => self.procs.mark_killed(t),
-                };
+                let r = self.procs.kill_if(target, |procs, t| match info.get(&t) {
+                    Some(PInfo { who: Some(Who::Worker(_)), container, .. }) if !by_parents => containers.is_below(*container, killer_c),
+                    _ => procs.ancestors(t).contains(&pid),
+                });
                 if let Err(e) = r {
                     return fail(e);
                 }

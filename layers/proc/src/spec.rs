@@ -85,7 +85,7 @@ impl ProcSpec {
         Self::default()
     }
 
-    pub fn live(&self, pid: Pid) -> bool {
+    fn live(&self, pid: Pid) -> bool {
         self.procs.get(&pid).is_some_and(|p| matches!(p.state, PState::Alive | PState::Starting))
     }
 
@@ -184,21 +184,20 @@ impl ProcSpec {
 
     /// `killer` marks `target` killed; allowed for its ancestors only.
     pub fn kill(&mut self, killer: Pid, target: u64) -> Result<Tid, Error> {
+        self.kill_if(target, |s, t| s.ancestors(t).contains(&killer))
+    }
+
+    /// [`kill`](Self::kill) with the caller's permission rule, asked once
+    /// `target` is known to be live (as `ProcTable::kill_if`).
+    pub fn kill_if(&mut self, target: u64, permitted: impl FnOnce(&Self, Pid) -> bool) -> Result<Tid, Error> {
         let t = Pid::try_from(target).ok().filter(|&t| t > 0 && (t as usize) < MAX_PROCS).ok_or(Error::NoSuchProcess)?;
         if !self.live(t) {
             return Err(Error::NoSuchProcess);
         }
-        if !self.ancestors(t).contains(&killer) {
+        if !permitted(self, t) {
             return Err(Error::NotPermitted);
         }
         let p = self.procs.get_mut(&t).expect("live");
-        p.killed = true;
-        Ok(p.tid)
-    }
-
-    /// Mark live `t` killed (the caller checked the permission). Returns its thread.
-    pub fn mark_killed(&mut self, t: Pid) -> Result<Tid, Error> {
-        let p = self.procs.get_mut(&t).filter(|p| matches!(p.state, PState::Alive | PState::Starting)).ok_or(Error::NoSuchProcess)?;
         p.killed = true;
         Ok(p.tid)
     }

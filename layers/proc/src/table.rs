@@ -219,7 +219,6 @@ impl ProcTable {
     /// kill mark would then land on that one).
     pub fn kill_and(&self, killer: Pid, target: u64, interrupt: impl FnOnce(Tid)) -> Result<Tid, Error> {
         self.kill_if(
-            killer,
             target,
             |t, target| {
                 let mut a = t[target].parent;
@@ -244,7 +243,6 @@ impl ProcTable {
     /// killable by the ancestors they had).
     pub fn kill_if(
         &self,
-        _killer: Pid,
         target: u64,
         permitted: impl FnOnce(&[Proc; MAX_PROCS], usize) -> bool,
         interrupt: impl FnOnce(Tid),

@@ -175,10 +175,9 @@ impl Copier for SpaceCopier {
 // ---- spawn ----
 
 /// Start program `name` as a child of `parent` (0: the kernel starting
-/// init). `cpu_word` is the CPU and,
-/// in its high half, the most processes the child's subtree may hold
-/// ([`abi::spawn_cpu`]); the child's container gets that limit before the
-/// child runs.
+/// init). `cpu_word` is the CPU and, in its high half, the most processes
+/// the child's subtree may hold ([`abi::spawn_cpu`]); the child's container
+/// gets that limit before the child runs.
 pub fn spawn(parent: Pid, name: &str, quota: u64, cpu_word: u64, args: &[u8]) -> Result<Pid, Error> {
     let (cpu, max_procs) = abi::spawn_cpu_parts(cpu_word);
     if !cpu_usable(cpu) {
@@ -477,7 +476,6 @@ pub fn kill(killer: Pid, target: u64) -> Result<(), Error> {
     // was until it is reaped, as its process limits do).
     let mine = ContainerId::new(PROCS.get(u64::from(killer))?.container);
     let tid = PROCS.kill_if(
-        killer,
         target,
         |t, i| CONTAINERS.is_below(ContainerId::new(t[i].container), mine),
         |t| {
