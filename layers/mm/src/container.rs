@@ -110,6 +110,18 @@ impl Tree {
             _ => Err(MmError::NoSuchContainer),
         }
     }
+
+    /// A container below `from` came (`delta` 1) or went (-1): count it in
+    /// `from` and in every container above.
+    fn add_descendant(&mut self, from: ContainerId, delta: i32) -> Result<(), MmError> {
+        let mut up = Some(from);
+        while let Some(a) = up {
+            let info = self.get(a)?;
+            info.descendants = info.descendants.wrapping_add_signed(delta);
+            up = info.parent;
+        }
+        Ok(())
+    }
 }
 
 /// The container table (mC2's `cn_*` operations). Construct it in a `static`
@@ -181,12 +193,7 @@ impl Containers {
         let p = t.get(parent)?;
         p.usage = usage;
         p.children += 1;
-        let mut up = Some(parent);
-        while let Some(a) = up {
-            let info = t.get(a)?;
-            info.descendants += 1;
-            up = info.parent;
-        }
+        t.add_descendant(parent, 1)?;
         t.slots[slot] = Slot { live: true, info: ContainerInfo::fresh(quota, Some(parent)) };
         Ok(ContainerId(slot as u16))
     }
@@ -233,12 +240,7 @@ impl Containers {
         let p = t.get(parent)?;
         p.usage -= info.quota;
         p.children -= 1;
-        let mut up = Some(parent);
-        while let Some(a) = up {
-            let info = t.get(a)?;
-            info.descendants -= 1;
-            up = info.parent;
-        }
+        t.add_descendant(parent, -1)?;
         t.slots[c.index()] = DEAD;
         Ok(())
     }

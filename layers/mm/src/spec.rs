@@ -257,6 +257,14 @@ impl Containers {
         out
     }
 
+    /// A container below the first of `chain` came (`delta` 1) or went (-1).
+    fn add_descendant(&mut self, chain: &[u16], delta: i32) {
+        for a in chain {
+            let n = self.nodes.get_mut(a).expect("on the chain");
+            n.descendants = n.descendants.wrapping_add_signed(delta);
+        }
+    }
+
     /// Whether `c` lies below `ancestor` (strictly).
     pub fn is_below(&self, c: ContainerId, ancestor: ContainerId) -> bool {
         self.nodes.contains_key(&(c.index() as u16)) && self.chain(c)[1..].contains(&(ancestor.index() as u16))
@@ -285,9 +293,7 @@ impl Containers {
         let p = self.get(parent)?;
         p.usage += quota;
         p.children += 1;
-        for a in chain {
-            self.nodes.get_mut(&a).expect("on the chain").descendants += 1;
-        }
+        self.add_descendant(&chain, 1);
         self.nodes.insert(id, ContainerInfo::fresh(quota, Some(parent)));
         Ok(ContainerId::new(id))
     }
@@ -313,9 +319,8 @@ impl Containers {
         let p = self.get(parent)?;
         p.usage -= info.quota;
         p.children -= 1;
-        for a in self.chain(parent) {
-            self.nodes.get_mut(&a).expect("on the chain").descendants -= 1;
-        }
+        let chain = self.chain(parent);
+        self.add_descendant(&chain, -1);
         Ok(())
     }
 
