@@ -489,9 +489,15 @@ fn orphan_regression(m: &Machine) -> Verdict {
     use spec::model::ReapSemantics;
     let name = "regression: a reaped process's container goes (quota back to its parent) once the child that outlived it is reaped";
     let run = |semantics| fixed_trace(m, |cfg, env| spec::gen::container_leak_trace(cfg, env, semantics));
-    match (run(ReapSemantics::Deferred), run(ReapSemantics::Leak)) {
+    right_not_wrong(name, (run(ReapSemantics::Deferred), "documented (deferred) semantics"), (run(ReapSemantics::Leak), "leaking semantics"))
+}
+
+/// A fixed trace run against the right spec must agree with mc2, and the
+/// same trace against a wrong spec must not.
+fn right_not_wrong(name: &str, right: (Result<conform::Outcome>, &str), wrong: (Result<conform::Outcome>, &str)) -> Verdict {
+    match (&right.0, &wrong.0) {
         (Ok(conform::Outcome::Agree { .. }), Ok(conform::Outcome::Diverge(_))) => (name.into(), Ok(())),
-        (a, b) => (name.into(), Err(format!("documented (deferred) semantics: {}\nleaking semantics: {}", text(&a), text(&b)))),
+        (a, b) => (name.into(), Err(format!("{}: {}\n{}: {}", right.1, text(a), wrong.1, text(b)))),
     }
 }
 
@@ -554,10 +560,7 @@ fn limits_check(m: &Machine) -> Verdict {
         }
     }
     let unlimited = fixed_trace(m, |cfg, env| spec::gen::limits_trace(cfg, env, Mutant::NoProcessLimit));
-    match (agree, unlimited) {
-        (Ok(conform::Outcome::Agree { .. }), Ok(conform::Outcome::Diverge(_))) => (name.into(), Ok(())),
-        (a, b) => (name.into(), Err(format!("spec: {}\nspec without the process limit: {}", text(&a), text(&b)))),
-    }
+    right_not_wrong(name, (agree, "spec"), (unlimited, "spec without the process limit"))
 }
 
 /// The orphan-kill trace: an orphan stays killable by the ancestors it
@@ -567,10 +570,7 @@ fn orphan_kill_check(m: &Machine) -> Verdict {
     use spec::model::Mutant;
     let name = "kill: an orphan stays killable by the ancestors it had (its container is still below theirs), not the other way round";
     let run = |mutant| fixed_trace(m, |cfg, env| spec::gen::orphan_kill_trace(cfg, env, mutant));
-    match (run(Mutant::None), run(Mutant::KillByParents)) {
-        (Ok(conform::Outcome::Agree { .. }), Ok(conform::Outcome::Diverge(_))) => (name.into(), Ok(())),
-        (a, b) => (name.into(), Err(format!("spec: {}\nspec with kill along parent links only: {}", text(&a), text(&b)))),
-    }
+    right_not_wrong(name, (run(Mutant::None), "spec"), (run(Mutant::KillByParents), "spec with kill along parent links only"))
 }
 
 fn conformance(m: &Machine, plan: &Plan) -> Verdict {
