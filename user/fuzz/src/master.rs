@@ -287,8 +287,9 @@ pub fn run(wanted: u64, seed: Option<u64>, hostiles: u64, mask: u64, plant: bool
     // three runs). Wait up to 2 s for the count to come back: a process or
     // a page really leaked stays, and is reported below.
     // A hostile may also have started a program that waits for ever (a
-    // `shell` reading the console, named by a random pointer into a buffer
-    // `programs` filled): it outlives the hostile as init's orphan. Its
+    // `shell` reading the console, most likely named by a random pointer
+    // into the buffer `programs` filled): it outlives the hostile as init's
+    // orphan. Its
     // container is still below the master's, so the master may kill it;
     // whatever is not below the master the kernel refuses (`NotPermitted`).
     for p in proc::list().unwrap_or_default().iter().filter(|p| !before.contains(&p.pid)) {
