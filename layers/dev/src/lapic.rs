@@ -203,6 +203,20 @@ impl LocalApic {
         self.write(reg::TIMER_INITIAL, count);
     }
 
+    /// One timer interrupt `vector` after `tsc_ticks` TSC ticks (one-shot
+    /// mode, SDM Vol. 3A §11.5.4: LVT timer mode 00b; writing the initial
+    /// count starts it), replacing a periodic timer. The delay is converted
+    /// with the calibration, so it is as exact as that (a few µs); at least
+    /// one timer tick, at most 2^32 - 1 of them (seconds at any rate).
+    pub fn start_one_shot(&self, vector: u8, tsc_ticks: u64) {
+        let per_ms = TIMER_TICKS_PER_MS.load(Ordering::Relaxed).max(1);
+        let tsc_per_ms = TSC_PER_MS.load(Ordering::Relaxed).max(1);
+        let count = (tsc_ticks as u128 * per_ms as u128 / tsc_per_ms as u128).clamp(1, u32::MAX as u128) as u32;
+        self.write(reg::TIMER_DIVIDE, DIVIDE_BY_16);
+        self.write(reg::LVT_TIMER, vector as u32);
+        self.write(reg::TIMER_INITIAL, count);
+    }
+
     /// Stop the timer.
     pub fn stop_timer(&self) {
         self.write(reg::LVT_TIMER, LVT_MASKED);

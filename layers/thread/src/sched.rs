@@ -457,6 +457,12 @@ impl Scheduler {
         self.block_on(cpu, MAX_CPUS + cpu, s);
     }
 
+    /// Does a thread sleep on `cpu`'s ticks? (Only a thread on `cpu` puts
+    /// itself there, so while `cpu` runs one thread this cannot change.)
+    pub fn has_sleepers(&self, cpu: usize) -> bool {
+        self.sleepers[cpu].lock().len != 0
+    }
+
     /// A timer tick on `cpu`: wake the sleepers whose time has come.
     pub fn tick(&self, cpu: usize) {
         let now = self.cpus[cpu].ticks.fetch_add(1, Ordering::Relaxed) + 1;

@@ -353,6 +353,10 @@ impl SchedSpec {
         self.run_next(cpu);
     }
 
+    pub fn has_sleepers(&self, cpu: usize) -> bool {
+        !self.sleeping[cpu].is_empty()
+    }
+
     /// The sleepers of `cpu` that the next tick wakes.
     pub fn due(&self, cpu: usize) -> Vec<Tid> {
         let now = self.ticks[cpu] + 1;

@@ -508,7 +508,7 @@ fn compare(s: &Scheduler, m: &SchedSpec) -> Result<(), String> {
         let mut sleeping = snapshot(s, MAX_CPUS + c);
         sleeping.sort_unstable();
         let want: Vec<Tid> = m.sleeping[c].keys().copied().collect();
-        if sleeping != want {
+        if sleeping != want || s.has_sleepers(c) != m.has_sleepers(c) {
             return Err(format!("CPU {c}: sleepers {sleeping:?}, spec {want:?}"));
         }
     }

@@ -69,7 +69,7 @@ pub fn handle(frame: &mut TrapFrame) {
         TIMER_VECTOR => {
             COUNTERS.timer[cpu].fetch_add(1, Ordering::Relaxed);
             lapic::local().eoi();
-            thread::SCHED.tick(cpu);
+            crate::ticks::timer_fired(cpu);
             if from_user && thread::SCHED.has_ready(cpu) {
                 thread::SCHED.yield_now(cpu);
             }

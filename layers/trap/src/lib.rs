@@ -10,6 +10,7 @@
 //! - [`process`]: spawn, exit, wait and kill, each process's address space,
 //!   kernel stack and container, user-memory copies, shared memory glue;
 //! - [`console`]: blocking console input;
+//! - [`ticks`]: each CPU's tick clock, kept quiet while a guest runs alone;
 //! - [`vmcalls`]: the virtual-machine system calls (the `virt` layer below
 //!   does the work) and reading guest images from the boot bundle;
 //! - [`bkl`]: the big kernel lock of the mC2-bl comparison build.
@@ -34,6 +35,7 @@ pub mod intr;
 pub mod process;
 pub mod programs;
 pub mod syscall;
+pub mod ticks;
 pub mod vmcalls;
 
 use core::sync::atomic::{AtomicU32, Ordering};

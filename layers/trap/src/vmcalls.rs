@@ -50,6 +50,12 @@ impl virt::Host for RunHost {
     fn enter_kernel(&self) {
         crate::bkl::enter();
     }
+    fn guest_timer(&self, deadline: u64) {
+        crate::ticks::guest_timer(deadline);
+    }
+    fn host_timer(&self) {
+        crate::ticks::host_timer();
+    }
 }
 
 pub fn vm_create(pid: Pid) -> Reply {

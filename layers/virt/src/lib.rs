@@ -486,6 +486,15 @@ pub trait Host {
     /// Around guest execution (drop and retake the big kernel lock).
     fn leave_kernel(&self);
     fn enter_kernel(&self);
+    /// The guest runs (or is halted) until `deadline` (TSC, 0: none) unless
+    /// it exits first: the host may replace its periodic tick with one timer
+    /// interrupt at the deadline. Called again after each host interrupt
+    /// (the interrupt may have been that timer, or may have made work for
+    /// this CPU). Each tick that ends a guest's run is a world switch, and
+    /// under an emulator a world switch flushes the emulated TLB.
+    fn guest_timer(&self, deadline: u64);
+    /// Back to the VMM: the host's own ticks again (those missed counted).
+    fn host_timer(&self);
 }
 
 /// Fill CPUID for the guest: the host's answer without the virtualization
@@ -679,11 +688,14 @@ pub fn run(id: u64, owner: u32, flags: u64, deadline: u64, in_value: u64, host: 
             if deadline != 0 && machine::x86::rdtsc() >= deadline {
                 break Ok(Exit { kind: ExitKind::Deadline as u32, rip: vm.rip(), ..Exit::default() });
             }
+            host.guest_timer(deadline);
             host.idle();
         }
     } else {
+        host.guest_timer(deadline);
         run_guest(&mut vm, deadline, window, host, &mut handled)
     };
+    host.host_timer();
     // Every exit counts, those the VMM sees as well as those handled here.
     public.exits.fetch_add(handled + u64::from(result.is_ok()), Ordering::Relaxed);
     // Tell the VMM when an interrupt it injects now would enter at once: it
@@ -783,6 +795,7 @@ fn run_guest(vm: &mut Vm, deadline: u64, window: bool, host: &impl Host, handled
             Kind::HostInterrupt => {
                 *handled += 1;
                 host.take_interrupts();
+                host.guest_timer(deadline);
             }
             Kind::HostNmi => {
                 *handled += 1;
