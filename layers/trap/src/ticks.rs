@@ -98,8 +98,10 @@ impl TickClock {
             return self.host(now, per_tick);
         }
         if deadline != 0 && now >= deadline {
-            // The caller returns to the VMM at once.
-            return (0, Arm::Keep);
+            // Fire at once: the caller returns to the VMM, or notices the
+            // deadline when the interrupt wakes it (a halted guest's wait
+            // must not sleep past it with no timer armed).
+            return (0, Arm::Once(1));
         }
         if self.next_due == 0 {
             self.next_due = now + per_tick;
@@ -249,6 +251,7 @@ mod tests {
                         .clock
                         .guest(self.now, deadline, PER_TICK, MAX_QUIET, true);
                     self.apply(r);
+                    assert!(self.timer.is_some(), "no timer armed for the guest at {}", self.now);
                 }
             }
             self.now = self.now.max(t);
@@ -294,6 +297,8 @@ mod tests {
             let alone = c.rand(8) != 0;
             let r = c.clock.guest(c.now, deadline, PER_TICK, MAX_QUIET, alone);
             c.apply(r);
+            // A halted guest's wait sleeps until an interrupt: one must come.
+            assert!(c.timer.is_some(), "no timer armed for the guest");
             c.in_guest = Some(deadline);
             let exit = c.now + c.rand(4 * PER_TICK);
             c.run_until(if deadline != 0 {
