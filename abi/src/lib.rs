@@ -61,8 +61,11 @@ pub mod nr {
     /// rdx = length, r10, r8, r9 = the message; returns the received length
     /// in rax, the sender in rdx and the received message in r10, r8, r9.
     pub const CALL_SHORT: u64 = 41;
+    /// Name a port whose byte OUTs the kernel queues for the VMM and/or
+    /// whose byte INs it answers (see [`vm::POST_WRITES`](super::vm::POST_WRITES)).
+    pub const VM_POST: u64 = 42;
     /// One past the highest number.
-    pub const COUNT: u64 = 42;
+    pub const COUNT: u64 = 43;
 }
 
 /// Error codes (returned negated in `rax`). Each misuse has its own code so
@@ -712,12 +715,31 @@ pub mod vm {
         pub extra: u64,
         pub rip: u64,
         /// Exits the kernel handled itself since the last return (CPUID,
-        /// external interrupts, ...).
+        /// external interrupts, posted I/O, ...).
         pub handled: u64,
+        /// Writes to posted ports since the last return, oldest first, each
+        /// `port << 8 | byte` (see [`POST_WRITES`]): apply them before
+        /// this exit.
+        pub posted: [u32; POST_MAX],
+        pub posted_n: u32,
     }
 
+    /// Posted writes an exit can carry; one more exits to the VMM.
+    pub const POST_MAX: usize = 8;
+    /// Ports a VM can have posted.
+    pub const POST_PORTS: usize = 8;
+    /// `vm_post` mode bits. POST_WRITES: byte OUTs to the port do not exit;
+    /// the kernel queues them and hands them over with the next exit
+    /// (`Exit::posted`), as long as there is room. POST_READ: byte INs of the
+    /// port read `value` without an exit, until a write to any posted port
+    /// is queued (then they exit until `vm_post` sets a value again). Mode 0
+    /// removes the port. For device registers whose writes need no
+    /// immediate answer (an 8259's mask and EOI) and whose reads are plain.
+    pub const POST_WRITES: u64 = 1;
+    pub const POST_READ: u64 = 2;
+
     impl Exit {
-        pub const SIZE: usize = 48;
+        pub const SIZE: usize = 48 + 8 + 4 * POST_MAX;
 
         pub fn to_bytes(&self) -> [u8; Self::SIZE] {
             let mut b = [0u8; Self::SIZE];
@@ -729,13 +751,21 @@ pub mod vm {
             b[24..32].copy_from_slice(&self.extra.to_le_bytes());
             b[32..40].copy_from_slice(&self.rip.to_le_bytes());
             b[40..48].copy_from_slice(&self.handled.to_le_bytes());
+            b[48..52].copy_from_slice(&self.posted_n.to_le_bytes());
+            for (i, w) in self.posted.iter().enumerate() {
+                b[56 + 4 * i..60 + 4 * i].copy_from_slice(&w.to_le_bytes());
+            }
             b
         }
 
         pub fn from_bytes(b: &[u8; Self::SIZE]) -> Exit {
             let u32_ = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().unwrap_or([0; 4]));
             let u64_ = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap_or([0; 8]));
-            Exit { kind: u32_(0), port: u32_(4), size: u32_(8), flags: u32_(12), value: u64_(16), extra: u64_(24), rip: u64_(32), handled: u64_(40) }
+            let mut posted = [0u32; POST_MAX];
+            for (i, w) in posted.iter_mut().enumerate() {
+                *w = u32_(56 + 4 * i);
+            }
+            Exit { kind: u32_(0), port: u32_(4), size: u32_(8), flags: u32_(12), value: u64_(16), extra: u64_(24), rip: u64_(32), handled: u64_(40), posted, posted_n: u32_(48) }
         }
     }
 
@@ -811,7 +841,8 @@ pub mod vm {
             r.gpr[RSP] = 0x7000;
             r.seg[CS] = Segment { selector: 0x1000, attrib: 0x9b, limit: 0xffff, base: 0x10000 };
             assert_eq!(Regs::from_bytes(&r.to_bytes()), r);
-            let e = Exit { kind: 1, port: 0x3f8, size: 1, flags: IN, value: 7, extra: 9, rip: 0x8000, handled: 3 };
+            let posted = [0x21ff, 0x2060, 0xa1fe, 0, 0, 0, 0, 0x4d0_01];
+            let e = Exit { kind: 1, port: 0x3f8, size: 1, flags: IN, value: 7, extra: 9, rip: 0x8000, handled: 3, posted, posted_n: 3 };
             assert_eq!(Exit::from_bytes(&e.to_bytes()), e);
             let i = Info { id: 1, owner: 4, cpu: 2, state: 1, guest_pages: 512, exits: 10 };
             assert_eq!(Info::from_bytes(&i.to_bytes()), i);

@@ -231,7 +231,13 @@ impl Gen<'_> {
             1 => Arg::Val(*g.rng.pick(&HOSTILE).unwrap_or(&0)),
             _ => Arg::Buf(g.rng.below(1024)),
         };
-        match self.rng.below(7) {
+        match self.rng.below(8) {
+            7 => {
+                let port = *self.rng.pick(&[0x20u64, 0x21, 0xffff, 0x10000]).unwrap_or(&0);
+                let mode = *self.rng.pick(&[0u64, 1, 2, 3, 4]).unwrap_or(&0);
+                let value = *self.rng.pick(&[0u64, 0xff, 0x100]).unwrap_or(&0);
+                Call::vals(nr::VM_POST, &[id, port, mode, value])
+            }
             0 => {
                 let pages = arena_pages(&self.model, me);
                 let va = match self.rng.below(4) {

@@ -1006,6 +1006,14 @@ impl Model {
                 ret(0)
             }
             nr::VM_DESTROY => fail(Error::NoSuchObject),
+            nr::VM_POST => {
+                let (port, mode, value) = (Self::val(a[1])?, Self::val(a[2])?, Self::val(a[3])?);
+                let (w, r) = (abi::vm::POST_WRITES, abi::vm::POST_READ);
+                if port > 0xffff || mode & !(w | r) != 0 || (mode & r != 0 && value > 0xff) {
+                    return fail(Error::Invalid);
+                }
+                fail(Error::NoSuchObject)
+            }
             n if n < nr::COUNT => Err(Reject::Forbidden("a call the spec does not model")),
             _ => fail(Error::NoSys),
         }

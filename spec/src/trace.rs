@@ -322,7 +322,7 @@ pub fn call_name(nr: u64) -> &'static str {
         "exit", "spawn", "wait", "yield", "sleep", "getpid", "getppid", "quota", "console_write", "console_read", "send", "recv", "call",
         "shm_offer", "shm_status", "mutex_create", "mutex_lock", "mutex_unlock", "cv_create", "cv_wait", "cv_signal", "cv_broadcast", "clock",
         "mem_map", "mem_unmap", "ps", "programs", "kill", "chan_create", "sysinfo", "poweroff", "file_size", "file_read", "vm_create", "vm_map",
-        "vm_run", "vm_get_regs", "vm_set_regs", "vm_inject", "vm_list", "vm_destroy", "call_short",
+        "vm_run", "vm_get_regs", "vm_set_regs", "vm_inject", "vm_list", "vm_destroy", "call_short", "vm_post",
     ];
     NAMES.get(nr as usize).copied().unwrap_or("nosys")
 }

@@ -160,6 +160,7 @@ pub fn dispatch(pid: Pid, n: u64, a: [u64; 6]) -> Reply {
         nr::VM_INJECT => crate::vmcalls::vm_inject(pid, a[0], a[1], a[2], a[3]),
         nr::VM_LIST => crate::vmcalls::vm_list(pid, a[0], a[1]),
         nr::VM_DESTROY => crate::vmcalls::vm_destroy(pid, a[0]),
+        nr::VM_POST => crate::vmcalls::vm_post(pid, a[0], a[1], a[2], a[3]),
         _ => Err(Error::NoSys),
     }
 }

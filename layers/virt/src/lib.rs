@@ -34,6 +34,7 @@ pub mod ept;
 pub mod svm;
 #[allow(unsafe_code)]
 pub mod vmx;
+pub mod posted;
 pub mod spec;
 
 use abi::vm::{Exit, ExitKind, Regs, Segment};
@@ -208,6 +209,8 @@ pub struct Vm {
     invalid_gp_at: Option<u64>,
     /// This run has `RUN_USER_CPUID`.
     user_cpuid: bool,
+    /// Ports the VMM named with `vm_post`, and the writes queued for it.
+    posting: posted::Posting,
 }
 
 /// Most VMs at once (one per CPU).
@@ -384,7 +387,7 @@ fn create_in(id: usize, owner: u32, container: ContainerId, cpu: usize) -> Resul
             Arch::Svm { vmcb, npt, nrips: cs.nrips }
         }
     };
-    let vm = Box::new(Vm { id, owner, cpu, container, arch, gprs: GuestGprs::default(), fx: Fx::clean(), pending: None, last: None, guest_msrs: [0; vmx::SWAPPED_MSRS.len()], invalid_gp_at: None, user_cpuid: false });
+    let vm = Box::new(Vm { id, owner, cpu, container, arch, gprs: GuestGprs::default(), fx: Fx::clean(), pending: None, last: None, guest_msrs: [0; vmx::SWAPPED_MSRS.len()], invalid_gp_at: None, user_cpuid: false, posting: posted::Posting::default() });
     *VMS[id].lock() = Some(vm);
     let p = &PUBLIC[id];
     p.owner.store(owner, Ordering::Relaxed);
@@ -470,6 +473,18 @@ pub fn inject(id: u64, owner: u32, e: Event) -> Result<(), Error> {
         vm.pending = Some(e);
         Ok(())
     };
+    put(vm);
+    r
+}
+
+/// `vm_post`: byte OUTs to `port` queued for the VMM instead of exiting
+/// and/or byte INs answered with `value` (abi::vm::POST_WRITES, POST_READ).
+pub fn post(id: u64, owner: u32, port: u64, mode: u64, value: u64) -> Result<(), Error> {
+    let mut vm = take(id, owner)?;
+    let r = vm.posting.set(port, mode, value).map_err(|e| match e {
+        posted::PostError::Invalid => Error::Invalid,
+        posted::PostError::Full => Error::TooMany,
+    });
     put(vm);
     r
 }
@@ -701,10 +716,12 @@ pub fn run(id: u64, owner: u32, flags: u64, deadline: u64, in_value: u64, host: 
     // Tell the VMM when an interrupt it injects now would enter at once: it
     // then skips the interrupt-window round trip (a world switch each way).
     let interruptible = vm.pending.is_none() && !vm.event_pending() && vm.can_take_interrupt();
+    let (posted, posted_n) = vm.posting.take();
     public.state.store(ST_STOPPED, Ordering::Release);
     put(vm);
     result.map(|mut e| {
         e.handled = handled;
+        (e.posted, e.posted_n) = (posted, posted_n as u32);
         if interruptible {
             e.flags |= abi::vm::INTERRUPTIBLE;
         }
@@ -845,13 +862,21 @@ fn run_guest(vm: &mut Vm, deadline: u64, window: bool, host: &impl Host, handled
                 *handled += 1;
                 vm.invalid_gp_at = Some(info.rip);
             }
+            Kind::Exit(ExitKind::Io) if let Some(done) = vm.posting.on_io(info.port, info.size, info.flags & abi::vm::IN != 0, info.flags & abi::vm::STRING != 0, info.value) => {
+                *handled += 1;
+                if let posted::Outcome::Read(v) = done {
+                    let rax = vm.rax();
+                    vm.set_rax((rax & !0xff) | u64::from(v));
+                }
+                vm.set_rip(info.next_rip);
+            }
             Kind::Exit(kind) => {
                 match kind {
                     ExitKind::Io => vm.last = Some(info),
                     ExitKind::Hlt | ExitKind::Hypercall => vm.set_rip(info.next_rip),
                     _ => {}
                 }
-                break Ok(Exit { kind: kind as u32, port: info.port, size: info.size, flags: info.flags, value: info.value, extra: info.extra, rip: info.rip, handled: 0 });
+                break Ok(Exit { kind: kind as u32, port: info.port, size: info.size, flags: info.flags, value: info.value, extra: info.extra, rip: info.rip, ..Exit::default() });
             }
         }
     };

@@ -394,7 +394,7 @@ fn pick(st: &mut State) -> (u64, [u64; 6], Verdict) {
             // A deadline soon, so that a guest that loops still returns.
             a[3] = rt::time::rdtsc().wrapping_add(1_000_000);
         }
-        nr::VM_GET_REGS | nr::VM_SET_REGS | nr::VM_LIST | nr::VM_INJECT | nr::VM_DESTROY => {
+        nr::VM_GET_REGS | nr::VM_SET_REGS | nr::VM_LIST | nr::VM_INJECT | nr::VM_DESTROY | nr::VM_POST => {
             a[0] = st.small();
             a[2] = st.len();
             a[1] = st.ptr(a[2]);

@@ -287,6 +287,12 @@ pub fn vm_list(out: &mut [abi::vm::Info]) -> Result<usize, Error> {
     Ok(total)
 }
 
+/// Name `port` for posted I/O (`abi::vm::POST_WRITES`, `POST_READ` with
+/// the byte INs read meanwhile; mode 0 removes it).
+pub fn vm_post(vm: u64, port: u16, mode: u64, value: u8) -> Result<u64, Error> {
+    call(nr::VM_POST, [vm, port as u64, mode, value as u64, 0, 0])
+}
+
 pub fn vm_destroy(vm: u64) -> Result<u64, Error> {
     call(nr::VM_DESTROY, [vm, 0, 0, 0, 0, 0])
 }
