@@ -83,7 +83,14 @@ pub fn run(args: &[String]) -> Result<()> {
     // `--one`: skip the three-guest run (a quicker measurement).
     let three_guests = !args.iter().any(|a| a == "--one");
     // `--trap-cpuid`: the VMM keeps every CPUID exiting (no `RUN_USER_CPUID`), for comparison.
-    let vmm_opts = if args.iter().any(|a| a == "--trap-cpuid") { " --trap-cpuid" } else { "" };
+    // `--no-post`: the VMM does not post the 8259s' ports (every access exits to it), for comparison.
+    let mut vmm_opts = String::new();
+    for flag in ["--trap-cpuid", "--no-post"] {
+        if args.iter().any(|a| a == flag) {
+            vmm_opts.push(' ');
+            vmm_opts.push_str(flag);
+        }
+    }
     // `--smp N`: CPUs of the mc2 machine for the single guest (default 4: the shell on 0, the guest on 1).
     let smp: usize = crate::flag_value(args, "--smp").map(|v| v.parse().map_err(|_| format!("--smp takes a number, not `{v}`"))).transpose()?.unwrap_or(4);
     if smp < 2 {
@@ -184,7 +191,7 @@ pub fn run(args: &[String]) -> Result<()> {
         println!("warning: host load {load_before:.1} before, {load_after:.1} after, on {cores} cores: other work competed with the emulator, the ratios are noisy");
     }
     let result = json!({
-        "emulator": format!("QEMU TCG, -cpu qemu64,+svm,+npt; bare: 1 CPU; mc2: {smp} CPUs, the guest pinned to CPU 1{}", if vmm_opts.is_empty() { "" } else { "; vmm --trap-cpuid" }),
+        "emulator": format!("QEMU TCG, -cpu qemu64,+svm,+npt; bare: 1 CPU; mc2: {smp} CPUs, the guest pinned to CPU 1{}", if vmm_opts.is_empty() { String::new() } else { format!("; vmm{vmm_opts}") }),
         "kernel": vmlinuz.file_name().map(|n| n.to_string_lossy().into_owned()),
         "guest_ram_mib": lg::RAM_MB,
         "command_line": cmdline,

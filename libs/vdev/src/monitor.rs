@@ -103,7 +103,21 @@ pub trait Host {
     fn input(&mut self, accept: &mut dyn FnMut(u8) -> bool) {
         let _ = accept;
     }
+    /// `vm_post`: have the kernel queue byte OUTs to `port` and/or answer
+    /// its byte INs with `value` (abi::vm::POST_WRITES, POST_READ). Not
+    /// supported by default: every access then exits.
+    fn post(&mut self, port: u16, mode: u64, value: u8) -> Result<(), Error> {
+        let _ = (port, mode, value);
+        Err(Error::NotSupported)
+    }
 }
+
+/// The 8259s' ports, posted when [`Monitor::post_pic`] is set: the kernel
+/// queues their writes (mask, EOI, the initialization words) and answers
+/// reads of the mask registers, which need no immediate answer from the
+/// VMM. A Linux guest touches them four times per interrupt (read the mask,
+/// mask, EOI, unmask), each otherwise a round trip through the VMM.
+pub const POSTED_PIC_PORTS: [u16; 4] = [crate::pic::MASTER_CMD, crate::pic::MASTER_DATA, crate::pic::SLAVE_CMD, crate::pic::SLAVE_DATA];
 
 /// A system call that failed (the VMM cannot go on).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -250,6 +264,13 @@ pub struct Monitor {
     pub io_ports: [(u16, u64); 8],
     /// `vm_run` flags given at every entry (`abi::vm::RUN_USER_CPUID`).
     pub standing_flags: u64,
+    /// Post the 8259s' ports ([`POSTED_PIC_PORTS`]) if the kernel can.
+    pub post_pic: bool,
+    /// The answers the kernel holds for reads of the mask registers
+    /// (master, slave), as last set with `vm_post` (None: none, reads exit).
+    pic_reads: [Option<u8>; 2],
+    /// Writes the kernel queued and this monitor applied.
+    pub posted_writes: u64,
 }
 
 /// An exit handler's verdict.
@@ -279,7 +300,64 @@ impl Monitor {
             by_kind: [0; 16],
             io_ports: [(0, 0); 8],
             standing_flags: 0,
+            post_pic: false,
+            pic_reads: [None; 2],
+            posted_writes: 0,
         }
+    }
+
+    /// Name the 8259s' ports for posting; false if the kernel refused.
+    fn start_posting(&mut self, host: &mut dyn Host) -> bool {
+        for port in POSTED_PIC_PORTS {
+            if host.post(port, vm::POST_WRITES, 0).is_err() {
+                for p in POSTED_PIC_PORTS {
+                    let _ = host.post(p, 0, 0);
+                }
+                return false;
+            }
+        }
+        self.pic_reads = [None; 2];
+        true
+    }
+
+    /// Keep the kernel's answers for the mask registers equal to what the
+    /// PICs would answer now (reads with a side effect, as after a poll
+    /// command, exit instead).
+    fn refresh_pic_reads(&mut self, host: &mut dyn Host) -> Result<(), HostError> {
+        for (i, port) in [crate::pic::MASTER_DATA, crate::pic::SLAVE_DATA].into_iter().enumerate() {
+            let want = self.board.pic.plain_read(port);
+            if want != self.pic_reads[i] {
+                let mode = vm::POST_WRITES | if want.is_some() { vm::POST_READ } else { 0 };
+                hcall("vm_post", host.post(port, mode, want.unwrap_or(0)))?;
+                self.pic_reads[i] = want;
+            }
+        }
+        Ok(())
+    }
+
+    /// Apply the writes the kernel queued, in order, before the exit that
+    /// carries them. Any of them made the kernel's read answers void.
+    fn apply_posted(&mut self, host: &mut dyn Host, exit: &Exit) -> Result<Option<End>, HostError> {
+        let n = exit.posted_n as usize;
+        if n == 0 {
+            return Ok(None);
+        }
+        if n > vm::POST_MAX {
+            return Ok(Some(End::Stopped(Stop::BadExit { what: "posted write count", value: n as u64, rip: exit.rip })));
+        }
+        self.pic_reads = [None; 2];
+        let now = host.now();
+        for &w in &exit.posted[..n] {
+            let (port, value) = ((w >> 8) as u16, w & 0xff);
+            if !POSTED_PIC_PORTS.contains(&port) {
+                return Ok(Some(End::Stopped(Stop::BadExit { what: "posted write to port", value: port as u64, rip: exit.rip })));
+            }
+            self.posted_writes += 1;
+            if let Some(ev) = self.board.io_out(port, 1, value, now) {
+                return Ok(Some(event_end(ev)));
+            }
+        }
+        Ok(None)
     }
 
     pub fn ram_bytes(&self) -> u64 {
@@ -384,6 +462,7 @@ impl Monitor {
         let mut halted = false;
         // The last exit said an interrupt injected now enters at once.
         let mut interruptible = false;
+        let posting = self.post_pic && self.start_posting(host);
         loop {
             let now = host.now();
             let uart = &mut self.board.uart;
@@ -392,6 +471,9 @@ impl Monitor {
             self.flush_console(host);
             if self.time_limit.is_some_and(|t| now >= t) {
                 return Ok(End::Stopped(Stop::TimeLimit));
+            }
+            if posting {
+                self.refresh_pic_reads(host)?;
             }
             let mut run_flags = flags | self.standing_flags;
             if let Some(v) = self.board.pending_vector() {
@@ -431,6 +513,9 @@ impl Monitor {
                 self.count_port(exit.port as u16);
             }
             (flags, in_value) = (0, 0);
+            if let Some(e) = self.apply_posted(host, &exit)? {
+                return Ok(e);
+            }
             interruptible = exit.flags & vm::INTERRUPTIBLE != 0;
             match self.handle(host, &exit)? {
                 Next::Go(f, v) => (flags, in_value) = (f, v),

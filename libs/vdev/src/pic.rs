@@ -402,6 +402,17 @@ impl Pics {
         self.cascade();
     }
 
+    /// What a read of `port` answers if it has no side effect: the mask
+    /// register of a data port, unless a poll command is pending.
+    pub fn plain_read(&self, port: u16) -> Option<u8> {
+        let chip = match port {
+            MASTER_DATA => &self.master,
+            SLAVE_DATA => &self.slave,
+            _ => return None,
+        };
+        (!chip.poll).then_some(chip.imr)
+    }
+
     /// Is IRQ `irq` masked (in its chip's IMR)?
     pub fn masked(&self, irq: u8) -> bool {
         match irq {

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! vmm IMAGE [--ram-mb N] [--arg N] [--time-limit SECONDS] [--epoch UNIX-SECONDS]
-//!           [--initrd FILE] [--trap-cpuid | --user-cpuid] [-- KERNEL COMMAND LINE...]
+//!           [--initrd FILE] [--trap-cpuid | --user-cpuid] [--no-post] [-- KERNEL COMMAND LINE...]
 //! ```
 //!
 //! Creates a VM on the CPU it runs on (`vm_create`), backs its RAM with its
@@ -17,7 +17,9 @@
 //! `RUN_USER_CPUID` (its kernel boots on the filtered CPUID leaves, its
 //! programs read the processor's own without a world switch each, under
 //! SVM) unless `--trap-cpuid`; `--user-cpuid` asks for it for a flat
-//! image too. The devices are the virtual
+//! image too. Writes to the 8259s' ports are posted (`vm_post`: the kernel
+//! queues them and answers reads of the masks, the VMM applies them at the
+//! next exit) unless `--no-post`. The devices are the virtual
 //! PC of `vdev` (COM1, 8259A pair, 8254 PIT, RTC/CMOS, PCI host bridge,
 //! debug exit at port 0x501); the exit loop is `vdev::monitor`.
 //!
@@ -79,7 +81,7 @@ const FAILED: i32 = 1;
 const USAGE_STATUS: i32 = 2;
 const STOPPED: i32 = 3;
 
-const USAGE: &str = "usage: vmm IMAGE [--ram-mb N] [--arg N] [--time-limit SECONDS] [--epoch UNIX-SECONDS] [--initrd FILE] [--trap-cpuid | --user-cpuid] [-- LINUX COMMAND LINE]";
+const USAGE: &str = "usage: vmm IMAGE [--ram-mb N] [--arg N] [--time-limit SECONDS] [--epoch UNIX-SECONDS] [--initrd FILE] [--trap-cpuid | --user-cpuid] [--no-post] [-- LINUX COMMAND LINE]";
 
 /// A Linux guest's RAM unless `--ram-mb`: Debian's kernel decompresses
 /// itself at 16 MiB into an area of about 64 MiB (`init_size`), and its
@@ -101,11 +103,13 @@ struct Options {
     /// `RUN_USER_CPUID` asked for (`--user-cpuid`) or refused
     /// (`--trap-cpuid`); by default a Linux guest has it, a flat image not.
     user_cpuid: Option<bool>,
+    /// Post the 8259s' ports (`vm_post`) unless `--no-post`.
+    post_pic: bool,
 }
 
 fn parse(args: &str) -> Result<Options, String> {
     let mut w = Words::new(args);
-    let mut o = Options { image: String::new(), ram_mb: None, initrd: None, cmdline: None, arg: 0, time_limit_s: None, epoch: DEFAULT_EPOCH, user_cpuid: None };
+    let mut o = Options { image: String::new(), ram_mb: None, initrd: None, cmdline: None, arg: 0, time_limit_s: None, epoch: DEFAULT_EPOCH, user_cpuid: None, post_pic: true };
     while let Some(word) = w.next() {
         match word {
             "--ram-mb" => o.ram_mb = Some(w.need_u64("N after --ram-mb")?),
@@ -115,6 +119,7 @@ fn parse(args: &str) -> Result<Options, String> {
             "--time-limit" => o.time_limit_s = Some(w.need_u64("SECONDS after --time-limit")?),
             "--epoch" => o.epoch = w.need_u64("UNIX-SECONDS after --epoch")?,
             "--trap-cpuid" => o.user_cpuid = Some(false),
+            "--no-post" => o.post_pic = false,
             "--user-cpuid" => o.user_cpuid = Some(true),
             opt if opt.starts_with('-') => return Err(alloc::format!("unknown option `{opt}`")),
             image if o.image.is_empty() => o.image = String::from(image),
@@ -224,6 +229,10 @@ impl Host for Vmm {
 
     fn inject(&mut self, vector: u8) -> Result<(), Error> {
         sys::vm_inject(self.id, vector as u64, vm::EXTERNAL, vm::NO_ERROR_CODE).map(|_| ())
+    }
+
+    fn post(&mut self, port: u16, mode: u64, value: u8) -> Result<(), Error> {
+        sys::vm_post(self.id, port, mode, value).map(|_| ())
     }
 
     fn inject_exception(&mut self, vector: u8, error_code: Option<u32>) -> Result<(), Error> {
@@ -478,6 +487,7 @@ fn run_vm(id: u64, o: &Options, guest: &Guest, ram_bytes: u64, size: u64, cpu: u
     if o.user_cpuid.unwrap_or(matches!(guest, Guest::Linux { .. })) {
         m.standing_flags |= vm::RUN_USER_CPUID;
     }
+    m.post_pic = o.post_pic;
     let regs = match guest {
         Guest::Flat => load_file(&mut m, &mut host, &o.image, 0, size, LOAD).map(|()| initial_regs(o.arg, ram_bytes)),
         Guest::Linux { .. } => load_linux(&mut m, &mut host, o, guest, size),
@@ -511,7 +521,7 @@ fn run_vm(id: u64, o: &Options, guest: &Guest, ram_bytes: u64, size: u64, cpu: u
     let end = m.run(&mut host);
     let ms = rt::time::rdtsc().saturating_sub(started) / tsc_per_ms.max(1);
     let backed = m.backed_bytes() >> 10;
-    println!("[vm{id}] ran {ms} ms, {} exits (and {} the kernel handled), {backed} KiB of guest RAM backed", m.exits, m.kernel_exits);
+    println!("[vm{id}] ran {ms} ms, {} exits (and {} the kernel handled, {} of them posted 8259 writes), {backed} KiB of guest RAM backed", m.exits, m.kernel_exits, m.posted_writes);
     let k = &m.by_kind;
     let mut ports = m.io_ports;
     ports.sort_unstable_by_key(|p| core::cmp::Reverse(p.1));

@@ -62,6 +62,13 @@ struct Fake {
     window_exits: u64,
     exception: Option<(u8, Option<u32>)>,
     exceptions: Vec<(u8, Option<u32>, u64)>,
+    /// Posted ports as mc2 keeps them (`vm_post`): (port, mode, read
+    /// answer, answer valid); None: the host does not support posting.
+    posting: Option<Vec<(u16, u64, u8, bool)>>,
+    /// Writes queued for the next exit.
+    queued: Vec<u32>,
+    /// I/O exits the monitor saw, by port.
+    io_exits: Vec<u16>,
 }
 
 impl Fake {
@@ -88,7 +95,34 @@ impl Fake {
             window_exits: 0,
             exception: None,
             exceptions: Vec::new(),
+            posting: None,
+            queued: Vec::new(),
+            io_exits: Vec::new(),
         }
+    }
+
+    /// A byte IN/OUT the "kernel" handles itself (posted), if it does.
+    fn posted(&mut self, port: u16, size: u8, input: bool, v: u32) -> bool {
+        let Some(ports) = self.posting.as_mut() else { return false };
+        let Some(i) = ports.iter().position(|p| p.0 == port) else { return false };
+        if size != 1 {
+            return false;
+        }
+        if input {
+            if ports[i].1 & vm::POST_READ == 0 || !ports[i].3 {
+                return false;
+            }
+            self.inputs.push(ports[i].2 as u64);
+            return true;
+        }
+        if ports[i].1 & vm::POST_WRITES == 0 || self.queued.len() == vm::POST_MAX {
+            return false;
+        }
+        self.queued.push((port as u32) << 8 | (v & 0xff));
+        for p in ports.iter_mut() {
+            p.3 = false;
+        }
+        true
     }
 
     /// Where op `pc` "is": 16 bytes each from 0x1000 (CS base 0).
@@ -110,8 +144,8 @@ impl Fake {
     }
 }
 
-impl Host for Fake {
-    fn run(&mut self, flags: u64, deadline: u64, in_value: u64) -> Result<Exit, Error> {
+impl Fake {
+    fn run_inner(&mut self, flags: u64, deadline: u64, in_value: u64) -> Result<Exit, Error> {
         self.time += 50; // the cost of an exit
         if self.step_pending {
             if flags & vm::RUN_COMPLETE_IN != 0 {
@@ -152,6 +186,8 @@ impl Host for Fake {
             self.time += 1;
             let mut e = self.exit(ExitKind::Io);
             match op {
+                Op::Out(port, size, v) if self.posted(port, size, false, v) => self.pc += 1,
+                Op::In(port, size) if self.posted(port, size, true, 0) => self.pc += 1,
                 Op::Out(port, size, v) => {
                     self.step_pending = true;
                     (e.port, e.size, e.value) = (port as u32, size as u32, v as u64);
@@ -247,6 +283,30 @@ impl Host for Fake {
                 }
             }
         }
+    }
+
+}
+
+impl Host for Fake {
+    fn run(&mut self, flags: u64, deadline: u64, in_value: u64) -> Result<Exit, Error> {
+        let mut e = self.run_inner(flags, deadline, in_value)?;
+        if e.kind == ExitKind::Io as u32 {
+            self.io_exits.push(e.port as u16);
+        }
+        for (i, w) in self.queued.drain(..).enumerate() {
+            e.posted[i] = w;
+            e.posted_n += 1;
+        }
+        Ok(e)
+    }
+
+    fn post(&mut self, port: u16, mode: u64, value: u8) -> Result<(), Error> {
+        let ports = self.posting.as_mut().ok_or(Error::NotSupported)?;
+        ports.retain(|p| p.0 != port);
+        if mode != 0 {
+            ports.push((port, mode, value, mode & vm::POST_READ != 0));
+        }
+        Ok(())
     }
 
     fn get_regs(&mut self) -> Result<Regs, Error> {
@@ -382,6 +442,45 @@ fn timer_interrupts_wait_for_the_guest_to_enable_them() {
     assert_eq!(m.run(&mut g), Ok(End::Exited(3)));
     assert_eq!(g.ticks, 1, "one edge-triggered request while masked by IF");
     assert!(g.window_exits >= 1, "delivered at an interrupt window");
+}
+
+/// A Linux-like timer handler: read the mask, mask IRQ 0, specific EOI,
+/// count, unmask, return (arch/x86/kernel/i8259.c, mask_and_ack_8259A and
+/// enable_8259A_irq).
+fn linux_like_handler() -> [Op; 6] {
+    [Op::In(0x21, 1), Op::Out(0x21, 1, 0xff), Op::Out(0x20, 1, 0x60), Op::Tick, Op::Out(0x21, 1, 0xfe), Op::Iret]
+}
+
+#[test]
+fn posted_pic_writes_reach_the_pic_and_the_mask_reads_stay_right() {
+    let run = |post: bool| {
+        let mut ops = master_pic_and_1khz_pit();
+        ops.extend([Op::Sti, Op::Spin(20 * TPMS), Op::Cli, Op::Out(0x501, 1, 0)]);
+        let handler = ops.len();
+        ops.extend(linux_like_handler());
+        let mut g = Fake::new(ops, handler);
+        g.posting = post.then(Vec::new);
+        let mut m = monitor(&mut g, None);
+        m.post_pic = true;
+        assert_eq!(m.run(&mut g), Ok(End::Exited(0)));
+        (g, m)
+    };
+    let (exiting, _) = run(false);
+    let (posted, m) = run(true);
+    // The same guest sees the same: its ticks keep coming (every EOI and
+    // unmask took effect) and each mask read answered 0xfe.
+    for g in [&exiting, &posted] {
+        assert!(g.ticks >= 18, "{} ticks in 20 ms at 1 kHz", g.ticks);
+        assert!(g.inputs.iter().all(|&v| v == 0xfe), "mask reads {:?}", g.inputs);
+        assert_eq!(g.inputs.len() as u64, g.ticks);
+    }
+    assert_eq!(m.board.pic.plain_read(0x21), Some(0xfe));
+    // Without posting each handler's four PIC accesses exit; with it none
+    // does (the set-up's writes were posted too).
+    let pic = |g: &Fake| g.io_exits.iter().filter(|p| matches!(p, 0x20 | 0x21)).count() as u64;
+    assert!(pic(&exiting) >= 4 * exiting.ticks, "{} PIC exits", pic(&exiting));
+    assert_eq!(pic(&posted), 0, "PIC exits with posting: {:?}", posted.io_exits);
+    assert!(m.posted_writes >= 3 * posted.ticks, "{} writes applied", m.posted_writes);
 }
 
 #[test]
@@ -634,7 +733,7 @@ impl Host for Chaos {
         // String I/O only now and then (it usually stops on junk addresses).
         let flags = self.next() as u32 & if self.next().is_multiple_of(10) { 0x1f } else { 0x19 };
         let extra = if sane { self.next() & 0xffff_ffff } else { self.pick() };
-        Ok(Exit { kind, port, size, flags, value, extra, rip: self.pick(), handled: 0 })
+        Ok(Exit { kind, port, size, flags, value, extra, rip: self.pick(), ..Exit::default() })
     }
     fn get_regs(&mut self) -> Result<Regs, Error> {
         let mut r = Regs::default();
