@@ -52,6 +52,11 @@ pub struct TickClock {
     mode: Mode,
     /// TSC when the next tick is due (0: not known yet, before the first).
     next_due: u64,
+    /// When the one-shot interrupt armed last will come, until it has:
+    /// an entry or return that wants the same (or, for a tick, an earlier)
+    /// interrupt keeps it instead of writing the timer again (under an
+    /// emulator each local APIC write is itself an emulated device access).
+    armed: Option<u64>,
 }
 
 impl Default for TickClock {
@@ -65,7 +70,15 @@ impl TickClock {
         TickClock {
             mode: Mode::Periodic,
             next_due: 0,
+            armed: None,
         }
+    }
+
+    /// One interrupt at TSC `at` (at least one TSC tick from now).
+    fn arm(&mut self, now: u64, at: u64) -> Arm {
+        let at = at.max(now + 1);
+        self.armed = Some(at);
+        Arm::Once(at - now)
     }
 
     pub fn mode(&self) -> Mode {
@@ -101,7 +114,7 @@ impl TickClock {
             // Fire at once: the caller returns to the VMM, or notices the
             // deadline when the interrupt wakes it (a halted guest's wait
             // must not sleep past it with no timer armed).
-            return (0, Arm::Once(1));
+            return (0, self.arm(now, now + 1));
         }
         if self.next_due == 0 {
             self.next_due = now + per_tick;
@@ -110,12 +123,14 @@ impl TickClock {
         // late for is pending as an interrupt and counted here instead.
         let n = self.catch_up(now, per_tick);
         self.mode = Mode::Quiet;
-        let wait = if deadline == 0 {
-            max_quiet
-        } else {
-            (deadline - now).min(max_quiet)
-        };
-        (n, Arm::Once(wait.max(1)))
+        // With no deadline within reach, any interrupt armed before the cap
+        // will do; else exactly the deadline.
+        let capped = deadline == 0 || deadline - now > max_quiet;
+        let target = if capped { now + max_quiet } else { deadline };
+        match self.armed {
+            Some(t) if t > now && (t == target || (capped && t <= target)) => (n, Arm::Keep),
+            _ => (n, self.arm(now, target)),
+        }
     }
 
     /// The VMM runs again (or the CPU has other work): count the ticks
@@ -126,11 +141,19 @@ impl TickClock {
         }
         let n = self.catch_up(now, per_tick);
         self.mode = Mode::Ticking;
-        (n, Arm::Once(self.next_due - now))
+        match self.armed {
+            // The guest's interrupt comes first: the tick is counted then.
+            Some(t) if t > now && t <= self.next_due => (n, Arm::Keep),
+            _ => (n, self.arm(now, self.next_due)),
+        }
     }
 
     /// The timer interrupted at `now`: the ticks to count and what next.
     pub fn fired(&mut self, now: u64, per_tick: u64) -> (u64, Arm) {
+        // Whichever interrupt this was, none armed is pending now (a stale
+        // one would only cost a needless write of the timer, never a wait
+        // with none).
+        self.armed = None;
         match self.mode {
             Mode::Periodic => {
                 self.next_due = now + per_tick;
@@ -139,7 +162,10 @@ impl TickClock {
             // The guest's loop re-arms after the interrupt (`guest`).
             Mode::Quiet => (self.catch_up(now, per_tick), Arm::Keep),
             // (Early, if the count was rounded down: none counted, again.)
-            Mode::Ticking => (self.catch_up(now, per_tick), Arm::Once(self.next_due - now)),
+            Mode::Ticking => {
+                let n = self.catch_up(now, per_tick);
+                (n, self.arm(now, self.next_due))
+            }
         }
     }
 }
@@ -160,7 +186,14 @@ fn apply(cpu: usize, (n, arm): (u64, Arm)) {
         thread::SCHED.tick(cpu);
     }
     if let Arm::Once(d) = arm {
-        dev::lapic::local().start_one_shot(crate::intr::TIMER_VECTOR, d);
+        // Late rather than early: the timer's rate is known only to the
+        // calibration's precision, and an interrupt before the deadline
+        // costs the guest a second exit (one world switch pair each) for
+        // nothing. 1/128 of the wait plus 2 µs covers the calibration's
+        // error; the deadline is then met within that, not at the next
+        // 4 ms tick as before.
+        let slack = d / 128 + 2 * dev::lapic::tsc_per_ms() / 1000;
+        dev::lapic::local().start_one_shot(crate::intr::TIMER_VECTOR, d + slack);
     }
 }
 
@@ -233,7 +266,12 @@ mod tests {
             self.ticks += n;
             match arm {
                 Arm::Keep => {}
-                Arm::Once(d) => self.timer = Some((self.now + d, false)),
+                Arm::Once(d) => {
+                    // The local APIC's count is the TSC delay rounded: the
+                    // interrupt may come a little early.
+                    let early = self.rand((d / 8).max(1));
+                    self.timer = Some((self.now + d - early, false));
+                }
             }
         }
         /// Advance to `t`, taking the interrupts due on the way.
@@ -342,6 +380,24 @@ mod tests {
         assert_eq!(k.fired(27_990, PER_TICK), (0, Arm::Once(10)));
         assert_eq!(k.fired(28_000, PER_TICK), (1, Arm::Once(4_000)));
         assert_eq!(k.mode(), Mode::Ticking);
+    }
+
+    #[test]
+    fn exits_within_one_deadline_leave_the_timer_alone() {
+        let mut k = TickClock::new();
+        let _ = k.fired(4_000, PER_TICK); // periodic: the next tick at 8,000
+        assert_eq!(k.guest(5_000, 7_000, PER_TICK, MAX_QUIET, true), (0, Arm::Once(2_000)));
+        // The VMM handles an exit and enters again with the same deadline;
+        // the guest's interrupt comes before the tick: nothing written.
+        assert_eq!(k.host(5_500, PER_TICK), (0, Arm::Keep));
+        assert_eq!(k.guest(5_600, 7_000, PER_TICK, MAX_QUIET, true), (0, Arm::Keep));
+        // Another deadline: armed again.
+        assert_eq!(k.guest(5_700, 7_500, PER_TICK, MAX_QUIET, true), (0, Arm::Once(1_800)));
+        // It fires; back in the VMM the tick at 8,000 is armed.
+        assert_eq!(k.fired(7_500, PER_TICK), (0, Arm::Keep));
+        assert_eq!(k.host(7_600, PER_TICK), (0, Arm::Once(400)));
+        // A deadline after that tick: the guest runs to it, not to the tick.
+        assert_eq!(k.guest(7_700, 9_000, PER_TICK, MAX_QUIET, true), (0, Arm::Once(1_300)));
     }
 
     #[test]
