@@ -734,7 +734,8 @@ pub mod vm {
     /// port read `value` without an exit, until a write to any posted port
     /// is queued (then they exit until `vm_post` sets a value again). Mode 0
     /// removes the port. For device registers whose writes need no
-    /// immediate answer (an 8259's mask and EOI) and whose reads are plain.
+    /// immediate answer (an 8259's mask and EOI) and whose reads are plain;
+    /// a run with [`RUN_NO_POST`] lets the writes exit while they would need one.
     pub const POST_WRITES: u64 = 1;
     pub const POST_READ: u64 = 2;
 
@@ -784,8 +785,12 @@ pub mod vm {
     /// (static glibc runs some 40 CPUIDs at every start) see the processor's
     /// own, as on bare metal, each no longer a world switch.
     pub const RUN_USER_CPUID: u64 = 8;
+    /// Writes to posted ports exit during this run, as if not posted: the
+    /// VMM has an interrupt request waiting that such a write (an unmask,
+    /// an EOI) could make deliverable at once, and must see it then.
+    pub const RUN_NO_POST: u64 = 16;
     /// Every `vm_run` flag.
-    pub const RUN_FLAGS: u64 = RUN_COMPLETE_IN | RUN_WINDOW | RUN_HALTED | RUN_USER_CPUID;
+    pub const RUN_FLAGS: u64 = RUN_COMPLETE_IN | RUN_WINDOW | RUN_HALTED | RUN_USER_CPUID | RUN_NO_POST;
 
     /// `vm_map` rights.
     pub const MAP_WRITE: u64 = 1;

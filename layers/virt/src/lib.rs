@@ -692,6 +692,7 @@ pub fn run(id: u64, owner: u32, flags: u64, deadline: u64, in_value: u64, host: 
     let window = flags & abi::vm::RUN_WINDOW != 0;
     vm.request_window(window);
     vm.user_cpuid = flags & abi::vm::RUN_USER_CPUID != 0;
+    vm.posting.writes_exit = flags & abi::vm::RUN_NO_POST != 0;
     let mut handled = 0u64;
     let result = if flags & abi::vm::RUN_HALTED != 0 && vm.pending.is_none() {
         // The guest is halted: nothing to run until the deadline (none: until

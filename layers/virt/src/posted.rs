@@ -44,6 +44,8 @@ pub struct Posting {
     ports_n: usize,
     queued: [u32; POST_MAX],
     queued_n: usize,
+    /// This run has `RUN_NO_POST`: writes exit.
+    pub writes_exit: bool,
 }
 
 /// Why `vm_post` refused.
@@ -94,7 +96,7 @@ impl Posting {
         if input {
             return (entry.mode & POST_READ as u8 != 0 && entry.read_valid).then_some(Outcome::Read(entry.value));
         }
-        if entry.mode & POST_WRITES as u8 == 0 || self.queued_n == POST_MAX {
+        if entry.mode & POST_WRITES as u8 == 0 || self.writes_exit || self.queued_n == POST_MAX {
             return None;
         }
         self.queued[self.queued_n] = (port << 8) | (value as u32 & 0xff);
@@ -152,6 +154,12 @@ mod tests {
         }
         assert_eq!(p.on_io(0x21, 1, false, false, 9), None, "the queue is full: the write exits");
         assert_eq!(p.take().1, POST_MAX);
+        // A run with RUN_NO_POST: writes exit, reads are still answered.
+        p.set(0x21, POST_WRITES | POST_READ, 0x12).unwrap();
+        p.writes_exit = true;
+        assert_eq!(p.on_io(0x21, 1, false, false, 1), None);
+        assert_eq!(p.on_io(0x21, 1, true, false, 0), Some(Outcome::Read(0x12)));
+        p.writes_exit = false;
         // Removed: exits again.
         p.set(0x21, 0, 0).unwrap();
         assert_eq!(p.on_io(0x21, 1, false, false, 1), None);

@@ -498,6 +498,11 @@ impl Monitor {
                 (a, b) => a.or(b),
             }
             .map(|d| d.max(now.saturating_add(self.min_slice)));
+            // A latched request that a PIC write could make deliverable:
+            // such writes must reach the VMM at once this time.
+            if posting && self.board.pic.any_request() {
+                run_flags |= vm::RUN_NO_POST;
+            }
             if halted {
                 let Some(_) = deadline else {
                     let rip = host.get_regs().map(|r| r.rip).unwrap_or(0);

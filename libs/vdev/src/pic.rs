@@ -402,6 +402,13 @@ impl Pics {
         self.cascade();
     }
 
+    /// Is any interrupt request latched (an IRR bit in either chip)? A
+    /// write to the PICs (an unmask, an EOI) could then make it
+    /// deliverable at once.
+    pub fn any_request(&self) -> bool {
+        self.master.irr | self.slave.irr != 0
+    }
+
     /// What a read of `port` answers if it has no side effect: the mask
     /// register of a data port, unless a poll command is pending.
     pub fn plain_read(&self, port: u16) -> Option<u8> {

@@ -69,6 +69,8 @@ struct Fake {
     queued: Vec<u32>,
     /// I/O exits the monitor saw, by port.
     io_exits: Vec<u16>,
+    /// This run has `RUN_NO_POST`.
+    no_post: bool,
 }
 
 impl Fake {
@@ -98,6 +100,7 @@ impl Fake {
             posting: None,
             queued: Vec::new(),
             io_exits: Vec::new(),
+            no_post: false,
         }
     }
 
@@ -115,7 +118,7 @@ impl Fake {
             self.inputs.push(ports[i].2 as u64);
             return true;
         }
-        if ports[i].1 & vm::POST_WRITES == 0 || self.queued.len() == vm::POST_MAX {
+        if ports[i].1 & vm::POST_WRITES == 0 || self.no_post || self.queued.len() == vm::POST_MAX {
             return false;
         }
         self.queued.push((port as u32) << 8 | (v & 0xff));
@@ -289,6 +292,7 @@ impl Fake {
 
 impl Host for Fake {
     fn run(&mut self, flags: u64, deadline: u64, in_value: u64) -> Result<Exit, Error> {
+        self.no_post = flags & vm::RUN_NO_POST != 0;
         let mut e = self.run_inner(flags, deadline, in_value)?;
         if e.kind == ExitKind::Io as u32 {
             self.io_exits.push(e.port as u16);
@@ -481,6 +485,30 @@ fn posted_pic_writes_reach_the_pic_and_the_mask_reads_stay_right() {
     assert!(pic(&exiting) >= 4 * exiting.ticks, "{} PIC exits", pic(&exiting));
     assert_eq!(pic(&posted), 0, "PIC exits with posting: {:?}", posted.io_exits);
     assert!(m.posted_writes >= 3 * posted.ticks, "{} writes applied", m.posted_writes);
+}
+
+#[test]
+fn an_unmask_of_a_latched_request_is_not_left_queued() {
+    // The PIT's one-shot fires while IRQ 0 is masked; the guest unmasks it
+    // and runs on with interrupts enabled. The request is latched (IRR) and
+    // no PIT deadline is left to end the run: were the unmask queued in the
+    // kernel, the interrupt would wait for whatever exit came next (here
+    // none before the guest's end). It must enter right after the unmask.
+    let mut ops: Vec<Op> = [(0x20, 0x11), (0x21, 0x20), (0x21, 4), (0x21, 1), (0x21, 0xff), (0x43, 0x30), (0x40, 1000 & 0xff), (0x40, 1000 >> 8)]
+        .iter()
+        .map(|&(p, v)| Op::Out(p, 1, v))
+        .collect();
+    ops.extend([Op::Sti, Op::Spin(3 * TPMS), Op::Out(0x21, 1, 0xfe), Op::Spin(5 * TPMS), Op::Cli, Op::Out(0x501, 1, 0)]);
+    let handler = ops.len();
+    ops.extend([Op::Tick, Op::Out(0x20, 1, 0x20), Op::Iret]);
+    let mut g = Fake::new(ops, handler);
+    g.posting = Some(Vec::new());
+    let mut m = monitor(&mut g, None);
+    m.post_pic = true;
+    assert_eq!(m.run(&mut g), Ok(End::Exited(0)));
+    assert_eq!(g.ticks, 1, "the one-shot's interrupt, once unmasked");
+    let unmasked_at = g.delivered.first().map(|d| d.1).unwrap_or(u64::MAX);
+    assert!(unmasked_at < 1_000_000 + 4 * TPMS, "delivered at {unmasked_at}, not right after the unmask");
 }
 
 #[test]
