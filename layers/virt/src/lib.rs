@@ -8,8 +8,10 @@
 //!   `mm::AddressSpace`);
 //! - this module: the vendor-neutral VM table, the vCPU state the VMM sees
 //!   (`abi::vm::Regs`), the run loop and the exits the kernel handles itself
-//!   (CPUID, EFER, CR0/CR4 ownership, host interrupts), everything else
-//!   returned to the VMM as an `abi::vm::Exit`.
+//!   (CPUID, EFER, CR0/CR4 ownership, host interrupts, the posted port I/O
+//!   of [`posted`]), everything else returned to the VMM as an
+//!   `abi::vm::Exit`; the host's timer around guest execution is the
+//!   layer above's (`Host::guest_timer`, `Host::host_timer`).
 //!
 //! Assumes from below: `mm` (frames and containers for VMCB/VMCS and nested
 //! tables, the direct map), `machine` (MSRs, descriptor tables, CPU id).
@@ -20,7 +22,8 @@
 //! state is taken out of the table while it runs (other CPUs see "running");
 //! host FPU/SSE state and the MSRs the hardware does not switch are saved
 //! around every stretch of guest execution; nothing a guest does reaches the
-//! host except through a decoded exit.
+//! host except through a decoded exit; writes the kernel queued for the VMM
+//! reach it, in order, with the very next exit.
 #![no_std]
 #![deny(unsafe_code)]
 // The hardware paths only exist in the kernel build.
