@@ -144,10 +144,7 @@ pub fn vm_inject(pid: Pid, vm: u64, vector: u64, kind: u64, error_code: u64) -> 
 }
 
 pub fn vm_post(pid: Pid, vm: u64, port: u64, mode: u64, value: u64) -> Reply {
-    use abi::vm::{POST_READ, POST_WRITES};
-    if port > 0xffff || mode & !(POST_WRITES | POST_READ) != 0 || (mode & POST_READ != 0 && value > 0xff) {
-        return Err(Error::Invalid);
-    }
+    virt::posted::check(port, mode, value).map_err(|_| Error::Invalid)?;
     virt::post(vm, pid, port, mode, value)?;
     Ok((0, 0))
 }

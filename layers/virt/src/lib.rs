@@ -636,15 +636,20 @@ impl Vm {
 
     /// Finish the IO/MSR instruction the last exit reported: put an IN's or
     /// RDMSR's result in place and step over the instruction.
+    /// Put an IN's `value` of `size` bytes in place.
+    fn complete_in(&mut self, size: u32, value: u64) {
+        let mask = size_mask(size);
+        // A 32-bit IN zero-extends into RAX; narrower ones merge.
+        let v = if size == 4 { value & mask } else { (self.rax() & !mask) | (value & mask) };
+        self.set_rax(v);
+    }
+
     fn complete_last(&mut self, complete_in: bool, in_value: u64) {
         let Some(last) = self.last.take() else { return };
         match last.kind {
             Kind::Exit(ExitKind::Io) if last.flags & abi::vm::STRING == 0 => {
                 if last.flags & abi::vm::IN != 0 && complete_in {
-                    let mask = size_mask(last.size);
-                    // A 32-bit IN zero-extends into RAX; narrower ones merge.
-                    let v = if last.size == 4 { in_value & mask } else { (self.rax() & !mask) | (in_value & mask) };
-                    self.set_rax(v);
+                    self.complete_in(last.size, in_value);
                 }
                 self.set_rip(last.next_rip);
             }
@@ -869,8 +874,7 @@ fn run_guest(vm: &mut Vm, deadline: u64, window: bool, host: &impl Host, handled
             Kind::Exit(ExitKind::Io) if let Some(done) = vm.posting.on_io(info.port, info.size, info.flags & abi::vm::IN != 0, info.flags & abi::vm::STRING != 0, info.value) => {
                 *handled += 1;
                 if let posted::Outcome::Read(v) = done {
-                    let rax = vm.rax();
-                    vm.set_rax((rax & !0xff) | u64::from(v));
+                    vm.complete_in(info.size, u64::from(v));
                 }
                 vm.set_rip(info.next_rip);
             }

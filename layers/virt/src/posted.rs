@@ -57,13 +57,20 @@ pub enum PostError {
     Full,
 }
 
+/// `vm_post`'s argument check, before any VM is looked up (the system
+/// call reports `Invalid` ahead of `NoSuchObject`).
+pub fn check(port: u64, mode: u64, value: u64) -> Result<(), PostError> {
+    if port > 0xffff || mode & !(POST_WRITES | POST_READ) != 0 || (mode & POST_READ != 0 && value > 0xff) {
+        return Err(PostError::Invalid);
+    }
+    Ok(())
+}
+
 impl Posting {
     /// `vm_post(port, mode, value)`: mode 0 removes the port; with
     /// `POST_READ`, byte INs read `value` until the next posted write.
     pub fn set(&mut self, port: u64, mode: u64, value: u64) -> Result<(), PostError> {
-        if port > 0xffff || mode & !(POST_WRITES | POST_READ) != 0 || (mode & POST_READ != 0 && value > 0xff) {
-            return Err(PostError::Invalid);
-        }
+        check(port, mode, value)?;
         let port = port as u16;
         let at = self.ports[..self.ports_n].iter().position(|p| p.port == port);
         if mode == 0 {
