@@ -197,41 +197,36 @@ fn apply(cpu: usize, (n, arm): (u64, Arm)) {
     }
 }
 
-/// The timer interrupted this CPU: count the ticks it stands for.
-pub fn timer_fired(cpu: usize) {
+/// Run `step` on `cpu`'s clock at the TSC now and apply what it says;
+/// false before calibration (no tick length yet: nothing done).
+fn drive(cpu: usize, step: impl FnOnce(&mut TickClock, u64, u64) -> (u64, Arm)) -> bool {
     let per_tick = tsc_per_tick();
     if per_tick == 0 {
-        thread::SCHED.tick(cpu);
-        return;
+        return false;
     }
-    let r = CLOCKS[cpu].lock().fired(machine::x86::rdtsc(), per_tick);
+    let r = step(&mut CLOCKS[cpu].lock(), machine::x86::rdtsc(), per_tick);
     apply(cpu, r);
+    true
+}
+
+/// The timer interrupted this CPU: count the ticks it stands for.
+pub fn timer_fired(cpu: usize) {
+    if !drive(cpu, |c, now, per_tick| c.fired(now, per_tick)) {
+        thread::SCHED.tick(cpu);
+    }
 }
 
 /// A guest runs on this CPU until `deadline` (see [`TickClock::guest`]).
 pub fn guest_timer(deadline: u64) {
     let cpu = machine::cpu::id();
-    let per_tick = tsc_per_tick();
-    if per_tick == 0 {
-        return;
-    }
     let alone = !thread::SCHED.has_ready(cpu) && !thread::SCHED.has_sleepers(cpu);
     let max_quiet = QUIET_MAX_MS * dev::lapic::tsc_per_ms();
-    let r = CLOCKS[cpu]
-        .lock()
-        .guest(machine::x86::rdtsc(), deadline, per_tick, max_quiet, alone);
-    apply(cpu, r);
+    drive(cpu, |c, now, per_tick| c.guest(now, deadline, per_tick, max_quiet, alone));
 }
 
 /// The guest's VMM runs again on this CPU.
 pub fn host_timer() {
-    let cpu = machine::cpu::id();
-    let per_tick = tsc_per_tick();
-    if per_tick == 0 {
-        return;
-    }
-    let r = CLOCKS[cpu].lock().host(machine::x86::rdtsc(), per_tick);
-    apply(cpu, r);
+    drive(machine::cpu::id(), |c, now, per_tick| c.host(now, per_tick));
 }
 
 #[cfg(test)]
