@@ -156,12 +156,19 @@ pub fn tests(elf: &Path, bundle: &Path, bochs: bool) -> Vec<(String, Result<()>)
     // each CPU's virtualization areas are set up once and kept) start two
     // long-running guests in the background, list them, stop them, see them
     // gone and their pages back.
-    let input = "run -c 1 -q 4096 vmm testguest.bin\rrun -c 2 -q 4096 vmm testguest.bin\rmem\rvm start testguest.bin --arg 60\rvm start testguest.bin --arg 60\rsleep 3000\rvm list\rvm stop 0\rvm stop 1\rwait\rvm list\rmem\rvm stop 0\rexit 0\r";
+    // Meanwhile a process runs on CPU 1 beside its guest (mostly halted:
+    // the kernel used to keep the CPU in the halted guest's wait until the
+    // guest ended).
+    let input = "run -c 1 -q 4096 vmm testguest.bin\rrun -c 2 -q 4096 vmm testguest.bin\rmem\rvm start testguest.bin --arg 60\rvm start testguest.bin --arg 60\rrun -c 1 hello\rsleep 3000\rvm list\rvm stop 0\rvm stop 1\rwait\rvm list\rmem\rvm stop 0\rexit 0\r";
     let o = QemuOpts { smp: 3, cmdline: "", tcg: Tcg::MultiThreaded, bundle: Some(bundle), ..Default::default() };
     let r = emu::qemu_capture(elf, &o, timeout, Some(Typed { after: "mc2$ ", input })).and_then(|cap| {
         let check = || -> Result<()> {
             no_kernel_trouble(&cap)?;
             in_order(&cap.output, &["guest: success", "guest: long mode", "guest: 20 timer interrupts"])?;
+            let hello = cap.output.find("hello from pid").ok_or("`run -c 1 hello` printed nothing")?;
+            if cap.output.find("[vm0] guest: 10 s").is_some_and(|g| g < hello) {
+                return Err("`run -c 1 hello` waited for the guest on CPU 1 (10 s of it passed first): a guest keeps its CPU from the processes there".into());
+            }
             // `vm list` while they run: VMs 0 and 1 running, one on cpu 1
             // and one on cpu 2 (each VM gets a CPU of its own by default).
             let mut cpus: Vec<&str> = cap
@@ -185,7 +192,7 @@ pub fn tests(elf: &Path, bundle: &Path, bochs: bool) -> Vec<(String, Result<()>)
         };
         with_log(check(), &cap)
     });
-    v.push(("vm shell: two vm starts get CPUs 1 and 2, vm list, vm stop, pages returned, stopping a gone VM is an error".to_string(), r));
+    v.push(("vm shell: two vm starts get CPUs 1 and 2, a process on CPU 1 runs beside its guest, vm list, vm stop, pages returned, stopping a gone VM is an error".to_string(), r));
 
     if !bochs {
         return v;

@@ -22,9 +22,9 @@
 use lock::{Padded, SpinLock};
 use machine::MAX_CPUS;
 
-/// The longest a quiet CPU goes without a timer interrupt: it bounds how
-/// late the CPU notices a kill of the guest's owner or a thread made ready
-/// from another CPU (no IPI announces either).
+/// The longest a quiet CPU goes without a timer interrupt: a bound for
+/// anything no interrupt announces (a kill of the guest's owner and a
+/// thread made ready from another CPU each come with an IPI).
 pub const QUIET_MAX_MS: u64 = 20;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

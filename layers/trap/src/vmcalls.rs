@@ -56,6 +56,14 @@ impl virt::Host for RunHost {
     fn host_timer(&self) {
         crate::ticks::host_timer();
     }
+    fn should_yield(&self) -> bool {
+        thread::SCHED.has_ready(machine::cpu::id())
+    }
+    fn yield_cpu(&self) {
+        // As the yield system call does; a kill meanwhile is seen by the
+        // run loop's next should_stop.
+        thread::SCHED.yield_now(machine::cpu::id());
+    }
 }
 
 pub fn vm_create(pid: Pid) -> Reply {

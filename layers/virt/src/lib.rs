@@ -10,8 +10,10 @@
 //!   (`abi::vm::Regs`), the run loop and the exits the kernel handles itself
 //!   (CPUID, EFER, CR0/CR4 ownership, host interrupts, the posted port I/O
 //!   of [`posted`]), everything else returned to the VMM as an
-//!   `abi::vm::Exit`; the host's timer around guest execution is the
-//!   layer above's (`Host::guest_timer`, `Host::host_timer`).
+//!   `abi::vm::Exit`; the host's timer around guest execution and the
+//!   CPU's other threads are the layer above's (`Host::guest_timer`,
+//!   `Host::host_timer`; `Host::should_yield`, `Host::yield_cpu`: a host
+//!   interrupt that finds another thread ready pauses the guest for it).
 //!
 //! Assumes from below: `mm` (frames and containers for VMCB/VMCS and nested
 //! tables, the direct map), `machine` (MSRs, descriptor tables, CPU id).
@@ -513,6 +515,13 @@ pub trait Host {
     fn guest_timer(&self, deadline: u64);
     /// Back to the VMM: the host's own ticks again (those missed counted).
     fn host_timer(&self);
+    /// Another thread is ready on this CPU: after a host interrupt the
+    /// guest's run pauses for it (the host's timer back, the guest's state
+    /// kept) instead of holding the CPU until the VMM next runs.
+    fn should_yield(&self) -> bool;
+    /// Let the ready threads of this CPU run; returns when this one is
+    /// scheduled again.
+    fn yield_cpu(&self);
 }
 
 /// Fill CPUID for the guest: the host's answer without the virtualization
@@ -702,22 +711,40 @@ pub fn run(id: u64, owner: u32, flags: u64, deadline: u64, in_value: u64, host: 
     vm.user_cpuid = flags & abi::vm::RUN_USER_CPUID != 0;
     vm.posting.writes_exit = flags & abi::vm::RUN_NO_POST != 0;
     let mut handled = 0u64;
-    let result = if flags & abi::vm::RUN_HALTED != 0 && vm.pending.is_none() {
-        // The guest is halted: nothing to run until the deadline (none: until
-        // the owner is stopped, as a halted PC with nothing to wake it).
-        loop {
-            if host.should_stop() {
-                break Err(Error::PeerGone);
+    let halted = flags & abi::vm::RUN_HALTED != 0 && vm.pending.is_none();
+    let result = loop {
+        let step = if halted {
+            // The guest is halted: nothing to run until the deadline (none:
+            // until the owner is stopped, as a halted PC with nothing to
+            // wake it).
+            loop {
+                if host.should_stop() {
+                    break Step::Done(Err(Error::PeerGone));
+                }
+                if deadline != 0 && machine::x86::rdtsc() >= deadline {
+                    break Step::Done(Ok(Exit { kind: ExitKind::Deadline as u32, rip: vm.rip(), ..Exit::default() }));
+                }
+                if host.should_yield() {
+                    break Step::Yield;
+                }
+                host.guest_timer(deadline);
+                host.idle();
             }
-            if deadline != 0 && machine::x86::rdtsc() >= deadline {
-                break Ok(Exit { kind: ExitKind::Deadline as u32, rip: vm.rip(), ..Exit::default() });
-            }
+        } else {
             host.guest_timer(deadline);
-            host.idle();
+            run_guest(&mut vm, deadline, window, host, &mut handled)
+        };
+        match step {
+            Step::Done(r) => break r,
+            // Another thread of this CPU runs meanwhile (the guest would
+            // otherwise keep it waiting until the VMM's next return to user
+            // mode: a whole guest's life for a halted or busy one). The VM
+            // stays out of the table, "running", as it is.
+            Step::Yield => {
+                host.host_timer();
+                host.yield_cpu();
+            }
         }
-    } else {
-        host.guest_timer(deadline);
-        run_guest(&mut vm, deadline, window, host, &mut handled)
     };
     host.host_timer();
     // Every exit counts, those the VMM sees as well as those handled here.
@@ -738,9 +765,17 @@ pub fn run(id: u64, owner: u32, flags: u64, deadline: u64, in_value: u64, host: 
     })
 }
 
+/// How a stretch of the run loop ended.
+enum Step {
+    /// With an exit for the VMM (or an error).
+    Done(Result<Exit, Error>),
+    /// For another thread of this CPU; the guest goes on afterwards.
+    Yield,
+}
+
 #[cfg(mc2_bare)]
 #[allow(unsafe_code)]
-fn run_guest(vm: &mut Vm, deadline: u64, window: bool, host: &impl Host, handled: &mut u64) -> Result<Exit, Error> {
+fn run_guest(vm: &mut Vm, deadline: u64, window: bool, host: &impl Host, handled: &mut u64) -> Step {
     use machine::x86::{rdmsr, wrmsr};
     let mut host_fx = Fx([0; 512]);
     let mut host_msrs = [0u64; vmx::SWAPPED_MSRS.len()];
@@ -762,10 +797,10 @@ fn run_guest(vm: &mut Vm, deadline: u64, window: bool, host: &impl Host, handled
     };
     let result = loop {
         if host.should_stop() {
-            break Err(Error::PeerGone);
+            break Step::Done(Err(Error::PeerGone));
         }
         if deadline != 0 && machine::x86::rdtsc() >= deadline {
-            break Ok(Exit { kind: ExitKind::Deadline as u32, rip: vm.rip(), ..Exit::default() });
+            break Step::Done(Ok(Exit { kind: ExitKind::Deadline as u32, rip: vm.rip(), ..Exit::default() }));
         }
         // The VMM's event waits while the hardware has one to deliver first
         // (an interrupted delivery or a fault the kernel raised): it goes in at
@@ -821,6 +856,9 @@ fn run_guest(vm: &mut Vm, deadline: u64, window: bool, host: &impl Host, handled
             Kind::HostInterrupt => {
                 *handled += 1;
                 host.take_interrupts();
+                if host.should_yield() {
+                    break Step::Yield;
+                }
                 host.guest_timer(deadline);
             }
             Kind::HostNmi => {
@@ -851,7 +889,7 @@ fn run_guest(vm: &mut Vm, deadline: u64, window: bool, host: &impl Host, handled
                     vm.last = Some(info);
                     let ecx = vm.gprs.0[abi::vm::RCX];
                     let value = (vm.gprs.0[abi::vm::RDX] << 32) | (vm.rax() & 0xffff_ffff);
-                    break Ok(Exit { kind: ExitKind::Msr as u32, flags: if write { 0 } else { abi::vm::IN }, extra: ecx & 0xffff_ffff, value: if write { value } else { 0 }, rip: info.rip, ..Exit::default() });
+                    break Step::Done(Ok(Exit { kind: ExitKind::Msr as u32, flags: if write { 0 } else { abi::vm::IN }, extra: ecx & 0xffff_ffff, value: if write { value } else { 0 }, rip: info.rip, ..Exit::default() }));
                 }
             }
             Kind::Exit(ExitKind::InterruptWindow) if vm.pending.is_some() => {
@@ -884,7 +922,7 @@ fn run_guest(vm: &mut Vm, deadline: u64, window: bool, host: &impl Host, handled
                     ExitKind::Hlt | ExitKind::Hypercall => vm.set_rip(info.next_rip),
                     _ => {}
                 }
-                break Ok(Exit { kind: kind as u32, port: info.port, size: info.size, flags: info.flags, value: info.value, extra: info.extra, rip: info.rip, ..Exit::default() });
+                break Step::Done(Ok(Exit { kind: kind as u32, port: info.port, size: info.size, flags: info.flags, value: info.value, extra: info.extra, rip: info.rip, ..Exit::default() }));
             }
         }
     };
