@@ -703,6 +703,9 @@ pub mod vm {
     /// `vm_inject`ed now enters right away, as the CPU would accept it at
     /// this instruction boundary, with no `RUN_WINDOW` round trip.
     pub const INTERRUPTIBLE: u32 = 32;
+    /// On a `Deadline` exit: the guest is still halted (the deadline ended
+    /// a `RUN_HALTED` wait, not a run).
+    pub const HALTED: u32 = 64;
 
     /// What `vm_run` reports.
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -789,8 +792,16 @@ pub mod vm {
     /// VMM has an interrupt request waiting that such a write (an unmask,
     /// an EOI) could make deliverable at once, and must see it then.
     pub const RUN_NO_POST: u64 = 16;
+    /// The vCPU has a local APIC, kept by the kernel (from the first run
+    /// with this flag on, for the VM's life): x2APIC mode, enabled, with a
+    /// TSC-deadline timer, in CPUID; its MSRs and interrupts never reach
+    /// the VMM. The VMM's own interrupts (an 8259's) reach the vCPU as in
+    /// virtual-wire mode. A halted guest's wait (`RUN_HALTED`) also ends
+    /// when the local APIC has an interrupt for it: the guest runs on,
+    /// and a `Deadline` exit without [`HALTED`] says it is no longer halted.
+    pub const RUN_LAPIC: u64 = 32;
     /// Every `vm_run` flag.
-    pub const RUN_FLAGS: u64 = RUN_COMPLETE_IN | RUN_WINDOW | RUN_HALTED | RUN_USER_CPUID | RUN_NO_POST;
+    pub const RUN_FLAGS: u64 = RUN_COMPLETE_IN | RUN_WINDOW | RUN_HALTED | RUN_USER_CPUID | RUN_NO_POST | RUN_LAPIC;
 
     /// `vm_map` rights.
     pub const MAP_WRITE: u64 = 1;

@@ -84,8 +84,9 @@ pub fn run(args: &[String]) -> Result<()> {
     let three_guests = !args.iter().any(|a| a == "--one");
     // `--trap-cpuid`: the VMM keeps every CPUID exiting (no `RUN_USER_CPUID`), for comparison.
     // `--no-post`: the VMM does not post the 8259s' ports (every access exits to it), for comparison.
+    // `--no-lapic`: the guest has no local APIC (the 8259s and 8254 only), for comparison.
     let mut vmm_opts = String::new();
-    for flag in ["--trap-cpuid", "--no-post"] {
+    for flag in ["--trap-cpuid", "--no-post", "--no-lapic"] {
         if args.iter().any(|a| a == flag) {
             vmm_opts.push(' ');
             vmm_opts.push_str(flag);

@@ -66,7 +66,7 @@ mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t tmpfs tmp /tmp
 echo "{MARKER}: Linux $(uname -r), $(grep -c ^processor /proc/cpuinfo) cpu, $(grep MemTotal /proc/meminfo | tr -s ' ')"
-echo "mc2-linux-guest: uptime $(cut -d' ' -f1 /proc/uptime) s; clocksource $(cat /sys/devices/system/clocksource/clocksource0/current_clocksource)"
+echo "mc2-linux-guest: uptime $(cut -d' ' -f1 /proc/uptime) s; clocksource $(cat /sys/devices/system/clocksource/clocksource0/current_clocksource); timer $(cat /sys/devices/system/clockevents/clockevent0/current_device)"
 ls /bin | wc -l | sed 's/^/mc2-linux-guest: busybox applets: /'
 case "$(cat /proc/cmdline)" in *mc2bench*) {BENCH} ;; esac
 case "$(cat /proc/cmdline)" in *mc2shell*)

@@ -59,11 +59,12 @@ usage: cargo xtask <command>
   bench ipc [--repeats N] [--ms MS] [--rounds R] [--cpus N]
                                 IPC instructions vs Linux, throughput speedups (N boots, default
                                 3; MS ms a point, default 1000, in 2R runs, default 4)
-  bench guests [--rounds N] [--one] [--trap-cpuid] [--no-post] [--smp N]
+  bench guests [--rounds N] [--one] [--trap-cpuid] [--no-post] [--no-lapic] [--smp N]
                                 workloads in a Linux guest vs the same Linux bare (QEMU TCG;
                                 default 2 rounds; --one: without the three-guest run;
                                 --trap-cpuid: every guest CPUID exits, as before RUN_USER_CPUID;
                                 --no-post: every 8259 access exits to the VMM, as before vm_post;
+                                --no-lapic: no local APIC for the guest (its timer the VMM's PIT);
                                 --smp: CPUs of mc2's machine for the single guest, default 4)
   build [--mcs] [--bkl]         build the kernel image (checking its layout) and the program bundle
   deps                          install QEMU, Bochs and the GRUB tools (Debian/Ubuntu)

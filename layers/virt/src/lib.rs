@@ -39,6 +39,7 @@ pub mod ept;
 pub mod svm;
 #[allow(unsafe_code)]
 pub mod vmx;
+pub mod lapic;
 pub mod posted;
 pub mod spec;
 
@@ -216,6 +217,8 @@ pub struct Vm {
     user_cpuid: bool,
     /// Ports the VMM named with `vm_post`, and the writes queued for it.
     posting: posted::Posting,
+    /// The vCPU's local APIC, from the first run with `RUN_LAPIC` on.
+    lapic: Option<lapic::Lapic>,
 }
 
 /// Most VMs at once (one per CPU).
@@ -392,7 +395,7 @@ fn create_in(id: usize, owner: u32, container: ContainerId, cpu: usize) -> Resul
             Arch::Svm { vmcb, npt, nrips: cs.nrips }
         }
     };
-    let vm = Box::new(Vm { id, owner, cpu, container, arch, gprs: GuestGprs::default(), fx: Fx::clean(), pending: None, last: None, guest_msrs: [0; vmx::SWAPPED_MSRS.len()], invalid_gp_at: None, user_cpuid: false, posting: posted::Posting::default() });
+    let vm = Box::new(Vm { id, owner, cpu, container, arch, gprs: GuestGprs::default(), fx: Fx::clean(), pending: None, last: None, guest_msrs: [0; vmx::SWAPPED_MSRS.len()], invalid_gp_at: None, user_cpuid: false, posting: posted::Posting::default(), lapic: None });
     *VMS[id].lock() = Some(vm);
     let p = &PUBLIC[id];
     p.owner.store(owner, Ordering::Relaxed);
@@ -526,28 +529,70 @@ pub trait Host {
 
 /// Fill CPUID for the guest: the host's answer without the virtualization
 /// extensions, with the hypervisor bit and leaf 0x4000_0000 identifying mc2.
-fn cpuid(gprs: &mut GuestGprs) {
+fn cpuid(gprs: &mut GuestGprs, lapic: Option<&lapic::Lapic>) {
     let (leaf, sub) = (gprs.0[abi::vm::RAX] as u32, gprs.0[abi::vm::RCX] as u32);
-    let r = guest_cpuid(leaf, sub, machine::x86::cpuid(leaf, sub));
+    let mut r = guest_cpuid(leaf, sub, machine::x86::cpuid(leaf, sub));
+    if let Some(l) = lapic {
+        lapic_cpuid(leaf, &mut r, l.enabled());
+    }
     gprs.0[abi::vm::RAX] = r.eax as u64;
     gprs.0[abi::vm::RBX] = r.ebx as u64;
     gprs.0[abi::vm::RCX] = r.ecx as u64;
     gprs.0[abi::vm::RDX] = r.edx as u64;
 }
 
+/// CPUID for a VM with a local APIC (`lapic`), over [`guest_cpuid`]'s
+/// answer `r`; `enabled`: IA32_APIC_BASE.EN.
+pub fn lapic_cpuid(leaf: u32, r: &mut machine::x86::Cpuid, enabled: bool) {
+    match leaf {
+        // A local APIC (EDX 9, which follows IA32_APIC_BASE.EN), in x2APIC
+        // mode (ECX 21) with a TSC-deadline timer (ECX 24).
+        1 if enabled => {
+            r.edx |= 1 << 9;
+            r.ecx |= 1 << 21 | 1 << 24;
+        }
+        // KVM's signature in the second hypervisor range, with no
+        // paravirtual features (0x4000_0101 all zero): Linux keeps an
+        // x2APIC without interrupt remapping only under a hypervisor it
+        // knows says it works (`x2apic_available`), and otherwise switches
+        // back to the xAPIC's memory-mapped page, which mc2 does not
+        // emulate. mc2's own signature stays at 0x4000_0000.
+        KVM_CPUID_BASE => {
+            r.eax = KVM_CPUID_BASE + 1;
+            let sig = b"KVMKVMKVM\0\0\0";
+            r.ebx = u32::from_le_bytes([sig[0], sig[1], sig[2], sig[3]]);
+            r.ecx = u32::from_le_bytes([sig[4], sig[5], sig[6], sig[7]]);
+            r.edx = u32::from_le_bytes([sig[8], sig[9], sig[10], sig[11]]);
+        }
+        0x4000_0101 => *r = machine::x86::Cpuid { eax: 0, ebx: 0, ecx: 0, edx: 0 },
+        _ => {}
+    }
+}
+
+/// Where [`lapic_cpuid`] answers as KVM does at 0x4000_0000.
+pub const KVM_CPUID_BASE: u32 = 0x4000_0100;
+
 /// What a guest's CPUID `leaf`.`sub` returns, given the host's answer.
 pub fn guest_cpuid(leaf: u32, sub: u32, mut r: machine::x86::Cpuid) -> machine::x86::Cpuid {
     match leaf {
         1 => {
-            // No VMX, MONITOR, x2APIC, XSAVE/OSXSAVE/AVX (the guest's XCR0
-            // is not switched); running under a hypervisor. No local APIC,
-            // machine-check architecture or MTRRs either: the VMM emulates
-            // a PC with 8259 PICs and an 8254 PIT, and no such MSRs.
-            r.ecx &= !(1 << 5 | 1 << 3 | 1 << 21 | 1 << 26 | 1 << 27 | 1 << 28);
+            // No VMX, MONITOR, XSAVE/OSXSAVE/AVX (the guest's XCR0 is not
+            // switched); running under a hypervisor. No local APIC (nor its
+            // x2APIC mode and TSC-deadline timer) unless the VM has one
+            // (`cpuid` adds them), no machine-check architecture or MTRRs:
+            // the VMM emulates a PC with 8259 PICs and an 8254 PIT, and no
+            // such MSRs.
+            r.ecx &= !(1 << 5 | 1 << 3 | 1 << 21 | 1 << 24 | 1 << 26 | 1 << 27 | 1 << 28);
             r.ecx |= 1 << 31;
             r.edx &= !(1 << 9 | 1 << 7 | 1 << 14 | 1 << 12);
             // One logical processor, APIC id 0.
             r.ebx &= 0x0000_ffff;
+        }
+        0xb => {
+            // Topology: one thread of one core, x2APIC ID 0 (the host's
+            // leaf names the host CPU's own ID; SDM Vol. 2 CPUID leaf 0BH).
+            (r.eax, r.ebx, r.edx) = (0, if sub < 2 { 1 } else { 0 }, 0);
+            r.ecx = if sub < 2 { (sub + 1) << 8 | sub } else { sub & 0xff };
         }
         0xa => {
             // No performance-monitoring counters.
@@ -673,9 +718,60 @@ impl Vm {
         }
     }
 
-    /// An RDMSR/WRMSR the kernel handles itself (EFER); false if the VMM must.
-    fn msr(&mut self, write: bool, next_rip: u64) -> bool {
+    /// When the host's timer should next end the guest's run: the VMM's
+    /// `deadline` or the local APIC timer's, whichever comes first (0:
+    /// neither). A timer already due fires first (into the IRR), so that
+    /// the host is not asked for an interrupt at once for it.
+    fn timer_target(&mut self, deadline: u64) -> u64 {
+        let Some(l) = self.lapic.as_mut() else { return deadline };
+        #[cfg(mc2_bare)]
+        l.expire(machine::x86::rdtsc());
+        match (deadline, l.timer_due()) {
+            (0, Some(t)) => t,
+            (d, Some(t)) => d.min(t),
+            (d, None) => d,
+        }
+    }
+
+    /// Does the local APIC (its timer fired by `now`) have an interrupt or
+    /// NMI that wakes a halted guest? (An interrupt wakes HLT only when
+    /// the guest can take it; the VMM let it halt with IF set.)
+    fn lapic_wakes(&mut self, now: u64) -> bool {
+        let Some(l) = self.lapic.as_mut() else { return false };
+        l.expire(now);
+        l.deliverable().is_some() || l.nmi_pending()
+    }
+
+    /// Deliver `e` at the next entry (the caller knows none is pending).
+    fn inject_now(&self, e: &Event) {
+        match &self.arch {
+            Arch::Vmx { vmcs, .. } => vmcs.inject(e),
+            Arch::Svm { vmcb, .. } => vmcb.inject(e),
+        }
+    }
+
+    /// An RDMSR/WRMSR the kernel handles itself (EFER, the local APIC's);
+    /// false if the VMM must. `now`: the TSC.
+    fn msr(&mut self, write: bool, next_rip: u64, now: u64) -> bool {
         let ecx = self.gprs.0[abi::vm::RCX] as u32;
+        if self.lapic.is_some() && lapic::Lapic::owns(ecx) {
+            let v = (self.gprs.0[abi::vm::RDX] << 32) | (self.rax() & 0xffff_ffff);
+            let l = self.lapic.as_mut().unwrap_or_else(|| unreachable!());
+            let r = if write {
+                l.wrmsr(ecx, v, now)
+            } else {
+                l.rdmsr(ecx, now).map(|v| {
+                    self.gprs.0[abi::vm::RDX] = v >> 32;
+                    self.set_rax(v & 0xffff_ffff);
+                })
+            };
+            match r {
+                Ok(()) => self.set_rip(next_rip),
+                // As the CPU: #GP(0), the instruction not done.
+                Err(lapic::Fault) => self.inject_now(&GP0),
+            }
+            return true;
+        }
         if ecx != MSR_EFER {
             return false;
         }
@@ -709,9 +805,12 @@ pub fn run(id: u64, owner: u32, flags: u64, deadline: u64, in_value: u64, host: 
     let window = flags & abi::vm::RUN_WINDOW != 0;
     vm.request_window(window);
     vm.user_cpuid = flags & abi::vm::RUN_USER_CPUID != 0;
+    if flags & abi::vm::RUN_LAPIC != 0 && vm.lapic.is_none() {
+        vm.lapic = Some(lapic::Lapic::new());
+    }
     vm.posting.writes_exit = flags & abi::vm::RUN_NO_POST != 0;
     let mut handled = 0u64;
-    let halted = flags & abi::vm::RUN_HALTED != 0 && vm.pending.is_none();
+    let mut halted = flags & abi::vm::RUN_HALTED != 0 && vm.pending.is_none();
     let result = loop {
         let step = if halted {
             // The guest is halted: nothing to run until the deadline (none:
@@ -722,20 +821,26 @@ pub fn run(id: u64, owner: u32, flags: u64, deadline: u64, in_value: u64, host: 
                     break Step::Done(Err(Error::PeerGone));
                 }
                 if deadline != 0 && machine::x86::rdtsc() >= deadline {
-                    break Step::Done(Ok(Exit { kind: ExitKind::Deadline as u32, rip: vm.rip(), ..Exit::default() }));
+                    // Still halted: the VMM keeps it so.
+                    break Step::Done(Ok(Exit { kind: ExitKind::Deadline as u32, flags: abi::vm::HALTED, rip: vm.rip(), ..Exit::default() }));
+                }
+                // The local APIC's interrupt ends the halt, as on the CPU.
+                if vm.lapic_wakes(machine::x86::rdtsc()) {
+                    break Step::Wake;
                 }
                 if host.should_yield() {
                     break Step::Yield;
                 }
-                host.guest_timer(deadline);
+                host.guest_timer(vm.timer_target(deadline));
                 host.idle();
             }
         } else {
-            host.guest_timer(deadline);
+            host.guest_timer(vm.timer_target(deadline));
             run_guest(&mut vm, deadline, window, host, &mut handled)
         };
         match step {
             Step::Done(r) => break r,
+            Step::Wake => halted = false,
             // Another thread of this CPU runs meanwhile (the guest would
             // otherwise keep it waiting until the VMM's next return to user
             // mode: a whole guest's life for a halted or busy one). The VM
@@ -771,6 +876,8 @@ enum Step {
     Done(Result<Exit, Error>),
     /// For another thread of this CPU; the guest goes on afterwards.
     Yield,
+    /// A halted guest's local APIC has an interrupt for it: run it.
+    Wake,
 }
 
 #[cfg(mc2_bare)]
@@ -813,10 +920,32 @@ fn run_guest(vm: &mut Vm, deadline: u64, window: bool, host: &impl Host, handled
                 vm.request_window(true);
             } else if !busy {
                 vm.pending = None;
-                match &vm.arch {
-                    Arch::Vmx { vmcs, .. } => vmcs.inject(&e),
-                    Arch::Svm { vmcb, .. } => vmcb.inject(&e),
+                vm.inject_now(&e);
+            }
+        } else if vm.lapic.is_some() && !vm.event_pending() {
+            // Then the local APIC's: its NMI, else its highest deliverable
+            // interrupt when the guest can take one (else a window).
+            let now = machine::x86::rdtsc();
+            let can_take = vm.can_take_interrupt();
+            let l = vm.lapic.as_mut().unwrap_or_else(|| unreachable!());
+            l.expire(now);
+            let event = if l.take_nmi() {
+                Some(Event { vector: 2, kind: 2, error_code: None })
+            } else {
+                match l.deliverable() {
+                    Some(v) if can_take => {
+                        l.accept(v);
+                        Some(Event { vector: v, kind: 0, error_code: None })
+                    }
+                    Some(_) => {
+                        vm.request_window(true);
+                        None
+                    }
+                    None => None,
                 }
+            };
+            if let Some(e) = event {
+                vm.inject_now(&e);
             }
         }
         host.leave_kernel();
@@ -859,7 +988,7 @@ fn run_guest(vm: &mut Vm, deadline: u64, window: bool, host: &impl Host, handled
                 if host.should_yield() {
                     break Step::Yield;
                 }
-                host.guest_timer(deadline);
+                host.guest_timer(vm.timer_target(deadline));
             }
             Kind::HostNmi => {
                 *handled += 1;
@@ -870,7 +999,7 @@ fn run_guest(vm: &mut Vm, deadline: u64, window: bool, host: &impl Host, handled
                 *handled += 1;
                 let rax = vm.rax();
                 vm.gprs.0[abi::vm::RAX] = rax;
-                cpuid(&mut vm.gprs);
+                cpuid(&mut vm.gprs, vm.lapic.as_ref());
                 let v = vm.gprs.0[abi::vm::RAX];
                 vm.set_rax(v);
                 vm.set_rip(info.next_rip);
@@ -883,8 +1012,14 @@ fn run_guest(vm: &mut Vm, deadline: u64, window: bool, host: &impl Host, handled
                 }
             }
             Kind::Msr { write } => {
-                if vm.msr(write, info.next_rip) {
+                let due = vm.lapic.as_ref().and_then(|l| l.timer_due());
+                if vm.msr(write, info.next_rip, machine::x86::rdtsc()) {
                     *handled += 1;
+                    // A new local APIC timer deadline (each tick's WRMSR):
+                    // the host's timer follows it.
+                    if vm.lapic.as_ref().and_then(|l| l.timer_due()) != due {
+                        host.guest_timer(vm.timer_target(deadline));
+                    }
                 } else {
                     vm.last = Some(info);
                     let ecx = vm.gprs.0[abi::vm::RCX];
@@ -892,9 +1027,10 @@ fn run_guest(vm: &mut Vm, deadline: u64, window: bool, host: &impl Host, handled
                     break Step::Done(Ok(Exit { kind: ExitKind::Msr as u32, flags: if write { 0 } else { abi::vm::IN }, extra: ecx & 0xffff_ffff, value: if write { value } else { 0 }, rip: info.rip, ..Exit::default() }));
                 }
             }
-            Kind::Exit(ExitKind::InterruptWindow) if vm.pending.is_some() => {
-                // Our own window for the VMM's queued interrupt: inject it at
-                // the top of the loop; keep the VMM's request if it made one.
+            Kind::Exit(ExitKind::InterruptWindow) if vm.pending.is_some() || vm.lapic.as_ref().is_some_and(|l| l.deliverable().is_some()) => {
+                // Our own window for the VMM's queued interrupt or the local
+                // APIC's: inject it at the top of the loop; keep the VMM's
+                // request if it made one.
                 *handled += 1;
                 vm.request_window(window);
             }

@@ -243,8 +243,63 @@ pub fn e820(mem_size: u64) -> [E820; 4] {
     ]
 }
 
+/// Where [`acpi_tables`] go: the BIOS area, reserved in the [`e820`] map,
+/// where Linux also looks for the RSDP by itself (ACPI 6.4 §5.2.5.1).
+pub const ACPI_ADDR: u64 = BIOS_START;
+
+/// ACPI tables for a PC whose one CPU has a local APIC (ID 0) and whose
+/// interrupts come from the 8259s: an RSDP (ACPI 1.0) and an RSDT naming
+/// one MADT (ACPI 6.4 §5.2.12: the local APIC, "PC-AT compatible" dual
+/// 8259s, no I/O APIC). Placed at [`ACPI_ADDR`]. Linux reads the MADT
+/// early, and with the local APIC already in x2APIC mode it then uses its
+/// x2APIC registers from the start (without a MADT it reads the xAPIC's
+/// memory-mapped page first); it finds no FADT/DSDT and runs without the
+/// ACPI interpreter, as before.
+pub fn acpi_tables() -> [u8; 0x90] {
+    const RSDT: usize = 0x20;
+    const MADT: usize = 0x50;
+    let mut t = [0u8; 0x90];
+    // RSDP: signature, checksum over its 20 bytes, OEM, revision 0, RSDT.
+    t[0..8].copy_from_slice(b"RSD PTR ");
+    t[9..15].copy_from_slice(b"MC2   ");
+    t[16..20].copy_from_slice(&((ACPI_ADDR as u32) + RSDT as u32).to_le_bytes());
+    t[8] = checksum(&t[0..20]);
+    // RSDT: header and one entry.
+    let rsdt_len = 36 + 4;
+    header(&mut t[RSDT..RSDT + 36], b"RSDT", rsdt_len, 1);
+    t[RSDT + 36..RSDT + 40].copy_from_slice(&((ACPI_ADDR as u32) + MADT as u32).to_le_bytes());
+    t[RSDT + 9] = checksum(&t[RSDT..RSDT + rsdt_len as usize]);
+    // MADT: header, local APIC address, flags (PCAT_COMPAT), and one
+    // Processor Local APIC structure (type 0: UID 0, APIC ID 0, enabled).
+    let madt_len = 36 + 8 + 8;
+    header(&mut t[MADT..MADT + 36], b"APIC", madt_len, 1);
+    t[MADT + 36..MADT + 40].copy_from_slice(&0xfee0_0000u32.to_le_bytes());
+    t[MADT + 40..MADT + 44].copy_from_slice(&1u32.to_le_bytes());
+    t[MADT + 44..MADT + 52].copy_from_slice(&[0, 8, 0, 0, 1, 0, 0, 0]);
+    t[MADT + 9] = checksum(&t[MADT..MADT + madt_len as usize]);
+    t
+}
+
+/// A system description table header (ACPI 6.4 §5.2.6), checksum 0.
+fn header(h: &mut [u8], sig: &[u8; 4], len: u32, revision: u8) {
+    h[0..4].copy_from_slice(sig);
+    h[4..8].copy_from_slice(&len.to_le_bytes());
+    h[8] = revision;
+    h[10..16].copy_from_slice(b"MC2   ");
+    h[16..24].copy_from_slice(b"MC2VMM  ");
+    h[24..28].copy_from_slice(&1u32.to_le_bytes());
+    h[28..32].copy_from_slice(b"MC2 ");
+    h[32..36].copy_from_slice(&1u32.to_le_bytes());
+}
+
+/// The byte that makes `b` sum to zero.
+fn checksum(b: &[u8]) -> u8 {
+    0u8.wrapping_sub(b.iter().fold(0u8, |a, &x| a.wrapping_add(x)))
+}
+
 /// Zero-page offsets (`Documentation/arch/x86/zero-page.rst`, boot.rst).
 mod zp {
+    pub const ACPI_RSDP_ADDR: usize = 0x070;
     pub const E820_ENTRIES: usize = 0x1e8;
     pub const VID_MODE: usize = 0x1fa;
     pub const TYPE_OF_LOADER: usize = 0x210;
@@ -256,8 +311,9 @@ mod zp {
     pub const E820_TABLE: usize = 0x2d0;
 }
 
-/// The boot parameters page for `image` laid out as `layout`.
-pub fn boot_params(image: &Image, layout: &Layout) -> [u8; 4096] {
+/// The boot parameters page for `image` laid out as `layout`; `acpi`: the
+/// [`acpi_tables`] are in place (their RSDP named, protocol 2.14).
+pub fn boot_params(image: &Image, layout: &Layout, acpi: bool) -> [u8; 4096] {
     let mut zp = [0u8; 4096];
     zp[SETUP_HEADER..SETUP_HEADER + image.header_len].copy_from_slice(&image.header[..image.header_len]);
     let put32 = |zp: &mut [u8; 4096], at: usize, v: u32| zp[at..at + 4].copy_from_slice(&v.to_le_bytes());
@@ -269,6 +325,9 @@ pub fn boot_params(image: &Image, layout: &Layout) -> [u8; 4096] {
     put32(&mut zp, zp::CMD_LINE_PTR, layout.cmdline as u32);
     put32(&mut zp, zp::RAMDISK_IMAGE, layout.initrd as u32);
     put32(&mut zp, zp::RAMDISK_SIZE, layout.initrd_size as u32);
+    if acpi {
+        zp[zp::ACPI_RSDP_ADDR..zp::ACPI_RSDP_ADDR + 8].copy_from_slice(&ACPI_ADDR.to_le_bytes());
+    }
     let map = e820(layout.mem_size);
     zp[zp::E820_ENTRIES] = map.len() as u8;
     for (i, e) in map.iter().enumerate() {

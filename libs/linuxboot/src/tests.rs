@@ -80,7 +80,7 @@ fn random_heads_never_panic() {
             let cmdline_len = next() % 4096;
             if let Ok(l) = plan(&img, mem, cmdline_len as usize, next() % (64 * MIB)) {
                 check_layout(&img, &l, cmdline_len);
-                let _ = boot_params(&img, &l);
+                let _ = boot_params(&img, &l, false);
             }
         }
     }
@@ -139,7 +139,7 @@ fn boot_params_carry_header_loader_fields_and_memory_map() {
     let h = fake(0x020f, 39, 16 * MIB, 0x3f9_8000);
     let img = Image::parse(&h, 8 * MIB).unwrap();
     let l = plan(&img, 128 * MIB, 20, 2 * MIB).unwrap();
-    let zp = boot_params(&img, &l);
+    let zp = boot_params(&img, &l, false);
     assert_eq!(&zp[0x202..0x206], b"HdrS");
     assert_eq!(zp[0x26b], 0x5a, "last header byte copied");
     assert_eq!(zp[0x26c], 0, "nothing past the header copied");
@@ -209,4 +209,27 @@ fn debian_kernel_when_fetched() {
     assert!(img.init_size > img.kernel_len, "decompressed kernel is larger than the compressed one");
     let l = plan(&img, 160 * MIB, 200, 4 * MIB).unwrap();
     check_layout(&img, &l, 100);
+}
+
+#[test]
+fn acpi_tables_are_well_formed() {
+    let t = acpi_tables();
+    let sum = |b: &[u8]| b.iter().fold(0u8, |a, &x| a.wrapping_add(x));
+    assert_eq!(&t[0..8], b"RSD PTR ");
+    assert_eq!(sum(&t[0..20]), 0, "RSDP checksum");
+    let at = |o: usize| u32::from_le_bytes(t[o..o + 4].try_into().unwrap()) as usize - ACPI_ADDR as usize;
+    let rsdt = at(16);
+    assert_eq!(&t[rsdt..rsdt + 4], b"RSDT");
+    let len = |o: usize| u32::from_le_bytes(t[o + 4..o + 8].try_into().unwrap()) as usize;
+    assert_eq!(sum(&t[rsdt..rsdt + len(rsdt)]), 0, "RSDT checksum");
+    assert_eq!(len(rsdt), 40, "one entry");
+    let madt = at(rsdt + 36);
+    assert_eq!(&t[madt..madt + 4], b"APIC");
+    assert!(madt + len(madt) <= t.len());
+    assert_eq!(sum(&t[madt..madt + len(madt)]), 0, "MADT checksum");
+    assert_eq!(&t[madt + 36..madt + 40], &0xfee0_0000u32.to_le_bytes());
+    assert_eq!(&t[madt + 44..madt + 52], &[0, 8, 0, 0, 1, 0, 0, 0], "local APIC 0, enabled");
+    // Below the kernel, in the reserved BIOS area of the memory map.
+    let bios = e820(64 << 20).into_iter().find(|e| e.addr <= ACPI_ADDR && ACPI_ADDR + t.len() as u64 <= e.addr + e.size).unwrap();
+    assert_eq!(bios.kind, E820_RESERVED);
 }

@@ -48,6 +48,9 @@ pub const MAX_STRING: u64 = 1 << 16;
 /// expire before every entry and the guest would never run. Faster ticks
 /// merge into one edge, as they would on a real edge-triggered IRQ line.
 pub const MIN_SLICE_US: u64 = 50;
+/// A guest halted with a local APIC and no timer of the VMM's: how often
+/// the VMM looks at its console input meanwhile.
+pub const IDLE_POLL_MS: u64 = 50;
 /// Unknown ports and MSRs noted (once each) before the notes stop.
 pub const NOTES: usize = 8;
 
@@ -252,6 +255,8 @@ pub struct Monitor {
     noted_len: usize,
     /// Shortest stretch a guest gets between deadlines (TSC ticks).
     min_slice: u64,
+    /// [`IDLE_POLL_MS`] in TSC ticks.
+    idle_poll: u64,
     /// Exits handled by the monitor.
     pub exits: u64,
     /// Exits the kernel handled itself meanwhile (host interrupts, CPUID,
@@ -266,6 +271,10 @@ pub struct Monitor {
     pub standing_flags: u64,
     /// Post the 8259s' ports ([`POSTED_PIC_PORTS`]) if the kernel can.
     pub post_pic: bool,
+    /// The kernel keeps a local APIC for the vCPU (`RUN_LAPIC` is among
+    /// the standing flags): a halted guest may have its own timer, so a
+    /// halt with no deadline of the VMM's is a wait, not the end.
+    pub lapic: bool,
     /// The answers the kernel holds for reads of the mask registers
     /// (master, slave), as last set with `vm_post` (None: none, reads exit).
     pic_reads: [Option<u8>; 2],
@@ -295,12 +304,14 @@ impl Monitor {
             noted: [0; NOTES],
             noted_len: 0,
             min_slice: tsc_per_ms / 1000 * MIN_SLICE_US,
+            idle_poll: tsc_per_ms * IDLE_POLL_MS,
             exits: 0,
             kernel_exits: 0,
             by_kind: [0; 16],
             io_ports: [(0, 0); 8],
             standing_flags: 0,
             post_pic: false,
+            lapic: false,
             pic_reads: [None; 2],
             posted_writes: 0,
         }
@@ -503,6 +514,9 @@ impl Monitor {
             if posting && self.board.pic.any_request() {
                 run_flags |= vm::RUN_NO_POST;
             }
+            // With a local APIC the halted guest's own timer may wake it:
+            // the VMM looks at its console every IDLE_POLL_MS meanwhile.
+            let deadline = if halted && self.lapic { deadline.or(Some(now.saturating_add(self.idle_poll))) } else { deadline };
             if halted {
                 let Some(_) = deadline else {
                     let rip = host.get_regs().map(|r| r.rip).unwrap_or(0);
@@ -527,8 +541,10 @@ impl Monitor {
                 Next::Halt => halted = true,
                 Next::End(e) => return Ok(e),
             }
-            // An exit other than Deadline means the guest ran: not halted.
-            if exit.kind != ExitKind::Deadline as u32 && exit.kind != ExitKind::Hlt as u32 {
+            // An exit other than Deadline means the guest ran: not halted;
+            // so does a Deadline without HALTED when the local APIC may
+            // have woken it (the kernel then ran it on).
+            if (exit.kind != ExitKind::Deadline as u32 && exit.kind != ExitKind::Hlt as u32) || (self.lapic && exit.kind == ExitKind::Deadline as u32 && exit.flags & vm::HALTED == 0) {
                 halted = false;
             }
         }

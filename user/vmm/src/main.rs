@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! vmm IMAGE [--ram-mb N] [--arg N] [--time-limit SECONDS] [--epoch UNIX-SECONDS]
-//!           [--initrd FILE] [--trap-cpuid | --user-cpuid] [--no-post] [-- KERNEL COMMAND LINE...]
+//!           [--initrd FILE] [--trap-cpuid | --user-cpuid] [--no-post] [--lapic | --no-lapic]
+//!           [-- KERNEL COMMAND LINE...]
 //! ```
 //!
 //! Creates a VM on the CPU it runs on (`vm_create`), backs its RAM with its
@@ -19,7 +20,11 @@
 //! SVM) unless `--trap-cpuid`; `--user-cpuid` asks for it for a flat
 //! image too. Writes to the 8259s' ports are posted (`vm_post`: the kernel
 //! queues them and answers reads of the masks, the VMM applies them at the
-//! next exit) unless `--no-post`. The devices are the virtual
+//! next exit) unless `--no-post`. A Linux guest's vCPU has a local APIC in
+//! x2APIC mode, kept by the kernel (`RUN_LAPIC`; its timer's deadlines,
+//! EOIs and interrupts never come here), and the ACPI tables that tell
+//! Linux so (`linuxboot::acpi_tables`), unless `--no-lapic`; `--lapic`
+//! gives a flat image one. The devices are the virtual
 //! PC of `vdev` (COM1, 8259A pair, 8254 PIT, RTC/CMOS, PCI host bridge,
 //! debug exit at port 0x501); the exit loop is `vdev::monitor`.
 //!
@@ -81,7 +86,7 @@ const FAILED: i32 = 1;
 const USAGE_STATUS: i32 = 2;
 const STOPPED: i32 = 3;
 
-const USAGE: &str = "usage: vmm IMAGE [--ram-mb N] [--arg N] [--time-limit SECONDS] [--epoch UNIX-SECONDS] [--initrd FILE] [--trap-cpuid | --user-cpuid] [--no-post] [-- LINUX COMMAND LINE]";
+const USAGE: &str = "usage: vmm IMAGE [--ram-mb N] [--arg N] [--time-limit SECONDS] [--epoch UNIX-SECONDS] [--initrd FILE] [--trap-cpuid | --user-cpuid] [--no-post] [--lapic | --no-lapic] [-- LINUX COMMAND LINE]";
 
 /// A Linux guest's RAM unless `--ram-mb`: Debian's kernel decompresses
 /// itself at 16 MiB into an area of about 64 MiB (`init_size`), and its
@@ -105,11 +110,15 @@ struct Options {
     user_cpuid: Option<bool>,
     /// Post the 8259s' ports (`vm_post`) unless `--no-post`.
     post_pic: bool,
+    /// A local APIC in the kernel (`RUN_LAPIC`) asked for (`--lapic`) or
+    /// refused (`--no-lapic`); by default a Linux guest has it (with the
+    /// ACPI tables that tell Linux so), a flat image not.
+    lapic: Option<bool>,
 }
 
 fn parse(args: &str) -> Result<Options, String> {
     let mut w = Words::new(args);
-    let mut o = Options { image: String::new(), ram_mb: None, initrd: None, cmdline: None, arg: 0, time_limit_s: None, epoch: DEFAULT_EPOCH, user_cpuid: None, post_pic: true };
+    let mut o = Options { image: String::new(), ram_mb: None, initrd: None, cmdline: None, arg: 0, time_limit_s: None, epoch: DEFAULT_EPOCH, user_cpuid: None, post_pic: true, lapic: None };
     while let Some(word) = w.next() {
         match word {
             "--ram-mb" => o.ram_mb = Some(w.need_u64("N after --ram-mb")?),
@@ -120,6 +129,8 @@ fn parse(args: &str) -> Result<Options, String> {
             "--epoch" => o.epoch = w.need_u64("UNIX-SECONDS after --epoch")?,
             "--trap-cpuid" => o.user_cpuid = Some(false),
             "--no-post" => o.post_pic = false,
+            "--lapic" => o.lapic = Some(true),
+            "--no-lapic" => o.lapic = Some(false),
             "--user-cpuid" => o.user_cpuid = Some(true),
             opt if opt.starts_with('-') => return Err(alloc::format!("unknown option `{opt}`")),
             image if o.image.is_empty() => o.image = String::from(image),
@@ -456,7 +467,10 @@ fn load_linux(m: &mut Monitor, host: &mut Vmm, o: &Options, guest: &Guest, size:
     };
     let put = |m: &mut Monitor, host: &mut Vmm, gpa: u64, data: &[u8]| m.load(host, gpa, data).map_err(|stop| alloc::format!("{stop}"));
     put(m, host, layout.gdt, &linuxboot::GDT)?;
-    put(m, host, layout.boot_params, &linuxboot::boot_params(image, layout))?;
+    if m.lapic {
+        put(m, host, linuxboot::ACPI_ADDR, &linuxboot::acpi_tables())?;
+    }
+    put(m, host, layout.boot_params, &linuxboot::boot_params(image, layout, m.lapic))?;
     let mut line = Vec::from(cmdline.as_bytes());
     line.push(0);
     put(m, host, layout.cmdline, &line)?;
@@ -488,6 +502,10 @@ fn run_vm(id: u64, o: &Options, guest: &Guest, ram_bytes: u64, size: u64, cpu: u
         m.standing_flags |= vm::RUN_USER_CPUID;
     }
     m.post_pic = o.post_pic;
+    if o.lapic.unwrap_or(matches!(guest, Guest::Linux { .. })) {
+        m.lapic = true;
+        m.standing_flags |= vm::RUN_LAPIC;
+    }
     let regs = match guest {
         Guest::Flat => load_file(&mut m, &mut host, &o.image, 0, size, LOAD).map(|()| initial_regs(o.arg, ram_bytes)),
         Guest::Linux { .. } => load_linux(&mut m, &mut host, o, guest, size),
