@@ -390,7 +390,9 @@ fn pick(st: &mut State) -> (u64, [u64; 6], Verdict) {
         nr::VM_RUN => {
             a[0] = st.small();
             a[1] = st.ptr(256);
-            a[2] = st.dice.below(8);
+            // Every flag (RUN_USER_CPUID, RUN_NO_POST, RUN_LAPIC among
+            // them) and one bit beyond them.
+            a[2] = st.dice.below((abi::vm::RUN_FLAGS + 1) * 2);
             // A deadline soon, so that a guest that loops still returns.
             a[3] = rt::time::rdtsc().wrapping_add(1_000_000);
         }
