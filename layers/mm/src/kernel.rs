@@ -476,6 +476,16 @@ pub fn write_frame(frame: Frame, offset: usize, data: &[u8]) {
     unsafe { machine::phys::write(frame.addr() + offset as u64, data) }
 }
 
+/// Read bytes of `frame` at byte `offset` (a word a guest shares with the
+/// kernel in a page of its RAM).
+#[allow(unsafe_code)]
+pub fn read_frame(frame: Frame, offset: usize, buf: &mut [u8]) {
+    assert!(offset + buf.len() <= crate::PAGE_SIZE as usize);
+    // SAFETY: a frame the caller holds a reference on (RAM in the direct
+    // map); reading it has no effect on anyone.
+    unsafe { machine::phys::read(frame.addr() + offset as u64, buf) }
+}
+
 /// Zero a whole frame.
 #[allow(unsafe_code)]
 pub fn zero_frame(frame: Frame) {

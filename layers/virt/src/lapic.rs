@@ -240,11 +240,7 @@ impl Lapic {
         let w = v as u32;
         match msr {
             TPR if w & !0xff == 0 => self.tpr = w,
-            EOI if w == 0 => {
-                if let Some(v) = highest(&self.isr) {
-                    clear(&mut self.isr, v);
-                }
-            }
+            EOI if w == 0 => self.eoi(),
             SVR if w & !SVR_BITS == 0 => {
                 self.svr = w;
                 if w & SVR_ENABLE == 0 {
@@ -400,6 +396,23 @@ impl Lapic {
         self.isr[vector as usize / 64] |= 1 << (vector % 64);
     }
 
+    /// End the highest in-service interrupt, as an EOI write does (the
+    /// guest signalled it through the paravirtual EOI word instead).
+    pub fn eoi(&mut self) {
+        if let Some(v) = highest(&self.isr) {
+            clear(&mut self.isr, v);
+        }
+    }
+
+    /// May the guest's next EOI be a cleared bit instead of a WRMSR? Only
+    /// while one interrupt class is in service and none is requested:
+    /// the cleared bit then means exactly "the highest in service ended",
+    /// and no new one can be accepted before the kernel has seen it (it
+    /// looks before each entry).
+    pub fn lazy_eoi_ok(&self) -> bool {
+        self.software_enabled() && highest(&self.isr).is_some() && highest(&self.irr).is_none()
+    }
+
     /// An NMI the guest sent itself waits.
     pub fn nmi_pending(&self) -> bool {
         self.nmi
@@ -545,6 +558,21 @@ mod tests {
         assert_eq!(l.rdmsr(ESR, 0), Ok(0), "visible after an ESR write");
         l.wrmsr(ESR, 0, 0).unwrap();
         assert_eq!(l.rdmsr(ESR, 0), Ok(ESR_SEND_ILLEGAL as u64));
+    }
+
+    #[test]
+    fn lazy_eoi_only_with_one_in_service_and_none_requested() {
+        let mut l = enabled();
+        assert!(!l.lazy_eoi_ok(), "nothing in service");
+        l.wrmsr(SELF_IPI, 0x40, 0).unwrap();
+        assert!(!l.lazy_eoi_ok(), "requested, not in service");
+        l.accept(0x40);
+        assert!(l.lazy_eoi_ok());
+        l.wrmsr(SELF_IPI, 0x30, 0).unwrap();
+        assert!(!l.lazy_eoi_ok(), "another requested: the EOI must be seen at once");
+        l.eoi();
+        assert_eq!(l.rdmsr(ISR0 + 2, 0), Ok(0), "0x40 ended");
+        assert_eq!(l.deliverable(), Some(0x30));
     }
 
     #[test]

@@ -219,7 +219,30 @@ pub struct Vm {
     posting: posted::Posting,
     /// The vCPU's local APIC, from the first run with `RUN_LAPIC` on.
     lapic: Option<lapic::Lapic>,
+    /// Its paravirtual EOI word, if the guest enabled one.
+    pv_eoi: PvEoi,
 }
+
+/// KVM's paravirtual EOI (`MSR_KVM_PV_EOI_EN`, Linux's
+/// Documentation/virt/kvm/x86/msr.rst): the guest names a 4-byte word in
+/// its RAM; while the kernel has set its bit 0, the guest ends an
+/// interrupt by clearing that bit (one instruction, no exit) instead of
+/// writing the EOI MSR, and the kernel performs the EOI when it next looks
+/// (after every exit, before any new interrupt is accepted). The bit is
+/// set only while [`lapic::Lapic::lazy_eoi_ok`].
+#[derive(Clone, Copy, Debug, Default)]
+struct PvEoi {
+    /// The MSR as the guest last wrote it.
+    msr: u64,
+    /// The word's page and offset (enabled).
+    at: Option<(Frame, usize)>,
+    /// The kernel has set the bit (and the guest may have cleared it).
+    set: bool,
+}
+
+/// `MSR_KVM_PV_EOI_EN`; its CPUID feature bit in leaf 0x4000_0101 EAX.
+pub const MSR_KVM_PV_EOI_EN: u32 = 0x4b56_4d04;
+pub const KVM_FEATURE_PV_EOI: u32 = 1 << 6;
 
 /// Most VMs at once (one per CPU).
 pub const MAX_VMS: usize = MAX_CPUS;
@@ -395,7 +418,7 @@ fn create_in(id: usize, owner: u32, container: ContainerId, cpu: usize) -> Resul
             Arch::Svm { vmcb, npt, nrips: cs.nrips }
         }
     };
-    let vm = Box::new(Vm { id, owner, cpu, container, arch, gprs: GuestGprs::default(), fx: Fx::clean(), pending: None, last: None, guest_msrs: [0; vmx::SWAPPED_MSRS.len()], invalid_gp_at: None, user_cpuid: false, posting: posted::Posting::default(), lapic: None });
+    let vm = Box::new(Vm { id, owner, cpu, container, arch, gprs: GuestGprs::default(), fx: Fx::clean(), pending: None, last: None, guest_msrs: [0; vmx::SWAPPED_MSRS.len()], invalid_gp_at: None, user_cpuid: false, posting: posted::Posting::default(), lapic: None, pv_eoi: PvEoi::default() });
     *VMS[id].lock() = Some(vm);
     let p = &PUBLIC[id];
     p.owner.store(owner, Ordering::Relaxed);
@@ -551,8 +574,9 @@ pub fn lapic_cpuid(leaf: u32, r: &mut machine::x86::Cpuid, enabled: bool) {
             r.edx |= 1 << 9;
             r.ecx |= 1 << 21 | 1 << 24;
         }
-        // KVM's signature in the second hypervisor range, with no
-        // paravirtual features (0x4000_0101 all zero): Linux keeps an
+        // KVM's signature in the second hypervisor range, with one
+        // paravirtual feature, the EOI by a bit in memory (`PvEoi`; all
+        // else of 0x4000_0101 zero): Linux keeps an
         // x2APIC without interrupt remapping only under a hypervisor it
         // knows says it works (`x2apic_available`), and otherwise switches
         // back to the xAPIC's memory-mapped page, which mc2 does not
@@ -564,7 +588,7 @@ pub fn lapic_cpuid(leaf: u32, r: &mut machine::x86::Cpuid, enabled: bool) {
             r.ecx = u32::from_le_bytes([sig[4], sig[5], sig[6], sig[7]]);
             r.edx = u32::from_le_bytes([sig[8], sig[9], sig[10], sig[11]]);
         }
-        0x4000_0101 => *r = machine::x86::Cpuid { eax: 0, ebx: 0, ecx: 0, edx: 0 },
+        0x4000_0101 => *r = machine::x86::Cpuid { eax: KVM_FEATURE_PV_EOI, ebx: 0, ecx: 0, edx: 0 },
         _ => {}
     }
 }
@@ -742,6 +766,57 @@ impl Vm {
         l.deliverable().is_some() || l.nmi_pending()
     }
 
+    /// The guest writes `MSR_KVM_PV_EOI_EN`: bit 0 enables, bit 1 is
+    /// reserved, the rest is the word's guest-physical address (4-byte
+    /// aligned, in RAM the VM has). False: #GP, nothing changed.
+    fn set_pv_eoi(&mut self, v: u64) -> bool {
+        if v & 2 != 0 {
+            return false;
+        }
+        let at = if v & 1 != 0 {
+            let gpa = v & !3;
+            let m = mm::kernel::mm();
+            // Only a page the guest may write itself (the VMM's mapping).
+            let frame = match &self.arch {
+                Arch::Vmx { ept, .. } => ept.lookup(m, gpa & !0xfff).filter(|&(_, w, _)| w).map(|(f, _, _)| f),
+                Arch::Svm { npt, .. } => npt.translate(gpa & !0xfff).filter(|(_, r)| r.write).map(|(f, _)| f),
+            };
+            let Some(frame) = frame else { return false };
+            Some((frame, (gpa & 0xfff) as usize))
+        } else {
+            None
+        };
+        // An EOI the guest signalled through the old word is not lost.
+        self.pv_eoi_from_guest();
+        self.pv_eoi = PvEoi { msr: v, at, set: false };
+        true
+    }
+
+    /// After an exit: did the guest clear the bit the kernel set? Then its
+    /// interrupt ended.
+    fn pv_eoi_from_guest(&mut self) {
+        let PvEoi { at: Some((frame, off)), set: true, .. } = self.pv_eoi else { return };
+        let mut w = [0u8; 4];
+        mm::kernel::read_frame(frame, off, &mut w);
+        if w[0] & 1 == 0 {
+            if let Some(l) = self.lapic.as_mut() {
+                l.eoi();
+            }
+            self.pv_eoi.set = false;
+        }
+    }
+
+    /// Before an entry: set the bit when a lazy EOI is safe, clear it when
+    /// not (only when that changes).
+    fn pv_eoi_to_guest(&mut self) {
+        let Some((frame, off)) = self.pv_eoi.at else { return };
+        let want = self.lapic.as_ref().is_some_and(|l| l.lazy_eoi_ok());
+        if want != self.pv_eoi.set {
+            mm::kernel::write_frame(frame, off, &u32::from(want).to_le_bytes());
+            self.pv_eoi.set = want;
+        }
+    }
+
     /// Deliver `e` at the next entry (the caller knows none is pending).
     fn inject_now(&self, e: &Event) {
         match &self.arch {
@@ -754,6 +829,23 @@ impl Vm {
     /// false if the VMM must. `now`: the TSC.
     fn msr(&mut self, write: bool, next_rip: u64, now: u64) -> bool {
         let ecx = self.gprs.0[abi::vm::RCX] as u32;
+        if self.lapic.is_some() && ecx == MSR_KVM_PV_EOI_EN {
+            let ok = if write {
+                let v = (self.gprs.0[abi::vm::RDX] << 32) | (self.rax() & 0xffff_ffff);
+                self.set_pv_eoi(v)
+            } else {
+                let v = self.pv_eoi.msr;
+                self.gprs.0[abi::vm::RDX] = v >> 32;
+                self.set_rax(v & 0xffff_ffff);
+                true
+            };
+            if ok {
+                self.set_rip(next_rip);
+            } else {
+                self.inject_now(&GP0);
+            }
+            return true;
+        }
         if self.lapic.is_some() && lapic::Lapic::owns(ecx) {
             let v = (self.gprs.0[abi::vm::RDX] << 32) | (self.rax() & 0xffff_ffff);
             let l = self.lapic.as_mut().unwrap_or_else(|| unreachable!());
@@ -948,6 +1040,7 @@ fn run_guest(vm: &mut Vm, deadline: u64, window: bool, host: &impl Host, handled
                 vm.inject_now(&e);
             }
         }
+        vm.pv_eoi_to_guest();
         host.leave_kernel();
         // The guest's FPU/SSE state is in the registers only across the
         // world switch itself: the kernel's Rust code between runs (exit
@@ -979,6 +1072,7 @@ fn run_guest(vm: &mut Vm, deadline: u64, window: bool, host: &impl Host, handled
             (Arch::Svm { vmcb, nrips, .. }, _) => vmcb.decode_exit(*nrips),
         };
         host.enter_kernel();
+        vm.pv_eoi_from_guest();
         let invalid_gp_at = vm.invalid_gp_at.take();
         match info.kind {
             Kind::Handled => *handled += 1,
