@@ -794,8 +794,8 @@ pub mod vm {
     pub const RUN_NO_POST: u64 = 16;
     /// The vCPU has a local APIC, kept by the kernel (from the first run
     /// with this flag on, for the VM's life): x2APIC mode, enabled, with a
-    /// TSC-deadline timer, in CPUID; its MSRs and interrupts never reach
-    /// the VMM. The VMM's own interrupts (an 8259's) reach the vCPU as in
+    /// TSC-deadline timer and KVM's paravirtual EOI, in CPUID; its MSRs and
+    /// interrupts never reach the VMM. The VMM's own interrupts (an 8259's) reach the vCPU as in
     /// virtual-wire mode. A halted guest's wait (`RUN_HALTED`) also ends
     /// when the local APIC has an interrupt for it: the guest runs on,
     /// and a `Deadline` exit without [`HALTED`] says it is no longer halted.

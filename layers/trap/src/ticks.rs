@@ -110,19 +110,24 @@ impl TickClock {
         if !alone {
             return self.host(now, per_tick);
         }
-        if deadline != 0 && now >= deadline {
-            // Fire at once: the caller returns to the VMM, or notices the
-            // deadline when the interrupt wakes it (a halted guest's wait
-            // must not sleep past it with no timer armed).
-            return (0, self.arm(now, now + 1));
-        }
         if self.next_due == 0 {
             self.next_due = now + per_tick;
         }
         // From periodic mode the last interrupt set next_due; a tick it is
         // late for is pending as an interrupt and counted here instead.
         let n = self.catch_up(now, per_tick);
+        // Whatever is armed below is a one-shot: the mode must say so, also
+        // when the deadline has passed (left periodic, the one-shot's
+        // interrupt was taken for a periodic one and the CPU's timer never
+        // came back: every sleeper there slept for ever; the fuzzer met it
+        // once guests yielded their CPU, resuming past their deadlines).
         self.mode = Mode::Quiet;
+        if deadline != 0 && now >= deadline {
+            // Fire at once: the caller returns to the VMM, or notices the
+            // deadline when the interrupt wakes it (a halted guest's wait
+            // must not sleep past it with no timer armed).
+            return (n, self.arm(now, now + 1));
+        }
         // With no deadline within reach, any interrupt armed before the cap
         // will do; else exactly the deadline.
         let capped = deadline == 0 || deadline - now > max_quiet;
@@ -323,8 +328,10 @@ mod tests {
             let t = c.now + c.rand(3 * PER_TICK);
             c.run_until(t);
             c.check();
-            let deadline = match c.rand(3) {
+            let deadline = match c.rand(4) {
                 0 => 0,
+                // Already passed (a guest resumed after yielding its CPU).
+                1 => c.now.saturating_sub(c.rand(PER_TICK)).max(1),
                 _ => c.now + c.rand(3 * PER_TICK),
             };
             let alone = c.rand(8) != 0;
@@ -402,6 +409,23 @@ mod tests {
             k.guest(1_000, 1_000_000_000, PER_TICK, MAX_QUIET, true),
             (0, Arm::Once(MAX_QUIET))
         );
+    }
+
+    /// The first entry of a CPU that never ran a guest alone, with its
+    /// deadline already passed: the one-shot armed for it replaces the
+    /// periodic timer, so the clock must not stay periodic (the interrupt
+    /// would be taken as a periodic tick and nothing re-armed).
+    #[test]
+    fn a_passed_deadline_from_periodic_mode_keeps_the_timer_alive() {
+        let mut c = TickClock::new();
+        let _ = c.fired(PER_TICK, PER_TICK); // a periodic tick
+        let (_, arm) = c.guest(PER_TICK + 10, PER_TICK + 5, PER_TICK, MAX_QUIET, true);
+        assert_eq!(arm, Arm::Once(1));
+        assert_ne!(c.mode(), Mode::Periodic, "a one-shot is armed");
+        let _ = c.fired(PER_TICK + 12, PER_TICK);
+        // The guest loop returns to the VMM: the ticks need a timer again.
+        let (_, arm) = c.host(PER_TICK + 20, PER_TICK);
+        assert_eq!(arm, Arm::Once(2 * PER_TICK - (PER_TICK + 20)), "the next tick is armed");
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //! With a local APIC whose registers are MSRs (x2APIC, SDM Vol. 3A §11.12)
 //! and a TSC-deadline timer (§11.5.4.1), a tick is the timer's interrupt,
 //! one WRMSR to EOI and one to set the next deadline: three world
-//! switches, all answered here, none through the VMM.
+//! switches, all answered here, none through the VMM (two with the
+//! paravirtual EOI the run loop adds, `PvEoi` in the crate root, for which
+//! [`Lapic::lazy_eoi_ok`] and [`Lapic::eoi`] are here).
 //!
 //! What is modelled: the APIC base MSR (enabled, x2APIC, BSP; disabling it
 //! is allowed, returning to xAPIC mode is not: there is no MMIO page), ID

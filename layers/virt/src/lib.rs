@@ -9,7 +9,8 @@
 //! - this module: the vendor-neutral VM table, the vCPU state the VMM sees
 //!   (`abi::vm::Regs`), the run loop and the exits the kernel handles itself
 //!   (CPUID, EFER, CR0/CR4 ownership, host interrupts, the posted port I/O
-//!   of [`posted`]), everything else returned to the VMM as an
+//!   of [`posted`], the local APIC of [`lapic`] with KVM's paravirtual
+//!   EOI), everything else returned to the VMM as an
 //!   `abi::vm::Exit`; the host's timer around guest execution and the
 //!   CPU's other threads are the layer above's (`Host::guest_timer`,
 //!   `Host::host_timer`; `Host::should_yield`, `Host::yield_cpu`: a host
