@@ -734,8 +734,7 @@ impl Vm {
             }
             Kind::Msr { write } => {
                 if !write && complete_in {
-                    self.set_rax(in_value & 0xffff_ffff);
-                    self.gprs.0[abi::vm::RDX] = in_value >> 32;
+                    self.set_msr_result(in_value);
                 }
                 self.set_rip(last.next_rip);
             }
@@ -826,63 +825,61 @@ impl Vm {
         }
     }
 
-    /// An RDMSR/WRMSR the kernel handles itself (EFER, the local APIC's);
-    /// false if the VMM must. `now`: the TSC.
+    /// The value a WRMSR writes (EDX:EAX).
+    fn msr_operand(&self) -> u64 {
+        (self.gprs.0[abi::vm::RDX] << 32) | (self.rax() & 0xffff_ffff)
+    }
+
+    /// Put an RDMSR's result in EDX:EAX.
+    fn set_msr_result(&mut self, v: u64) {
+        self.gprs.0[abi::vm::RDX] = v >> 32;
+        self.set_rax(v & 0xffff_ffff);
+    }
+
+    /// An RDMSR/WRMSR the kernel handles itself (EFER, the local APIC's,
+    /// the paravirtual EOI's); false if the VMM must. `now`: the TSC.
     fn msr(&mut self, write: bool, next_rip: u64, now: u64) -> bool {
         let ecx = self.gprs.0[abi::vm::RCX] as u32;
-        if self.lapic.is_some() && ecx == MSR_KVM_PV_EOI_EN {
-            let ok = if write {
-                let v = (self.gprs.0[abi::vm::RDX] << 32) | (self.rax() & 0xffff_ffff);
-                self.set_pv_eoi(v)
+        let value = self.msr_operand();
+        // Ok(Some(v)): a read's result; Ok(None): a write done; Err: #GP(0)
+        // for the guest, the instruction not done (as the CPU would).
+        let r: Result<Option<u64>, ()> = if self.lapic.is_some() && ecx == MSR_KVM_PV_EOI_EN {
+            if write {
+                if self.set_pv_eoi(value) { Ok(None) } else { Err(()) }
             } else {
-                let v = self.pv_eoi.msr;
-                self.gprs.0[abi::vm::RDX] = v >> 32;
-                self.set_rax(v & 0xffff_ffff);
-                true
-            };
-            if ok {
-                self.set_rip(next_rip);
-            } else {
-                self.inject_now(&GP0);
+                Ok(Some(self.pv_eoi.msr))
             }
-            return true;
-        }
-        if self.lapic.is_some() && lapic::Lapic::owns(ecx) {
-            let v = (self.gprs.0[abi::vm::RDX] << 32) | (self.rax() & 0xffff_ffff);
-            let l = self.lapic.as_mut().unwrap_or_else(|| unreachable!());
-            let r = if write {
-                l.wrmsr(ecx, v, now)
+        } else if let Some(l) = self.lapic.as_mut().filter(|_| lapic::Lapic::owns(ecx)) {
+            if write {
+                l.wrmsr(ecx, value, now).map(|()| None).map_err(|_| ())
             } else {
-                l.rdmsr(ecx, now).map(|v| {
-                    self.gprs.0[abi::vm::RDX] = v >> 32;
-                    self.set_rax(v & 0xffff_ffff);
-                })
-            };
-            match r {
-                Ok(()) => self.set_rip(next_rip),
-                // As the CPU: #GP(0), the instruction not done.
-                Err(lapic::Fault) => self.inject_now(&GP0),
+                l.rdmsr(ecx, now).map(Some).map_err(|_| ())
             }
-            return true;
-        }
-        if ecx != MSR_EFER {
-            return false;
-        }
-        if write {
-            let v = (self.gprs.0[abi::vm::RDX] << 32) | (self.rax() & 0xffff_ffff);
-            // Only SCE, LME, NXE are the guest's to set; LMA is the CPU's
-            // and stays as it is (AMD APM Vol. 2 §3.1.7: writes to LMA are
-            // ignored). Dropping it would leave a guest running in long
-            // mode with EFER.LMA clear: SVM then shuts the guest down
-            // (Linux's startup_64 sets NXE exactly so).
-            let lma = self.efer() & EFER_LMA;
-            self.set_efer((v & (1 | 1 << 8 | 1 << 11)) | lma);
+        } else if ecx == MSR_EFER {
+            if write {
+                // Only SCE, LME, NXE are the guest's to set; LMA is the
+                // CPU's and stays as it is (AMD APM Vol. 2 §3.1.7: writes
+                // to LMA are ignored). Dropping it would leave a guest
+                // running in long mode with EFER.LMA clear: SVM then shuts
+                // the guest down (Linux's startup_64 sets NXE exactly so).
+                let lma = self.efer() & EFER_LMA;
+                self.set_efer((value & (1 | 1 << 8 | 1 << 11)) | lma);
+                Ok(None)
+            } else {
+                Ok(Some(self.efer()))
+            }
         } else {
-            let v = self.efer();
-            self.set_rax(v & 0xffff_ffff);
-            self.gprs.0[abi::vm::RDX] = v >> 32;
+            return false;
+        };
+        match r {
+            Ok(read) => {
+                if let Some(v) = read {
+                    self.set_msr_result(v);
+                }
+                self.set_rip(next_rip);
+            }
+            Err(()) => self.inject_now(&GP0),
         }
-        self.set_rip(next_rip);
         true
     }
 }
@@ -1118,7 +1115,7 @@ fn run_guest(vm: &mut Vm, deadline: u64, window: bool, host: &impl Host, handled
                 } else {
                     vm.last = Some(info);
                     let ecx = vm.gprs.0[abi::vm::RCX];
-                    let value = (vm.gprs.0[abi::vm::RDX] << 32) | (vm.rax() & 0xffff_ffff);
+                    let value = vm.msr_operand();
                     break Step::Done(Ok(Exit { kind: ExitKind::Msr as u32, flags: if write { 0 } else { abi::vm::IN }, extra: ecx & 0xffff_ffff, value: if write { value } else { 0 }, rip: info.rip, ..Exit::default() }));
                 }
             }
