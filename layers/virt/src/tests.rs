@@ -17,8 +17,8 @@ fn cpuid_hides_what_the_guest_may_not_use_whatever_the_host_says() {
     for _ in 0..10_000 {
         let host = Cpuid { eax: xorshift(&mut seed), ebx: xorshift(&mut seed), ecx: xorshift(&mut seed), edx: xorshift(&mut seed) };
         let g = guest_cpuid(1, 0, host);
-        // VMX(5), SMX? no; MONITOR(3), x2APIC(21), XSAVE(26), OSXSAVE(27), AVX(28) clear; hypervisor(31) set.
-        assert_eq!(g.ecx & (1 << 5 | 1 << 3 | 1 << 21 | 1 << 26 | 1 << 27 | 1 << 28), 0);
+        // VMX(5), SMX? no; MONITOR(3), x2APIC(21), TSC-deadline(24), XSAVE(26), OSXSAVE(27), AVX(28) clear; hypervisor(31) set.
+        assert_eq!(g.ecx & (1 << 5 | 1 << 3 | 1 << 21 | 1 << 24 | 1 << 26 | 1 << 27 | 1 << 28), 0);
         assert_ne!(g.ecx & 1 << 31, 0);
         // APIC(9), MCE(7), MCA(14), MTRR(12) clear.
         assert_eq!(g.edx & (1 << 9 | 1 << 7 | 1 << 14 | 1 << 12), 0);
@@ -72,4 +72,40 @@ fn cr4_writes_that_fault() {
     // In IA-32e mode PAE stays on.
     assert!(cr4_write_faults(0, lma, all));
     assert!(!cr4_write_faults(1 << 5, lma, all));
+}
+
+#[test]
+fn topology_and_local_apic_leaves() {
+    let host = Cpuid { eax: 7, ebx: 4, ecx: 0x0000_0201, edx: 1 };
+    // Leaf 0xB: one thread of one core, x2APIC ID 0, whatever the host CPU.
+    for sub in 0..4 {
+        let t = guest_cpuid(0xb, sub, host);
+        assert_eq!((t.eax, t.edx), (0, 0));
+        assert_eq!(t.ebx, if sub < 2 { 1 } else { 0 });
+        assert_eq!(t.ecx & 0xff, sub);
+        assert_eq!(t.ecx >> 8 & 0xff, if sub < 2 { sub + 1 } else { 0 }, "level type");
+    }
+    // With the kernel's local APIC: APIC, x2APIC and TSC-deadline in leaf 1
+    // while it is enabled; KVM's signature at 0x4000_0100 with only the
+    // paravirtual EOI; mc2's own leaf untouched.
+    let mut l1 = guest_cpuid(1, 0, host);
+    lapic_cpuid(1, &mut l1, true);
+    assert_ne!(l1.edx & 1 << 9, 0);
+    assert_eq!(l1.ecx & (1 << 21 | 1 << 24), 1 << 21 | 1 << 24);
+    let mut off = guest_cpuid(1, 0, host);
+    lapic_cpuid(1, &mut off, false);
+    assert_eq!(off.edx & 1 << 9, 0, "disabled in IA32_APIC_BASE: no APIC in CPUID");
+    let zero = Cpuid { eax: 0, ebx: 0, ecx: 0, edx: 0 };
+    let mut kvm = zero;
+    lapic_cpuid(KVM_CPUID_BASE, &mut kvm, true);
+    let sig: std::vec::Vec<u8> = [kvm.ebx, kvm.ecx, kvm.edx].iter().flat_map(|w| w.to_le_bytes()).collect();
+    assert_eq!(&sig, b"KVMKVMKVM\0\0\0");
+    assert_eq!(kvm.eax, KVM_CPUID_BASE + 1);
+    let mut features = host;
+    lapic_cpuid(KVM_CPUID_BASE + 1, &mut features, true);
+    assert_eq!((features.eax, features.ebx, features.ecx, features.edx), (KVM_FEATURE_PV_EOI, 0, 0, 0));
+    let mut mine = guest_cpuid(0x4000_0000, 0, zero);
+    let before = (mine.eax, mine.ebx, mine.ecx, mine.edx);
+    lapic_cpuid(0x4000_0000, &mut mine, true);
+    assert_eq!((mine.eax, mine.ebx, mine.ecx, mine.edx), before);
 }
