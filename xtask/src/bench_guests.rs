@@ -40,6 +40,23 @@ fn times(out: &str, prefix: &str) -> BTreeMap<String, f64> {
     m
 }
 
+/// The VMM's closing counts for the guest `prefix` names: exits to the
+/// VMM, exits the kernel handled, and of the VMM's the deadline exits
+/// (whole run, boot included). Counts do not move with the host's speed
+/// the way times do.
+fn exit_counts(out: &str, prefix: &str) -> Option<(u64, u64, u64)> {
+    let num = |s: &str| s.trim().parse::<u64>().ok();
+    let ran = out.lines().find_map(|l| l.trim_end_matches('\r').strip_prefix(prefix)?.strip_prefix("ran "))?;
+    let (_, after) = ran.split_once(" ms, ")?;
+    let (vmm, rest) = after.split_once(" exits (and ")?;
+    let (kernel, _) = rest.split_once(" the kernel handled")?;
+    let kinds = out.lines().find_map(|l| l.trim_end_matches('\r').strip_prefix(prefix)?.strip_prefix("exits: "))?;
+    let kinds = kinds.split(';').next()?;
+    let w: Vec<&str> = kinds.split_whitespace().collect();
+    let deadline = w.iter().position(|&k| k == "deadline").and_then(|i| w.get(i + 1)).and_then(|v| num(v))?;
+    Some((num(vmm)?, num(kernel)?, deadline))
+}
+
 fn complete(m: &BTreeMap<String, f64>, what: &str, out: &str) -> Result<()> {
     for w in WORKLOADS {
         if !m.contains_key(w) {
@@ -110,6 +127,7 @@ pub fn run(args: &[String]) -> Result<()> {
 
     let mut bare_runs = Vec::new();
     let mut guest_runs = Vec::new();
+    let mut guest_exits = Vec::new();
     // Per run: the share of the host's CPU time its hypervisor gave to others.
     let mut steals: Vec<(&str, usize, Option<f64>)> = Vec::new();
     for round in 1..=rounds {
@@ -149,6 +167,9 @@ pub fn run(args: &[String]) -> Result<()> {
         println!("   {t:?} ({:.1} s wall, host steal {:.1}%)", cap.elapsed.as_secs_f64(), steal.unwrap_or(f64::NAN));
         for l in cap.output.lines().filter(|l| l.starts_with("[vm0] exits:") || l.starts_with("[vm0] ran ")) {
             println!("   {}", l.trim_end());
+        }
+        if let Some((vmm, kernel, deadline)) = exit_counts(&cap.output, "[vm0] ") {
+            guest_exits.push(json!({ "round": round, "to_vmm": vmm, "kernel_handled": kernel, "deadline": deadline }));
         }
         guest_runs.push(t);
     }
@@ -199,6 +220,7 @@ pub fn run(args: &[String]) -> Result<()> {
         "unit": "milliseconds, timed by the guest's own clock",
         "bare": bare_runs,
         "guest": guest_runs,
+        "guest_exits": guest_exits,
         "three_guests": three,
         "host_load_average": { "before": load_before, "after": load_after, "cores": cores },
         "host_steal_percent": steals.iter().map(|(side, round, p)| json!({ "run": side, "round": round, "percent": p })).collect::<Vec<_>>(),
@@ -253,5 +275,12 @@ mod tests {
         assert_eq!(m.get("compile"), Some(&400.0));
         assert_eq!(times(out, "").get("untar"), Some(&99.0));
         assert!(complete(&times(out, "[vm1] "), "x", out).is_err());
+    }
+
+    #[test]
+    fn exit_counts_are_read_from_the_vmm_report() {
+        let out = "[vm0] ran 20428 ms, 36075 exits (and 12079 the kernel handled, 448 of them posted 8259 writes), 98240 KiB of guest RAM backed\r\n[vm0] exits: io 34469 memfault 1362 hlt 0 msr 17 window 106 deadline 121; busiest ports 0xcf8 (16706)\n";
+        assert_eq!(exit_counts(out, "[vm0] "), Some((36075, 12079, 121)));
+        assert_eq!(exit_counts(out, "[vm1] "), None);
     }
 }
