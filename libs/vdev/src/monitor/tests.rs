@@ -71,6 +71,13 @@ struct Fake {
     io_exits: Vec<u16>,
     /// This run has `RUN_NO_POST`.
     no_post: bool,
+    /// The kernel's local APIC (`RUN_LAPIC`) ends a halt at this time (its
+    /// timer's interrupt, taken by the guest without the VMM).
+    lapic_wake: Option<u64>,
+    /// Woken so, the guest runs: a halted wait now would be the VMM's error.
+    awake: bool,
+    /// Halted waits that ended at their deadline, still halted.
+    halted_deadlines: u64,
 }
 
 impl Fake {
@@ -101,6 +108,9 @@ impl Fake {
             queued: Vec::new(),
             io_exits: Vec::new(),
             no_post: false,
+            lapic_wake: None,
+            awake: false,
+            halted_deadlines: 0,
         }
     }
 
@@ -157,7 +167,26 @@ impl Fake {
             self.pc += 1;
             self.step_pending = false;
         }
-        if flags & vm::RUN_HALTED != 0 && self.pending.is_none() {
+        if flags & vm::RUN_HALTED != 0 && self.pending.is_none() && flags & vm::RUN_LAPIC != 0 {
+            assert!(!self.awake, "a halted wait for a guest its local APIC already woke");
+            assert_ne!(deadline, 0, "halted without a deadline: the VMM would not see its console");
+            match self.lapic_wake.filter(|&t| t <= deadline) {
+                Some(t) => {
+                    // The kernel injects the local APIC's interrupt and runs on.
+                    self.time = self.time.max(t);
+                    self.lapic_wake = None;
+                    self.awake = true;
+                }
+                None => {
+                    self.halted_runs += 1;
+                    self.halted_deadlines += 1;
+                    self.time = self.time.max(deadline);
+                    let mut e = self.exit(ExitKind::Deadline);
+                    e.flags |= vm::HALTED;
+                    return Ok(e);
+                }
+            }
+        } else if flags & vm::RUN_HALTED != 0 && self.pending.is_none() {
             assert_ne!(deadline, 0, "halted without a deadline would sleep forever");
             self.halted_runs += 1;
             self.time = self.time.max(deadline);
@@ -574,6 +603,26 @@ fn halts_that_nothing_can_end() {
     let mut m = monitor(&mut g, Some(limit));
     assert_eq!(m.run(&mut g), Ok(End::Stopped(Stop::TimeLimit)));
     assert!(g.time >= limit);
+}
+
+/// With the kernel's local APIC a halt with no timer of the VMM's is a
+/// wait (the guest's own timer may end it), looked at every
+/// `IDLE_POLL_MS`; once the kernel woke the guest, a `Deadline` exit
+/// without `HALTED` means it runs (no halted wait is asked for again).
+#[test]
+fn a_local_apic_wakes_a_halt_the_vmm_has_no_timer_for() {
+    let ops = vec![Op::Sti, Op::Hlt, Op::Spin(200 * TPMS), Op::Vmcall(0, 7)];
+    let mut g = Fake::new(ops, 0);
+    g.lapic_wake = Some(g.time + 120 * TPMS);
+    let mut m = monitor(&mut g, None);
+    m.lapic = true;
+    m.standing_flags |= vm::RUN_LAPIC;
+    assert_eq!(m.run(&mut g), Ok(End::Exited(7)));
+    assert_eq!(g.halted_deadlines, 120 / IDLE_POLL_MS, "a look every {IDLE_POLL_MS} ms until the wake");
+    // Without it the same halt is the end.
+    let mut g = Fake::new(vec![Op::Sti, Op::Hlt, Op::Vmcall(0, 7)], 0);
+    let mut m = monitor(&mut g, None);
+    assert_eq!(m.run(&mut g), Ok(End::Stopped(Stop::Idle { rip: 0x1020 })));
 }
 
 #[test]
