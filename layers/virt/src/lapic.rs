@@ -265,10 +265,12 @@ impl Lapic {
                     return Err(Fault);
                 }
                 let w = if self.software_enabled() { w } else { w | LVT_MASKED };
-                let old = self.timer_mode();
+                let was_deadline = self.timer_mode() == TIMER_DEADLINE;
                 self.lvt[0] = w;
-                if self.timer_mode() != old {
-                    // A mode change disarms the timer (§11.5.4.1).
+                if (self.timer_mode() == TIMER_DEADLINE) != was_deadline {
+                    // Into or out of TSC-deadline mode the timer disarms
+                    // (§11.5.4.1); between one-shot and periodic the count
+                    // runs on, the new mode deciding what happens at zero.
                     self.due = None;
                     self.tmict = 0;
                     self.tsc_deadline = 0;
@@ -512,14 +514,16 @@ mod tests {
         l.expire(365); // two periods late: one interrupt, phase kept
         assert_eq!(l.timer_due(), Some(450));
         assert_eq!(l.deliverable(), Some(0x30));
-        l.wrmsr(TDCR, 0, 365).unwrap(); // divide by 2
-        l.wrmsr(LVT_TIMER, 0x31, 400).unwrap(); // one-shot: a mode change disarms
+        l.wrmsr(LVT_TIMER, 0x31, 400).unwrap(); // one-shot: the count runs on
+        assert_eq!(l.timer_due(), Some(450));
+        l.expire(450);
+        assert_eq!(l.timer_due(), None, "and ends as a one-shot");
+        l.wrmsr(TDCR, 0, 460).unwrap(); // divide by 2
+        l.wrmsr(TMICT, 10, 460).unwrap();
+        assert_eq!(l.timer_due(), Some(480));
+        l.wrmsr(LVT_TIMER, 0x31 | 2 << 17, 470).unwrap(); // into deadline mode: disarmed
         assert_eq!(l.timer_due(), None);
-        l.wrmsr(TMICT, 10, 400).unwrap();
-        assert_eq!(l.timer_due(), Some(420));
-        l.expire(420);
-        assert_eq!(l.timer_due(), None);
-        assert_eq!(l.rdmsr(TMCCT, 420), Ok(0));
+        assert_eq!(l.rdmsr(TMCCT, 470), Ok(0));
     }
 
     #[test]
