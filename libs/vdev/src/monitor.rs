@@ -271,10 +271,6 @@ pub struct Monitor {
     pub standing_flags: u64,
     /// Post the 8259s' ports ([`POSTED_PIC_PORTS`]) if the kernel can.
     pub post_pic: bool,
-    /// The kernel keeps a local APIC for the vCPU (`RUN_LAPIC` is among
-    /// the standing flags): a halted guest may have its own timer, so a
-    /// halt with no deadline of the VMM's is a wait, not the end.
-    pub lapic: bool,
     /// The answers the kernel holds for reads of the mask registers
     /// (master, slave), as last set with `vm_post` (None: none, reads exit).
     pic_reads: [Option<u8>; 2],
@@ -311,7 +307,6 @@ impl Monitor {
             io_ports: [(0, 0); 8],
             standing_flags: 0,
             post_pic: false,
-            lapic: false,
             pic_reads: [None; 2],
             posted_writes: 0,
         }
@@ -411,6 +406,13 @@ impl Monitor {
         host.map(start, pages).map_err(|error| Stop::NoMemory { gpa, error })?;
         self.backed[chunk / 64] |= 1 << (chunk % 64);
         Ok(())
+    }
+
+    /// The kernel keeps a local APIC for the vCPU (`RUN_LAPIC` is among
+    /// the standing flags): a halted guest may have its own timer, so a
+    /// halt with no deadline of the VMM's is a wait, not the end.
+    pub fn lapic(&self) -> bool {
+        self.standing_flags & vm::RUN_LAPIC != 0
     }
 
     /// Back guest RAM `[0, bytes)` (the part mapped at start).
@@ -516,7 +518,7 @@ impl Monitor {
             }
             // With a local APIC the halted guest's own timer may wake it:
             // the VMM looks at its console every IDLE_POLL_MS meanwhile.
-            let deadline = if halted && self.lapic { deadline.or(Some(now.saturating_add(self.idle_poll))) } else { deadline };
+            let deadline = if halted && self.lapic() { deadline.or(Some(now.saturating_add(self.idle_poll))) } else { deadline };
             if halted {
                 let Some(_) = deadline else {
                     let rip = host.get_regs().map(|r| r.rip).unwrap_or(0);
@@ -544,7 +546,7 @@ impl Monitor {
             // An exit other than Deadline means the guest ran: not halted;
             // so does a Deadline without HALTED when the local APIC may
             // have woken it (the kernel then ran it on).
-            if (exit.kind != ExitKind::Deadline as u32 && exit.kind != ExitKind::Hlt as u32) || (self.lapic && exit.kind == ExitKind::Deadline as u32 && exit.flags & vm::HALTED == 0) {
+            if (exit.kind != ExitKind::Deadline as u32 && exit.kind != ExitKind::Hlt as u32) || (self.lapic() && exit.kind == ExitKind::Deadline as u32 && exit.flags & vm::HALTED == 0) {
                 halted = false;
             }
         }

@@ -467,10 +467,10 @@ fn load_linux(m: &mut Monitor, host: &mut Vmm, o: &Options, guest: &Guest, size:
     };
     let put = |m: &mut Monitor, host: &mut Vmm, gpa: u64, data: &[u8]| m.load(host, gpa, data).map_err(|stop| alloc::format!("{stop}"));
     put(m, host, layout.gdt, &linuxboot::GDT)?;
-    if m.lapic {
+    if m.lapic() {
         put(m, host, linuxboot::ACPI_ADDR, &linuxboot::acpi_tables())?;
     }
-    put(m, host, layout.boot_params, &linuxboot::boot_params(image, layout, m.lapic))?;
+    put(m, host, layout.boot_params, &linuxboot::boot_params(image, layout, m.lapic()))?;
     let mut line = Vec::from(cmdline.as_bytes());
     line.push(0);
     put(m, host, layout.cmdline, &line)?;
@@ -503,7 +503,6 @@ fn run_vm(id: u64, o: &Options, guest: &Guest, ram_bytes: u64, size: u64, cpu: u
     }
     m.post_pic = o.post_pic;
     if o.lapic.unwrap_or(matches!(guest, Guest::Linux { .. })) {
-        m.lapic = true;
         m.standing_flags |= vm::RUN_LAPIC;
     }
     let regs = match guest {

@@ -615,7 +615,6 @@ fn a_local_apic_wakes_a_halt_the_vmm_has_no_timer_for() {
     let mut g = Fake::new(ops, 0);
     g.lapic_wake = Some(g.time + 120 * TPMS);
     let mut m = monitor(&mut g, None);
-    m.lapic = true;
     m.standing_flags |= vm::RUN_LAPIC;
     assert_eq!(m.run(&mut g), Ok(End::Exited(7)));
     assert_eq!(g.halted_deadlines, 120 / IDLE_POLL_MS, "a look every {IDLE_POLL_MS} ms until the wake");
