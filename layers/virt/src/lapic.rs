@@ -299,7 +299,7 @@ impl Lapic {
     fn write_base(&mut self, v: u64) -> Result<(), Fault> {
         // Reserved: bits 0-7, 9, and above the 4 GiB the base must lie in
         // here (a guest physical width wider than the VMM gives).
-        if v & (0xff | 1 << 9 | 0xfff) & !(BASE_BSP | BASE_EXTD | BASE_EN) != 0 || v >> 32 != 0 {
+        if v & 0xfff & !(BASE_BSP | BASE_EXTD | BASE_EN) != 0 || v >> 32 != 0 {
             return Err(Fault);
         }
         let (en, extd) = (v & BASE_EN != 0, v & BASE_EXTD != 0);

@@ -713,8 +713,6 @@ impl Vm {
         rflags & (1 << 9) != 0 && !shadow
     }
 
-    /// Finish the IO/MSR instruction the last exit reported: put an IN's or
-    /// RDMSR's result in place and step over the instruction.
     /// Put an IN's `value` of `size` bytes in place.
     fn complete_in(&mut self, size: u32, value: u64) {
         let mask = size_mask(size);
@@ -723,6 +721,8 @@ impl Vm {
         self.set_rax(v);
     }
 
+    /// Finish the IO/MSR instruction the last exit reported: put an IN's or
+    /// RDMSR's result in place and step over the instruction.
     fn complete_last(&mut self, complete_in: bool, in_value: u64) {
         let Some(last) = self.last.take() else { return };
         match last.kind {
@@ -744,12 +744,11 @@ impl Vm {
 
     /// When the host's timer should next end the guest's run: the VMM's
     /// `deadline` or the local APIC timer's, whichever comes first (0:
-    /// neither). A timer already due fires first (into the IRR), so that
+    /// neither). A timer already due by `now` fires first (into the IRR), so that
     /// the host is not asked for an interrupt at once for it.
-    fn timer_target(&mut self, deadline: u64) -> u64 {
+    fn timer_target(&mut self, deadline: u64, now: u64) -> u64 {
         let Some(l) = self.lapic.as_mut() else { return deadline };
-        #[cfg(mc2_bare)]
-        l.expire(machine::x86::rdtsc());
+        l.expire(now);
         match (deadline, l.timer_due()) {
             (0, Some(t)) => t,
             (d, Some(t)) => d.min(t),
@@ -910,22 +909,23 @@ pub fn run(id: u64, owner: u32, flags: u64, deadline: u64, in_value: u64, host: 
                 if host.should_stop() {
                     break Step::Done(Err(Error::PeerGone));
                 }
-                if deadline != 0 && machine::x86::rdtsc() >= deadline {
+                let now = machine::x86::rdtsc();
+                if deadline != 0 && now >= deadline {
                     // Still halted: the VMM keeps it so.
                     break Step::Done(Ok(Exit { kind: ExitKind::Deadline as u32, flags: abi::vm::HALTED, rip: vm.rip(), ..Exit::default() }));
                 }
                 // The local APIC's interrupt ends the halt, as on the CPU.
-                if vm.lapic_wakes(machine::x86::rdtsc()) {
+                if vm.lapic_wakes(now) {
                     break Step::Wake;
                 }
                 if host.should_yield() {
                     break Step::Yield;
                 }
-                host.guest_timer(vm.timer_target(deadline));
+                host.guest_timer(vm.timer_target(deadline, now));
                 host.idle();
             }
         } else {
-            host.guest_timer(vm.timer_target(deadline));
+            host.guest_timer(vm.timer_target(deadline, machine::x86::rdtsc()));
             run_guest(&mut vm, deadline, window, host, &mut handled)
         };
         match step {
@@ -1080,7 +1080,7 @@ fn run_guest(vm: &mut Vm, deadline: u64, window: bool, host: &impl Host, handled
                 if host.should_yield() {
                     break Step::Yield;
                 }
-                host.guest_timer(vm.timer_target(deadline));
+                host.guest_timer(vm.timer_target(deadline, machine::x86::rdtsc()));
             }
             Kind::HostNmi => {
                 *handled += 1;
@@ -1110,7 +1110,7 @@ fn run_guest(vm: &mut Vm, deadline: u64, window: bool, host: &impl Host, handled
                     // A new local APIC timer deadline (each tick's WRMSR):
                     // the host's timer follows it.
                     if vm.lapic.as_ref().and_then(|l| l.timer_due()) != due {
-                        host.guest_timer(vm.timer_target(deadline));
+                        host.guest_timer(vm.timer_target(deadline, machine::x86::rdtsc()));
                     }
                 } else {
                     vm.last = Some(info);
