@@ -823,11 +823,29 @@ pub mod vm {
         /// 0 created, 1 running (inside vm_run), 2 stopped (between runs)
         pub state: u32,
         pub guest_pages: u64,
+        /// Every exit so far: those the VMM saw and those the kernel handled.
         pub exits: u64,
+        /// Of those, the kernel handled, by kind (index [`HANDLED_INTERRUPT`]
+        /// and on): a profile of the world switches the VMM never sees.
+        pub handled: [u64; HANDLED_KINDS],
     }
 
+    /// `Info::handled` indices: host interrupts and NMIs that ended a run
+    /// of the guest;
+    pub const HANDLED_INTERRUPT: usize = 0;
+    /// CPUID;
+    pub const HANDLED_CPUID: usize = 1;
+    /// MSR accesses the kernel answers (local APIC, EFER, paravirtual EOI);
+    pub const HANDLED_MSR: usize = 2;
+    /// posted port accesses (`vm_post`);
+    pub const HANDLED_IO: usize = 3;
+    /// the rest: the kernel's own interrupt windows, control-register
+    /// accesses the vendor code completes, a refused entry turned into #GP.
+    pub const HANDLED_OTHER: usize = 4;
+    pub const HANDLED_KINDS: usize = 5;
+
     impl Info {
-        pub const SIZE: usize = 32;
+        pub const SIZE: usize = 32 + 8 * HANDLED_KINDS;
 
         pub fn to_bytes(&self) -> [u8; Self::SIZE] {
             let mut b = [0u8; Self::SIZE];
@@ -837,13 +855,16 @@ pub mod vm {
             b[12..16].copy_from_slice(&self.state.to_le_bytes());
             b[16..24].copy_from_slice(&self.guest_pages.to_le_bytes());
             b[24..32].copy_from_slice(&self.exits.to_le_bytes());
+            for (i, h) in self.handled.iter().enumerate() {
+                b[32 + 8 * i..40 + 8 * i].copy_from_slice(&h.to_le_bytes());
+            }
             b
         }
 
         pub fn from_bytes(b: &[u8; Self::SIZE]) -> Info {
             let u32_ = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().unwrap_or([0; 4]));
             let u64_ = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap_or([0; 8]));
-            Info { id: u32_(0), owner: u32_(4), cpu: u32_(8), state: u32_(12), guest_pages: u64_(16), exits: u64_(24) }
+            Info { id: u32_(0), owner: u32_(4), cpu: u32_(8), state: u32_(12), guest_pages: u64_(16), exits: u64_(24), handled: core::array::from_fn(|i| u64_(32 + 8 * i)) }
         }
     }
 
@@ -860,7 +881,7 @@ pub mod vm {
             let posted = [0x21ff, 0x2060, 0xa1fe, 0, 0, 0, 0, 0x4d0_01];
             let e = Exit { kind: 1, port: 0x3f8, size: 1, flags: IN, value: 7, extra: 9, rip: 0x8000, handled: 3, posted, posted_n: 3 };
             assert_eq!(Exit::from_bytes(&e.to_bytes()), e);
-            let i = Info { id: 1, owner: 4, cpu: 2, state: 1, guest_pages: 512, exits: 10 };
+            let i = Info { id: 1, owner: 4, cpu: 2, state: 1, guest_pages: 512, exits: 10, handled: [1, 2, 3, 4, 5] };
             assert_eq!(Info::from_bytes(&i.to_bytes()), i);
         }
     }

@@ -257,10 +257,19 @@ struct Public {
     state: AtomicU32,
     pages: AtomicU64,
     exits: AtomicU64,
+    /// Of `exits`, those handled in the kernel, by kind (`abi::vm::HANDLED_*`).
+    handled: [AtomicU64; abi::vm::HANDLED_KINDS],
 }
 
 static PUBLIC: [Public; MAX_VMS] = [const {
-    Public { owner: AtomicU32::new(0), cpu: AtomicU32::new(0), state: AtomicU32::new(0), pages: AtomicU64::new(0), exits: AtomicU64::new(0) }
+    Public {
+        owner: AtomicU32::new(0),
+        cpu: AtomicU32::new(0),
+        state: AtomicU32::new(0),
+        pages: AtomicU64::new(0),
+        exits: AtomicU64::new(0),
+        handled: [const { AtomicU64::new(0) }; abi::vm::HANDLED_KINDS],
+    }
 }; MAX_VMS];
 
 const ST_FREE: u32 = 0;
@@ -426,6 +435,9 @@ fn create_in(id: usize, owner: u32, container: ContainerId, cpu: usize) -> Resul
     p.cpu.store(cpu as u32, Ordering::Relaxed);
     p.pages.store(0, Ordering::Relaxed);
     p.exits.store(0, Ordering::Relaxed);
+    for h in &p.handled {
+        h.store(0, Ordering::Relaxed);
+    }
     p.state.store(ST_CREATED, Ordering::Release);
     Ok(id as u64)
 }
@@ -898,7 +910,7 @@ pub fn run(id: u64, owner: u32, flags: u64, deadline: u64, in_value: u64, host: 
         vm.lapic = Some(lapic::Lapic::new());
     }
     vm.posting.writes_exit = flags & abi::vm::RUN_NO_POST != 0;
-    let mut handled = 0u64;
+    let mut handled = [0u64; abi::vm::HANDLED_KINDS];
     let mut halted = flags & abi::vm::RUN_HALTED != 0 && vm.pending.is_none();
     let result = loop {
         let step = if halted {
@@ -943,7 +955,10 @@ pub fn run(id: u64, owner: u32, flags: u64, deadline: u64, in_value: u64, host: 
     };
     host.host_timer();
     // Every exit counts, those the VMM sees as well as those handled here.
-    public.exits.fetch_add(handled + u64::from(result.is_ok()), Ordering::Relaxed);
+    public.exits.fetch_add(handled.iter().sum::<u64>() + u64::from(result.is_ok()), Ordering::Relaxed);
+    for (counter, n) in public.handled.iter().zip(handled) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
     // Tell the VMM when an interrupt it injects now would enter at once: it
     // then skips the interrupt-window round trip (a world switch each way).
     let interruptible = vm.pending.is_none() && !vm.event_pending() && vm.can_take_interrupt();
@@ -951,7 +966,7 @@ pub fn run(id: u64, owner: u32, flags: u64, deadline: u64, in_value: u64, host: 
     public.state.store(ST_STOPPED, Ordering::Release);
     put(vm);
     result.map(|mut e| {
-        e.handled = handled;
+        e.handled = handled.iter().sum();
         (e.posted, e.posted_n) = (posted, posted_n as u32);
         if interruptible {
             e.flags |= abi::vm::INTERRUPTIBLE;
@@ -972,7 +987,8 @@ enum Step {
 
 #[cfg(mc2_bare)]
 #[allow(unsafe_code)]
-fn run_guest(vm: &mut Vm, deadline: u64, window: bool, host: &impl Host, handled: &mut u64) -> Step {
+fn run_guest(vm: &mut Vm, deadline: u64, window: bool, host: &impl Host, handled: &mut [u64; abi::vm::HANDLED_KINDS]) -> Step {
+    use abi::vm::{HANDLED_CPUID, HANDLED_INTERRUPT, HANDLED_IO, HANDLED_MSR, HANDLED_OTHER};
     use machine::x86::{rdmsr, wrmsr};
     let mut host_fx = Fx([0; 512]);
     let mut host_msrs = [0u64; vmx::SWAPPED_MSRS.len()];
@@ -1073,9 +1089,9 @@ fn run_guest(vm: &mut Vm, deadline: u64, window: bool, host: &impl Host, handled
         vm.pv_eoi_from_guest();
         let invalid_gp_at = vm.invalid_gp_at.take();
         match info.kind {
-            Kind::Handled => *handled += 1,
+            Kind::Handled => handled[HANDLED_OTHER] += 1,
             Kind::HostInterrupt => {
-                *handled += 1;
+                handled[HANDLED_INTERRUPT] += 1;
                 host.take_interrupts();
                 if host.should_yield() {
                     break Step::Yield;
@@ -1083,12 +1099,12 @@ fn run_guest(vm: &mut Vm, deadline: u64, window: bool, host: &impl Host, handled
                 host.guest_timer(vm.timer_target(deadline, machine::x86::rdtsc()));
             }
             Kind::HostNmi => {
-                *handled += 1;
+                handled[HANDLED_INTERRUPT] += 1;
                 // SAFETY: INT 2 runs the host's NMI handler, as the NMI would have.
                 unsafe { core::arch::asm!("int 2", options(nostack)) };
             }
             Kind::Cpuid => {
-                *handled += 1;
+                handled[HANDLED_CPUID] += 1;
                 let rax = vm.rax();
                 vm.gprs.0[abi::vm::RAX] = rax;
                 cpuid(&mut vm.gprs, vm.lapic.as_ref());
@@ -1106,7 +1122,7 @@ fn run_guest(vm: &mut Vm, deadline: u64, window: bool, host: &impl Host, handled
             Kind::Msr { write } => {
                 let due = vm.lapic.as_ref().and_then(|l| l.timer_due());
                 if vm.msr(write, info.next_rip, machine::x86::rdtsc()) {
-                    *handled += 1;
+                    handled[HANDLED_MSR] += 1;
                     // A new local APIC timer deadline (each tick's WRMSR):
                     // the host's timer follows it.
                     if vm.lapic.as_ref().and_then(|l| l.timer_due()) != due {
@@ -1123,7 +1139,7 @@ fn run_guest(vm: &mut Vm, deadline: u64, window: bool, host: &impl Host, handled
                 // Our own window for the VMM's queued interrupt or the local
                 // APIC's: inject it at the top of the loop; keep the VMM's
                 // request if it made one.
-                *handled += 1;
+                handled[HANDLED_OTHER] += 1;
                 vm.request_window(window);
             }
             Kind::Exit(ExitKind::Error) if info.raw == svm::EXIT_INVALID && invalid_gp_at != Some(info.rip) && svm_gp_instead(vm) => {
@@ -1134,11 +1150,11 @@ fn run_guest(vm: &mut Vm, deadline: u64, window: bool, host: &impl Host, handled
                 // not happen), so deliver that #GP; if the next entry fails
                 // again at the same RIP the state is really bad: the VMM gets
                 // the error.
-                *handled += 1;
+                handled[HANDLED_OTHER] += 1;
                 vm.invalid_gp_at = Some(info.rip);
             }
             Kind::Exit(ExitKind::Io) if let Some(done) = vm.posting.on_io(info.port, info.size, info.flags & abi::vm::IN != 0, info.flags & abi::vm::STRING != 0, info.value) => {
-                *handled += 1;
+                handled[HANDLED_IO] += 1;
                 if let posted::Outcome::Read(v) = done {
                     vm.complete_in(info.size, u64::from(v));
                 }
@@ -1233,6 +1249,7 @@ pub fn list(mut f: impl FnMut(abi::vm::Info)) -> usize {
             },
             guest_pages: p.pages.load(Ordering::Relaxed),
             exits: p.exits.load(Ordering::Relaxed),
+            handled: core::array::from_fn(|i| p.handled[i].load(Ordering::Relaxed)),
         });
     }
     n

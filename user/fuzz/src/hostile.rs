@@ -161,7 +161,7 @@ fn written(n: u64, a: [u64; 6], rax: u64) -> Option<(u64, u64)> {
         nr::FILE_READ => Some((a[3], rax)),
         nr::VM_GET_REGS => Some((a[1], a[2].min(4096))),
         nr::VM_RUN => Some((a[1], 256)),
-        nr::VM_LIST => Some((a[0], rax.saturating_mul(32).min(a[1]))),
+        nr::VM_LIST => Some((a[0], rax.saturating_mul(abi::vm::Info::SIZE as u64).min(a[1]))),
         _ => None,
     }
 }
@@ -238,7 +238,7 @@ fn judge(n: u64, a: [u64; 6], rax: u64, rdx: u64, ok: bool, v: &mut Verdict) {
         }
         nr::VM_MAP => v.touched(a[2], 1, ok),
         nr::VM_RUN => v.touched(a[1], 1, ok),
-        nr::VM_LIST => v.touched(a[0], if a[1] >= 32 && rax > 0 { 32 } else { 0 }, ok),
+        nr::VM_LIST => v.touched(a[0], if a[1] >= abi::vm::Info::SIZE as u64 && rax > 0 { abi::vm::Info::SIZE as u64 } else { 0 }, ok),
         _ => {}
     }
     let _ = rdx;

@@ -3,7 +3,7 @@
 //! ```text
 //! vmm IMAGE [--ram-mb N] [--arg N] [--time-limit SECONDS] [--epoch UNIX-SECONDS]
 //!           [--initrd FILE] [--trap-cpuid | --user-cpuid] [--no-post] [--lapic | --no-lapic]
-//!           [-- KERNEL COMMAND LINE...]
+//!           [--exit-every-us N] [-- KERNEL COMMAND LINE...]
 //! ```
 //!
 //! Creates a VM on the CPU it runs on (`vm_create`), backs its RAM with its
@@ -24,7 +24,10 @@
 //! x2APIC mode, kept by the kernel (`RUN_LAPIC`; its timer's deadlines,
 //! EOIs and interrupts never come here), and the ACPI tables that tell
 //! Linux so (`linuxboot::acpi_tables`), unless `--no-lapic`; `--lapic`
-//! gives a flat image one. The devices are the virtual
+//! gives a flat image one. `--exit-every-us N` is a measuring aid: the
+//! running guest exits to the VMM at least every N µs (one more world
+//! switch and VMM round trip each time), to time what those cost a
+//! workload (`cargo xtask bench guests --exit-every-us N`). The devices are the virtual
 //! PC of `vdev` (COM1, 8259A pair, 8254 PIT, RTC/CMOS, PCI host bridge,
 //! debug exit at port 0x501); the exit loop is `vdev::monitor`.
 //!
@@ -86,7 +89,7 @@ const FAILED: i32 = 1;
 const USAGE_STATUS: i32 = 2;
 const STOPPED: i32 = 3;
 
-const USAGE: &str = "usage: vmm IMAGE [--ram-mb N] [--arg N] [--time-limit SECONDS] [--epoch UNIX-SECONDS] [--initrd FILE] [--trap-cpuid | --user-cpuid] [--no-post] [--lapic | --no-lapic] [-- LINUX COMMAND LINE]";
+const USAGE: &str = "usage: vmm IMAGE [--ram-mb N] [--arg N] [--time-limit SECONDS] [--epoch UNIX-SECONDS] [--initrd FILE] [--trap-cpuid | --user-cpuid] [--no-post] [--lapic | --no-lapic] [--exit-every-us N] [-- LINUX COMMAND LINE]";
 
 /// A Linux guest's RAM unless `--ram-mb`: Debian's kernel decompresses
 /// itself at 16 MiB into an area of about 64 MiB (`init_size`), and its
@@ -114,11 +117,13 @@ struct Options {
     /// refused (`--no-lapic`); by default a Linux guest has it (with the
     /// ACPI tables that tell Linux so), a flat image not.
     lapic: Option<bool>,
+    /// `--exit-every-us N`: a measuring aid (`Monitor::exit_every`).
+    exit_every_us: u64,
 }
 
 fn parse(args: &str) -> Result<Options, String> {
     let mut w = Words::new(args);
-    let mut o = Options { image: String::new(), ram_mb: None, initrd: None, cmdline: None, arg: 0, time_limit_s: None, epoch: DEFAULT_EPOCH, user_cpuid: None, post_pic: true, lapic: None };
+    let mut o = Options { image: String::new(), ram_mb: None, initrd: None, cmdline: None, arg: 0, time_limit_s: None, epoch: DEFAULT_EPOCH, user_cpuid: None, post_pic: true, lapic: None, exit_every_us: 0 };
     while let Some(word) = w.next() {
         match word {
             "--ram-mb" => o.ram_mb = Some(w.need_u64("N after --ram-mb")?),
@@ -132,6 +137,7 @@ fn parse(args: &str) -> Result<Options, String> {
             "--lapic" => o.lapic = Some(true),
             "--no-lapic" => o.lapic = Some(false),
             "--user-cpuid" => o.user_cpuid = Some(true),
+            "--exit-every-us" => o.exit_every_us = w.need_u64("N after --exit-every-us")?,
             opt if opt.starts_with('-') => return Err(alloc::format!("unknown option `{opt}`")),
             image if o.image.is_empty() => o.image = String::from(image),
             extra => return Err(alloc::format!("unexpected argument `{extra}`")),
@@ -505,6 +511,7 @@ fn run_vm(id: u64, o: &Options, guest: &Guest, ram_bytes: u64, size: u64, cpu: u
     if o.lapic.unwrap_or(matches!(guest, Guest::Linux { .. })) {
         m.standing_flags |= vm::RUN_LAPIC;
     }
+    m.exit_every = o.exit_every_us.saturating_mul(tsc_per_ms) / 1000;
     let regs = match guest {
         Guest::Flat => load_file(&mut m, &mut host, &o.image, 0, size, LOAD).map(|()| initial_regs(o.arg, ram_bytes)),
         Guest::Linux { .. } => load_linux(&mut m, &mut host, o, guest, size),
@@ -555,6 +562,16 @@ fn run_vm(id: u64, o: &Options, guest: &Guest, ram_bytes: u64, size: u64, cpu: u
         k[ExitKind::InterruptWindow as usize],
         k[ExitKind::Deadline as usize],
     );
+    // The kernel's share by kind: world switches this VMM never saw.
+    let mut infos = [abi::vm::Info::default(); 16];
+    let n = sys::vm_list(&mut infos).unwrap_or(0).min(infos.len());
+    if let Some(h) = infos[..n].iter().find(|i| u64::from(i.id) == id).map(|i| i.handled) {
+        use abi::vm::{HANDLED_CPUID, HANDLED_INTERRUPT, HANDLED_IO, HANDLED_MSR, HANDLED_OTHER};
+        println!(
+            "[vm{id}] kernel-handled: host interrupts {} cpuid {} msr {} posted io {} other {}",
+            h[HANDLED_INTERRUPT], h[HANDLED_CPUID], h[HANDLED_MSR], h[HANDLED_IO], h[HANDLED_OTHER]
+        );
+    }
     match end {
         Ok(End::Exited(s)) => {
             println!("[vm{id}] guest exited with status {s}");
