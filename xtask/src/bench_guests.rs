@@ -5,20 +5,16 @@
 //! The guest's `/init` (`linuxguest.rs`, `mc2bench` on its command line)
 //! times two workloads with its own clock (the TSC, `tsc=reliable`) and
 //! prints `mc2-bench untar MS` and `mc2-bench compile MS`. Each round runs
-//! bare Linux on the machine mc2 gets (`--smp N` CPUs, default 4; Linux told
-//! `nr_cpus=1`, as the guest sees one CPU): QEMU runs a multi-CPU machine
-//! more slowly (its atomics and TLB work change), which is the emulator's
-//! cost, not mc2's; then bare on one CPU (the strict comparison, figures
-//! `*_over_bare_1cpu`); then the guest. Each workload's best time per side
-//! counts.
+//! bare Linux on one emulated CPU, then (`--same-machine`) bare on a
+//! machine like mc2's (`--smp N` CPUs, default 4, Linux told `nr_cpus=1`:
+//! figures `*_over_bare_smp`), then the guest. Each workload's best time
+//! per side counts.
 //! A last run boots three guests at once (cores 1-3) running the same
 //! workloads: all three must reach their shells.
 //!
 //! Output: `target/bench/guests.json` (raw times, every run, and `figures`:
 //! `untar_over_bare`, `compile_over_bare` = bare time / guest time, so 1.0
-//! means the guest is as fast as bare Linux on the same machine; and
-//! `untar_over_bare_1cpu`, `compile_over_bare_1cpu`) and
-//! `target/bench/guests.svg`.
+//! means the guest is as fast as bare Linux) and `target/bench/guests.svg`.
 
 use crate::emu::{self, QemuOpts, Tcg};
 use crate::linuxguest::{self as lg, INITRD, KERNEL, QUOTA_PAGES};
@@ -45,6 +41,15 @@ fn times(out: &str, prefix: &str) -> BTreeMap<String, f64> {
         }
     }
     m
+}
+
+/// The VMM's `kernel-handled:` line for the guest `prefix` names: the exits
+/// the kernel handled, by kind.
+fn kernel_kinds(out: &str, prefix: &str) -> Option<BTreeMap<String, u64>> {
+    let line = out.lines().find_map(|l| l.trim_end_matches('\r').strip_prefix(prefix)?.strip_prefix("kernel-handled: "))?;
+    let line = line.replace("host interrupts", "interrupts").replace("posted io", "posted_io");
+    let w: Vec<&str> = line.split_whitespace().collect();
+    w.chunks(2).map(|p| Some((p.first()?.to_string(), p.get(1)?.parse().ok()?))).collect()
 }
 
 /// The VMM's closing counts for the guest `prefix` names: exits to the
@@ -102,21 +107,21 @@ fn steal_pct(before: Option<(u64, u64)>, after: Option<(u64, u64)>) -> Option<f6
     (t1 > t0).then(|| (s1.saturating_sub(s0)) as f64 * 100.0 / (t1 - t0) as f64)
 }
 
-/// The bare runs of each round, (name, emulated CPUs): first on a machine
-/// like mc2's (`bare`, the figures' baseline), then, where that has more
-/// than one CPU, on one CPU (`bare_1cpu`). Linux uses one CPU in all of
-/// them, as the guest does.
-fn baselines(smp: usize) -> Vec<(&'static str, usize)> {
-    if smp > 1 {
-        vec![("bare", smp), ("bare_1cpu", 1)]
-    } else {
-        vec![("bare", 1)]
+/// The bare runs of each round, (name, emulated CPUs): on one CPU
+/// (`bare`, the figures' baseline) and, with `--same-machine`, also on a
+/// machine like mc2's (`bare_smp`: `smp` CPUs, Linux told `nr_cpus=1`).
+/// Linux uses one CPU in all of them, as the guest does.
+fn baselines(smp: usize, same_machine: bool) -> Vec<(&'static str, usize)> {
+    let mut b = vec![("bare", 1)];
+    if same_machine && smp > 1 {
+        b.push(("bare_smp", smp));
     }
+    b
 }
 
 fn baseline_words(cpus: usize) -> String {
     if cpus > 1 {
-        format!("{cpus} CPUs as mc2's machine, Linux on one (nr_cpus=1)")
+        format!("{cpus} CPUs as mc2's machine, Linux on one: nr_cpus=1")
     } else {
         "1 CPU".into()
     }
@@ -157,6 +162,12 @@ pub fn run(args: &[String]) -> Result<()> {
             vmm_opts.push_str(flag);
         }
     }
+    // `--exit-every-us N`: the running guest exits to the VMM at least
+    // every N µs (a measuring aid: what one more world switch costs).
+    if let Some(us) = crate::flag_value(args, "--exit-every-us") {
+        let us: u64 = us.parse().map_err(|_| format!("--exit-every-us takes a number, not `{us}`"))?;
+        vmm_opts.push_str(&format!(" --exit-every-us {us}"));
+    }
     // `--smp N`: CPUs of the emulated machine, mc2's and the first bare
     // run's (default 4: the shell on 0, the guest on 1; with 1 the guest
     // shares CPU 0 with the shell).
@@ -165,6 +176,9 @@ pub fn run(args: &[String]) -> Result<()> {
         return Err("--smp must be at least 1".into());
     }
     let guest_cpu = usize::from(smp > 1);
+    // `--same-machine`: also run bare Linux on mc2's emulated machine (its
+    // CPU count, Linux on one): whether QEMU's multi-CPU mode alone costs.
+    let same_machine = args.iter().any(|a| a == "--same-machine");
     let load_before = host_load();
     let elf = crate::kbuild::build(crate::kbuild::LockKind::Ticket, true)?;
     let bundle = crate::user::build_bundle()?;
@@ -174,7 +188,10 @@ pub fn run(args: &[String]) -> Result<()> {
     // The very initramfs the bundle holds.
     let cpio = dir.join("guests-initrd.cpio");
     std::fs::write(&cpio, crate::linux::busybox_initramfs(&lg::init_script())?).map_err(|e| e.to_string())?;
-    let cmdline = format!("{} mc2bench", lg::CMDLINE);
+    // `--append WORDS`: more words for the guest's command line, bare and
+    // under mc2 alike (e.g. `mc2info`: the guest prints what CPU it sees).
+    let append = crate::flag_value(args, "--append").map(|w| format!(" {w}")).unwrap_or_default();
+    let cmdline = format!("{} mc2bench{append}", lg::CMDLINE);
 
     let mut bare_runs: BTreeMap<&str, Vec<BTreeMap<String, f64>>> = BTreeMap::new();
     let mut guest_runs = Vec::new();
@@ -182,15 +199,12 @@ pub fn run(args: &[String]) -> Result<()> {
     // Per run: the share of the host's CPU time its hypervisor gave to others.
     let mut steals: Vec<(&str, usize, Option<f64>)> = Vec::new();
     for round in 1..=rounds {
-        // Bare first on the machine mc2 gets (same CPU count, Linux told to
-        // use one: QEMU runs a multi-CPU machine's atomics and TLB work
-        // differently, which is the emulator's cost, not mc2's), then on a
-        // one-CPU machine as the strict comparison.
-        for (label, cpus) in baselines(smp) {
+        for (label, cpus) in baselines(smp, same_machine) {
             println!("== round {round}/{rounds}: bare Linux on QEMU TCG ({}, {} MiB)", baseline_words(cpus), lg::RAM_MB);
             let cpu0 = host_cpu_times();
             let cap = run_bare(&vmlinuz, &cpio, &cmdline, cpus)?;
             let steal = steal_pct(cpu0, host_cpu_times());
+            let _ = std::fs::write(dir.join(format!("guests-{label}-round{round}.log")), &cap.output);
             let t = times(&cap.output, "");
             complete(&t, "bare run", &cap.output)?;
             println!("   {t:?} ({:.1} s wall, host steal {:.1}%)", cap.elapsed.as_secs_f64(), steal.unwrap_or(f64::NAN));
@@ -210,11 +224,11 @@ pub fn run(args: &[String]) -> Result<()> {
         let t = times(&cap.output, "[vm0] ");
         complete(&t, "guest run", &cap.output)?;
         println!("   {t:?} ({:.1} s wall, host steal {:.1}%)", cap.elapsed.as_secs_f64(), steal.unwrap_or(f64::NAN));
-        for l in cap.output.lines().filter(|l| l.starts_with("[vm0] exits:") || l.starts_with("[vm0] ran ")) {
+        for l in cap.output.lines().filter(|l| l.starts_with("[vm0] exits:") || l.starts_with("[vm0] ran ") || l.starts_with("[vm0] kernel-handled:")) {
             println!("   {}", l.trim_end());
         }
         if let Some((vmm, kernel, deadline)) = exit_counts(&cap.output, "[vm0] ") {
-            guest_exits.push(json!({ "round": round, "to_vmm": vmm, "kernel_handled": kernel, "deadline": deadline }));
+            guest_exits.push(json!({ "round": round, "to_vmm": vmm, "kernel_handled": kernel, "deadline": deadline, "kernel_by_kind": kernel_kinds(&cap.output, "[vm0] ") }));
         }
         guest_runs.push(t);
     }
@@ -261,13 +275,13 @@ pub fn run(args: &[String]) -> Result<()> {
         println!("warning: host load {load_before:.1} before, {load_after:.1} after, on {cores} cores: other work competed with the emulator, the ratios are noisy");
     }
     let result = json!({
-        "emulator": format!("QEMU TCG, -cpu qemu64,+svm,+npt; mc2: {smp} CPU(s), the guest pinned to CPU {guest_cpu}{}; bare: {}", if vmm_opts.is_empty() { String::new() } else { format!("; vmm{vmm_opts}") }, baselines(smp).iter().map(|(l, c)| format!("{l} {}", baseline_words(*c))).collect::<Vec<_>>().join(", ")),
+        "emulator": format!("QEMU TCG, -cpu qemu64,+svm,+npt; mc2: {smp} CPU(s), the guest pinned to CPU {guest_cpu}{}; bare: {}", if vmm_opts.is_empty() { String::new() } else { format!("; vmm{vmm_opts}") }, baselines(smp, same_machine).iter().map(|(l, c)| format!("{l} {}", baseline_words(*c))).collect::<Vec<_>>().join(", ")),
         "kernel": vmlinuz.file_name().map(|n| n.to_string_lossy().into_owned()),
         "guest_ram_mib": lg::RAM_MB,
         "command_line": cmdline,
         "unit": "milliseconds, timed by the guest's own clock",
         "bare": bare_runs.get("bare"),
-        "bare_1cpu": bare_runs.get("bare_1cpu"),
+        "bare_smp": bare_runs.get("bare_smp"),
         "guest": guest_runs,
         "guest_exits": guest_exits,
         "three_guests": three,
@@ -279,11 +293,11 @@ pub fn run(args: &[String]) -> Result<()> {
     std::fs::write(&json_path, serde_json::to_string_pretty(&result).unwrap()).map_err(|e| e.to_string())?;
     let cats: Vec<String> = WORKLOADS.iter().map(|s| s.to_string()).collect();
     let mut rel_series = vec![Series::new("bare Linux", WORKLOADS.iter().enumerate().map(|(i, _)| (i as f64, 100.0)).collect())];
-    for (label, cpus) in baselines(smp) {
-        let name = if label == "bare" { "guest of mc2".to_string() } else { format!("guest of mc2 vs bare on {cpus} CPU") };
+    for (label, cpus) in baselines(smp, same_machine) {
+        let name = if label == "bare" { "guest of mc2".to_string() } else { format!("guest of mc2 vs bare on {cpus} CPUs") };
         rel_series.push(Series::new(&name, pct[label].iter().enumerate().map(|(i, p)| (i as f64, *p)).collect()));
     }
-    let rel = svg::bar_chart("Linux guest under mc2 vs the same Linux bare (QEMU TCG, same machine): speed, bare = 100%", "workload", "% of bare speed", &cats, &rel_series);
+    let rel = svg::bar_chart("Linux guest under mc2 vs the same Linux bare (QEMU TCG): speed, bare = 100%", "workload", "% of bare speed", &cats, &rel_series);
     let mut series = vec![];
     for (label, runs) in &bare_runs {
         series.push(Series::new(&format!("{label} Linux"), WORKLOADS.iter().enumerate().map(|(i, w)| (i as f64, best(runs, w))).collect()));
@@ -307,9 +321,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_figures_baseline_is_the_machine_mc2_gets() {
-        assert_eq!(baselines(4), vec![("bare", 4), ("bare_1cpu", 1)]);
-        assert_eq!(baselines(1), vec![("bare", 1)]);
+    fn the_kernels_exits_are_read_by_kind() {
+        let out = "[vm0] ran 5 ms\r\n[vm0] kernel-handled: host interrupts 7 cpuid 2 msr 9 posted io 1 other 0\r\n";
+        let k = kernel_kinds(out, "[vm0] ").unwrap();
+        assert_eq!((k["interrupts"], k["cpuid"], k["msr"], k["posted_io"], k["other"]), (7, 2, 9, 1, 0));
+        assert_eq!(kernel_kinds(out, "[vm1] "), None);
+    }
+
+    #[test]
+    fn the_figures_baseline_is_one_cpu_and_mc2s_machine_is_asked_for() {
+        assert_eq!(baselines(4, false), vec![("bare", 1)]);
+        assert_eq!(baselines(4, true), vec![("bare", 1), ("bare_smp", 4)]);
+        assert_eq!(baselines(1, true), vec![("bare", 1)]);
     }
 
     #[test]

@@ -68,6 +68,11 @@ mount -t tmpfs tmp /tmp
 echo "{MARKER}: Linux $(uname -r), $(grep -c ^processor /proc/cpuinfo) cpu, $(grep MemTotal /proc/meminfo | tr -s ' ')"
 echo "mc2-linux-guest: uptime $(cut -d' ' -f1 /proc/uptime) s; clocksource $(cat /sys/devices/system/clocksource/clocksource0/current_clocksource); timer $(cat /sys/devices/system/clockevents/clockevent0/current_device)"
 ls /bin | wc -l | sed 's/^/mc2-linux-guest: busybox applets: /'
+case "$(cat /proc/cmdline)" in *mc2info*)
+  grep -m1 ^flags /proc/cpuinfo | sed 's/^/mc2-info /'
+  for f in /sys/devices/system/cpu/vulnerabilities/*; do echo "mc2-info ${{f##*/}}: $(cat $f)"; done
+  dmesg | grep -i -E 'clocksource|tsc|hypervisor|paravirt|spectre|pti|fpu|apic|hz' | sed 's/^/mc2-info /' ;;
+esac
 case "$(cat /proc/cmdline)" in *mc2bench*) {BENCH} ;; esac
 case "$(cat /proc/cmdline)" in *mc2shell*)
   echo "mc2-linux-guest: a shell on the console (\`exit\` powers off)"

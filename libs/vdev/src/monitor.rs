@@ -257,6 +257,10 @@ pub struct Monitor {
     min_slice: u64,
     /// [`IDLE_POLL_MS`] in TSC ticks.
     idle_poll: u64,
+    /// A measuring aid (`vmm --exit-every-us`): a running guest exits to
+    /// the VMM at least this often (TSC ticks; 0: only when it must), so
+    /// that what one more world switch costs a real workload can be timed.
+    pub exit_every: u64,
     /// Exits handled by the monitor.
     pub exits: u64,
     /// Exits the kernel handled itself meanwhile (host interrupts, CPUID,
@@ -301,6 +305,7 @@ impl Monitor {
             noted_len: 0,
             min_slice: tsc_per_ms / 1000 * MIN_SLICE_US,
             idle_poll: tsc_per_ms * IDLE_POLL_MS,
+            exit_every: 0,
             exits: 0,
             kernel_exits: 0,
             by_kind: [0; 16],
@@ -519,6 +524,11 @@ impl Monitor {
             // With a local APIC the halted guest's own timer may wake it:
             // the VMM looks at its console every IDLE_POLL_MS meanwhile.
             let deadline = if halted && self.lapic() { deadline.or(Some(now.saturating_add(self.idle_poll))) } else { deadline };
+            let deadline = match self.exit_every {
+                0 => deadline,
+                _ if halted => deadline,
+                every => Some(deadline.unwrap_or(u64::MAX).min(now.saturating_add(every))),
+            };
             if halted {
                 let Some(_) = deadline else {
                     let rip = host.get_regs().map(|r| r.rip).unwrap_or(0);
