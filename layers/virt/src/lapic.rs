@@ -400,6 +400,18 @@ impl Lapic {
         self.isr[vector as usize / 64] |= 1 << (vector % 64);
     }
 
+    /// `vector`, accepted for a delivery that did not happen (the guest
+    /// never took the offered interrupt): requested again.
+    pub fn unaccept(&mut self, vector: u8) {
+        clear(&mut self.isr, vector);
+        self.irr[vector as usize / 64] |= 1 << (vector % 64);
+    }
+
+    /// Is any interrupt in service?
+    pub fn in_service(&self) -> bool {
+        highest(&self.isr).is_some()
+    }
+
     /// End the highest in-service interrupt, as an EOI write does (the
     /// guest signalled it through the paravirtual EOI word instead).
     pub fn eoi(&mut self) {
@@ -579,6 +591,19 @@ mod tests {
         l.eoi();
         assert_eq!(l.rdmsr(ISR0 + 2, 0), Ok(0), "0x40 ended");
         assert_eq!(l.deliverable(), Some(0x30));
+    }
+
+    #[test]
+    fn an_offer_not_taken_is_requested_again() {
+        let mut l = enabled();
+        l.wrmsr(SELF_IPI, 0x40, 0).unwrap();
+        assert!(!l.in_service());
+        l.accept(0x40);
+        assert!(l.in_service() && l.lazy_eoi_ok(), "offered: in service, its EOI may be lazy");
+        l.unaccept(0x40);
+        assert!(!l.in_service());
+        assert_eq!(l.deliverable(), Some(0x40), "requested again, nothing lost");
+        assert_eq!(l.rdmsr(ISR0 + 2, 0), Ok(0));
     }
 
     #[test]

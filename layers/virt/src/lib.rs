@@ -222,6 +222,10 @@ pub struct Vm {
     lapic: Option<lapic::Lapic>,
     /// Its paravirtual EOI word, if the guest enabled one.
     pv_eoi: PvEoi,
+    /// The local APIC's vector offered to the guest as a virtual interrupt
+    /// for the current entry (SVM), accepted provisionally: settled after
+    /// the exit (`settle_offer`), so never outstanding between entries.
+    offered: Option<u8>,
 }
 
 /// KVM's paravirtual EOI (`MSR_KVM_PV_EOI_EN`, Linux's
@@ -428,7 +432,7 @@ fn create_in(id: usize, owner: u32, container: ContainerId, cpu: usize) -> Resul
             Arch::Svm { vmcb, npt, nrips: cs.nrips }
         }
     };
-    let vm = Box::new(Vm { id, owner, cpu, container, arch, gprs: GuestGprs::default(), fx: Fx::clean(), pending: None, last: None, guest_msrs: [0; vmx::SWAPPED_MSRS.len()], invalid_gp_at: None, user_cpuid: false, posting: posted::Posting::default(), lapic: None, pv_eoi: PvEoi::default() });
+    let vm = Box::new(Vm { id, owner, cpu, container, arch, gprs: GuestGprs::default(), fx: Fx::clean(), pending: None, last: None, guest_msrs: [0; vmx::SWAPPED_MSRS.len()], invalid_gp_at: None, user_cpuid: false, posting: posted::Posting::default(), lapic: None, pv_eoi: PvEoi::default(), offered: None });
     *VMS[id].lock() = Some(vm);
     let p = &PUBLIC[id];
     p.owner.store(owner, Ordering::Relaxed);
@@ -828,6 +832,39 @@ impl Vm {
         }
     }
 
+    /// The local APIC's `vector` must wait for the guest's RFLAGS.IF: under
+    /// SVM, with nothing in service and no window asked for, offer it as
+    /// a virtual interrupt that the guest takes by itself (no window exit
+    /// and second entry); otherwise ask for the window. The offer counts as
+    /// accepted until [`settle_offer`](Self::settle_offer) finds otherwise
+    /// (so that its EOI may be the paravirtual bit: nothing else is in
+    /// service to confuse it with).
+    fn wait_for_window(&mut self, vector: u8) {
+        if let (Arch::Svm { vmcb, .. }, Some(l)) = (&self.arch, self.lapic.as_mut()) {
+            if !l.in_service() && !vmcb.window_requested() {
+                l.accept(vector);
+                vmcb.offer_interrupt(vector);
+                self.offered = Some(vector);
+                return;
+            }
+        }
+        self.request_window(true);
+    }
+
+    /// After an exit: an offered interrupt the guest has not taken goes back
+    /// to the local APIC's requests (and off the VMCB); one it took stays in
+    /// service (if the exit came during its delivery, the hardware's
+    /// re-delivery carries it).
+    fn settle_offer(&mut self) {
+        let Some(v) = self.offered.take() else { return };
+        if let (Arch::Svm { vmcb, .. }, Some(l)) = (&self.arch, self.lapic.as_mut()) {
+            if vmcb.offer_waiting() {
+                vmcb.withdraw_offer();
+                l.unaccept(v);
+            }
+        }
+    }
+
     /// Deliver `e` at the next entry (the caller knows none is pending).
     fn inject_now(&self, e: &Event) {
         match &self.arch {
@@ -1043,8 +1080,8 @@ fn run_guest(vm: &mut Vm, deadline: u64, window: bool, host: &impl Host, handled
                         l.accept(v);
                         Some(Event { vector: v, kind: 0, error_code: None })
                     }
-                    Some(_) => {
-                        vm.request_window(true);
+                    Some(v) => {
+                        vm.wait_for_window(v);
                         None
                     }
                     None => None,
@@ -1086,6 +1123,7 @@ fn run_guest(vm: &mut Vm, deadline: u64, window: bool, host: &impl Host, handled
             (Arch::Svm { vmcb, nrips, .. }, _) => vmcb.decode_exit(*nrips),
         };
         host.enter_kernel();
+        vm.settle_offer();
         vm.pv_eoi_from_guest();
         let invalid_gp_at = vm.invalid_gp_at.take();
         match info.kind {

@@ -42,6 +42,11 @@ const CTRL_MSRPM_BASE: usize = 0x048;
 const CTRL_ASID: usize = 0x058;
 const CTRL_TLB_CONTROL: usize = 0x05c;
 const CTRL_VINTR: usize = 0x060;
+/// Fields of the VINTR word (APM Vol. 2 Appendix B, offset 060h): V_IRQ,
+/// V_IGN_TPR, and V_IRQ with V_INTR_PRIO, V_IGN_TPR and V_INTR_VECTOR.
+const V_IRQ: u64 = 1 << 8;
+const V_IGN_TPR: u64 = 1 << 20;
+const V_IRQ_FIELDS: u64 = V_IRQ | 0xf << 16 | V_IGN_TPR | 0xff << 32;
 const CTRL_INT_SHADOW: usize = 0x068;
 const CTRL_EXITCODE: usize = 0x070;
 const CTRL_EXITINFO1: usize = 0x078;
@@ -350,11 +355,37 @@ impl Vmcb {
         let vintr = self.r64(CTRL_VINTR);
         if on {
             self.w32(CTRL_INTERCEPT_MISC1, misc | I_VINTR);
-            self.w64(CTRL_VINTR, vintr | 1 << 8 | 0xf << 16 | 1 << 20);
+            self.w64(CTRL_VINTR, (vintr & !V_IRQ_FIELDS) | V_IRQ | 0xf << 16 | V_IGN_TPR);
         } else {
             self.w32(CTRL_INTERCEPT_MISC1, misc & !I_VINTR);
-            self.w64(CTRL_VINTR, vintr & !(1 << 8 | 0xf << 16 | 1 << 20));
+            self.w64(CTRL_VINTR, vintr & !V_IRQ_FIELDS);
         }
+    }
+
+    /// Is an interrupt-window exit asked for (the VINTR intercept on)?
+    pub fn window_requested(&self) -> bool {
+        self.r32(CTRL_INTERCEPT_MISC1) & I_VINTR != 0
+    }
+
+    /// Offer `vector` as a virtual interrupt (V_IRQ, APM Vol. 2 §15.21.4):
+    /// the guest takes it through its IDT as soon as its RFLAGS.IF allows,
+    /// without an exit. V_IGN_TPR: the kernel's local APIC has already
+    /// weighed its priority. Not while a window is asked for (that uses
+    /// the same fields).
+    pub fn offer_interrupt(&self, vector: u8) {
+        let vintr = self.r64(CTRL_VINTR) & !V_IRQ_FIELDS;
+        self.w64(CTRL_VINTR, vintr | V_IRQ | 0xf << 16 | V_IGN_TPR | u64::from(vector) << 32);
+    }
+
+    /// Is the offered virtual interrupt still waiting (the CPU clears
+    /// V_IRQ when it takes it)?
+    pub fn offer_waiting(&self) -> bool {
+        self.r64(CTRL_VINTR) & V_IRQ != 0
+    }
+
+    /// Take back an offered virtual interrupt the guest has not taken.
+    pub fn withdraw_offer(&self) {
+        self.w64(CTRL_VINTR, self.r64(CTRL_VINTR) & !V_IRQ_FIELDS);
     }
 
     /// The guest's current privilege level.
