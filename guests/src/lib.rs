@@ -38,6 +38,8 @@ extern "C" {
     static mut LAST_FAULT_RIP: u64;
     #[link_name = "ticks"]
     static TICKS: AtomicU64;
+    #[link_name = "lapic_ticks"]
+    static LAPIC_TICKS: AtomicU64;
 }
 
 pub fn outb(port: u16, v: u8) {
@@ -114,6 +116,34 @@ pub fn exit(status: u8) -> ! {
 /// Timer interrupts (vector 0x20) counted by the interrupt path.
 pub fn ticks() -> u64 {
     unsafe { TICKS.load(Ordering::SeqCst) }
+}
+
+/// Local APIC timer interrupts (vector 0x40) counted by the interrupt path
+/// (which leaves their EOI to the caller).
+pub fn lapic_ticks() -> u64 {
+    unsafe { LAPIC_TICKS.load(Ordering::SeqCst) }
+}
+
+pub fn rdmsr(msr: u32) -> u64 {
+    let (lo, hi): (u32, u32);
+    unsafe { asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags)) };
+    u64::from(hi) << 32 | u64::from(lo)
+}
+
+pub fn wrmsr(msr: u32, v: u64) {
+    unsafe { asm!("wrmsr", in("ecx") msr, in("eax") v as u32, in("edx") (v >> 32) as u32, options(nostack, preserves_flags)) }
+}
+
+pub fn rdtsc() -> u64 {
+    let (lo, hi): (u32, u32);
+    unsafe { asm!("rdtsc", out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags)) };
+    u64::from(hi) << 32 | u64::from(lo)
+}
+
+/// CPUID leaf `leaf` (subleaf 0): EAX, EBX, ECX, EDX.
+pub fn cpuid(leaf: u32) -> [u32; 4] {
+    let r = unsafe { core::arch::x86_64::__cpuid_count(leaf, 0) };
+    [r.eax, r.ebx, r.ecx, r.edx]
 }
 
 /// The TSS (64-bit, SDM Vol. 3A §8.7): IST1 for every interrupt, so that

@@ -98,6 +98,12 @@ fn pages_back(out: &str, what: &str) -> Result<()> {
     }
 }
 
+/// The `other` count of the VMM's `[vm0] kernel-handled:` line.
+fn kernel_other_exits(out: &str) -> Option<u64> {
+    let line = out.lines().find_map(|l| l.trim_end_matches('\r').strip_prefix("[vm0] kernel-handled: "))?;
+    line.split_once(" other ")?.1.split_whitespace().next()?.parse().ok()
+}
+
 /// `[vmN] stopped:` lines: VMs the VMM stopped with a report.
 fn stops(out: &str) -> usize {
     out.lines().filter(|l| l.starts_with("[vm") && l.contains("] stopped: ")).count()
@@ -120,6 +126,26 @@ pub fn tests(elf: &Path, bundle: &Path, bochs: bool) -> Vec<(String, Result<()>)
         )
     });
     v.push(("vm svm (QEMU): testguest: real, protected and long mode, CPUID in the kernel, user-mode CPUID let through after the first (RUN_USER_CPUID), serial, 20 PIT interrupts, on-demand memory, success".to_string(), r));
+
+    // 1b. The test guest with the kernel's local APIC: its timer expiring
+    // while the guest has interrupts masked, 20 times. Each must be taken
+    // once at the guest's STI (the guest checks); and under SVM without a
+    // window exit each (V_IRQ offers): the kernel's "other" exits stay
+    // those of the PIT phase (about 20), where windows would add 20 more.
+    let o = QemuOpts { smp: 2, cmdline: "-- run -c 1 -q 4096 vmm testguest.bin --lapic", tcg: Tcg::MultiThreaded, bundle: Some(bundle), ..Default::default() };
+    let r = emu::qemu_capture(elf, &o, timeout, None).and_then(|cap| {
+        with_log(
+            no_kernel_trouble(&cap)
+                .and_then(|_| in_order(&cap.output, &["guest: 20 timer interrupts", "guest: local APIC timer: 20 deadlines passed with interrupts masked, each taken once at STI", "guest: success", "[vm0] guest exited with status 0"]))
+                .and_then(|_| match kernel_other_exits(&cap.output) {
+                    Some(n) if n < 30 => Ok(()),
+                    Some(n) => Err(format!("{n} \"other\" kernel-handled exits: the masked deadlines took window exits, not V_IRQ offers")),
+                    None => Err("no `[vm0] kernel-handled:` line from the VMM".into()),
+                }),
+            &cap,
+        )
+    });
+    v.push(("vm svm (QEMU): testguest with the kernel's local APIC: 20 TSC deadlines passed with interrupts masked, each taken once at STI, in service until its EOI, offered as a virtual interrupt (no window exit)".to_string(), r));
 
     // 2. Chaos under SVM, each phase in its own VM one after another in one
     // session; then the shell must still run programs, and every page must
@@ -197,9 +223,12 @@ pub fn tests(elf: &Path, bundle: &Path, bochs: bool) -> Vec<(String, Result<()>)
     if !bochs {
         return v;
     }
-    // 4. Intel VT-x under Bochs: the test guest, then every chaos phase in one VM.
+    // 4. Intel VT-x under Bochs: the test guest (with the kernel's local
+    // APIC), then every chaos phase in one VM.
     for (name, cmd, secs) in [
-        ("testguest", "-- run -c 0 -q 4096 vmm testguest.bin --user-cpuid", 240u64),
+        // With the kernel's local APIC: its masked deadlines take the
+        // window exit path under VT-x (no V_IRQ there).
+        ("testguest", "-- run -c 0 -q 4096 vmm testguest.bin --user-cpuid --lapic", 240u64),
         ("chaos", "-- run -c 0 -q 4096 vmm chaos.bin --arg 0 --time-limit 60", 300),
     ] {
         let iso = target_dir().join("bochs").join(format!("vm-{name}.iso"));
@@ -212,6 +241,7 @@ pub fn tests(elf: &Path, bundle: &Path, bochs: bool) -> Vec<(String, Result<()>)
                     no_kernel_trouble(&cap)?;
                     if name == "testguest" {
                         in_order(&cap.output, TESTGUEST_STEPS)?;
+                        in_order(&cap.output, &["guest: 20 timer interrupts", "guest: local APIC timer: 20 deadlines passed with interrupts masked, each taken once at STI", "guest: success"])?;
                         // VT-x always exits on CPUID, RUN_USER_CPUID or not.
                         user_cpuid(&cap.output, true)?;
                         if !cap.output.contains("guest: cpuid vendor GenuineIntel") {
@@ -240,7 +270,7 @@ pub fn tests(elf: &Path, bundle: &Path, bochs: bool) -> Vec<(String, Result<()>)
                 with_log(check(), &cap)
             });
         let what = if name == "testguest" {
-            "vm vmx (Bochs): testguest from real mode to long mode with PIT interrupts, success"
+            "vm vmx (Bochs): testguest from real mode to long mode with PIT interrupts, local APIC deadlines passed while masked taken once each at STI (window exits), success"
         } else {
             "vm vmx (Bochs): chaos phases 0-6 in one VM: invalid CR writes become #GP/#UD, far writes stop the VM with a report"
         };
@@ -278,5 +308,17 @@ pub fn run_alone(quick: bool) -> std::process::ExitCode {
         std::process::ExitCode::SUCCESS
     } else {
         std::process::ExitCode::FAILURE
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_kernels_other_exits_are_read() {
+        let out = "[vm0] exits: io 3\r\n[vm0] kernel-handled: host interrupts 14 cpuid 6 msr 418 posted io 32 other 17\r\n";
+        assert_eq!(kernel_other_exits(out), Some(17));
+        assert_eq!(kernel_other_exits("[vm0] ran 3 ms\n"), None);
     }
 }

@@ -10,6 +10,8 @@
 //! guest: long mode
 //! guest: idt, pic (0x20/0x28) and pit (100 Hz) ready
 //! guest: 20 timer interrupts
+//! guest: local APIC timer: 20 deadlines passed with interrupts masked, each taken once at STI
+//!                                          (only with a local APIC: `vmm --lapic`)
 //! guest: memory at 0x300000 ok
 //! guest: success
 //! ```
@@ -103,6 +105,70 @@ const HIGH: u64 = 0x30_0000;
 const HIGH_LEN: u64 = 64 * 1024;
 const TICKS: u64 = 20;
 
+/// CPUID.1:ECX x2APIC (SDM Vol. 2A, CPUID): mc2 shows it only to a vCPU
+/// with the kernel's local APIC (`vmm --lapic`).
+const X2APIC: u32 = 1 << 21;
+/// x2APIC registers as MSRs (SDM Vol. 3A §11.12.1.2) and the TSC deadline
+/// (§11.5.4.1).
+const SVR: u32 = 0x80f;
+const EOI: u32 = 0x80b;
+const ISR2: u32 = 0x812;
+const IRR2: u32 = 0x822;
+const LVT_TIMER: u32 = 0x832;
+const TSC_DEADLINE: u32 = 0x6e0;
+/// The timer's vector (bit 0 of ISR2/IRR2) and TSC-deadline mode (LVT bits 17-18).
+const LAPIC_VECTOR: u64 = 0x40;
+const LVT_TSC_DEADLINE: u64 = 2 << 17;
+const LAPIC_ROUNDS: u64 = 20;
+/// How far ahead each deadline is (TSC ticks, about a millisecond).
+const LAPIC_DELAY: u64 = 2_000_000;
+
+/// The local APIC timer expiring while the guest has interrupts masked:
+/// for each of LAPIC_ROUNDS deadlines, wait with IF clear until the IRR
+/// shows the timer's vector, then `sti; nop; nop; cli`: it must have been
+/// taken exactly once there (not while masked, not twice), be in service
+/// until the EOI, and leave nothing requested. Under SVM mc2 offers such an
+/// interrupt as a virtual one (V_IRQ) that the guest takes at its STI, no
+/// window exit; the VMM's closing `kernel-handled:` line shows it.
+fn lapic_masked_deadlines() {
+    use guests::{lapic_ticks, rdmsr, rdtsc, wrmsr};
+    let fail = |what: &str, round: u64| -> ! {
+        println!("guest: local APIC timer FAILED in round {round}: {what}");
+        guests::exit(5)
+    };
+    // The PIT's IRQ 0 masked at the 8259: its interrupts would keep the
+    // VMM asking for windows (a different path).
+    guests::outb(0x21, 0xff);
+    wrmsr(SVR, 0x1ff);
+    wrmsr(LVT_TIMER, LAPIC_VECTOR | LVT_TSC_DEADLINE);
+    for round in 0..LAPIC_ROUNDS {
+        let start = rdtsc();
+        wrmsr(TSC_DEADLINE, start + LAPIC_DELAY);
+        // Each RDMSR is an exit: the IRR the kernel shows, offer or not.
+        while rdmsr(IRR2) & 1 == 0 {
+            if rdtsc() - start > 1000 * LAPIC_DELAY {
+                fail("the deadline never raised a request", round);
+            }
+        }
+        if lapic_ticks() != round {
+            fail("taken with interrupts masked", round);
+        }
+        unsafe { core::arch::asm!("sti; nop; nop; cli", options(nomem, nostack)) };
+        if lapic_ticks() != round + 1 {
+            fail(if lapic_ticks() == round { "not taken at STI" } else { "taken twice" }, round);
+        }
+        if rdmsr(ISR2) & 1 == 0 || rdmsr(IRR2) & 1 != 0 {
+            fail("not in service (or still requested) before its EOI", round);
+        }
+        wrmsr(EOI, 0);
+        if rdmsr(ISR2) & 1 != 0 {
+            fail("still in service after its EOI", round);
+        }
+    }
+    guests::outb(0x21, 0xfe);
+    println!("guest: local APIC timer: {LAPIC_ROUNDS} deadlines passed with interrupts masked, each taken once at STI");
+}
+
 #[no_mangle]
 extern "C" fn long_main(arg: u64) -> ! {
     guests::set_name("guest");
@@ -121,6 +187,9 @@ extern "C" fn long_main(arg: u64) -> ! {
             unsafe { core::arch::asm!("sti; hlt; cli", options(nomem, nostack)) };
         }
         println!("guest: {s} s");
+    }
+    if guests::cpuid(1)[2] & X2APIC != 0 {
+        lapic_masked_deadlines();
     }
     let words = HIGH_LEN / 8;
     let pattern = |i: u64| i.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ HIGH;
