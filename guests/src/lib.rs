@@ -142,7 +142,7 @@ pub fn rdtsc() -> u64 {
 
 /// CPUID leaf `leaf` (subleaf 0): EAX, EBX, ECX, EDX.
 pub fn cpuid(leaf: u32) -> [u32; 4] {
-    let r = unsafe { core::arch::x86_64::__cpuid_count(leaf, 0) };
+    let r = core::arch::x86_64::__cpuid_count(leaf, 0);
     [r.eax, r.ebx, r.ecx, r.edx]
 }
 

@@ -245,7 +245,7 @@ impl Gen<'_> {
                     2 => *self.rng.pick(&HOSTILE).unwrap_or(&0),
                     _ => ARENA + 8,
                 };
-                let gpa = *self.rng.pick(&[0u64, 0x1000, 0x10_0000, 0x123, u64::MAX & !0xfff]).unwrap_or(&0);
+                let gpa = *self.rng.pick(&[0u64, 0x1000, 0x10_0000, 0x123, !0xfff]).unwrap_or(&0);
                 let n = *self.rng.pick(&[0u64, 1, 1, 3, 1 << 20, (1 << 20) + 1]).unwrap_or(&1);
                 let rights = *self.rng.pick(&[0u64, 1, 2, 3, 4, 0xff]).unwrap_or(&3);
                 Call::vals(nr::VM_MAP, &[id, gpa, va, n, rights])
@@ -855,7 +855,7 @@ pub fn assemble(cfg: &Arc<Config>, env: &Env, seed: u64, setup: &[Step], random:
             return None;
         }
     }
-    g.cleanup().then(|| Generated { trace: Trace { seed, steps: g.steps, parts: g.parts }, expects: g.expects })
+    g.cleanup().then_some(Generated { trace: Trace { seed, steps: g.steps, parts: g.parts }, expects: g.expects })
 }
 
 /// What a set of traces exercised: per call, how often it returned each

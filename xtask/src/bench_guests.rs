@@ -208,7 +208,7 @@ pub fn run(args: &[String]) -> Result<()> {
             let t = times(&cap.output, "");
             complete(&t, "bare run", &cap.output)?;
             println!("   {t:?} ({:.1} s wall, host steal {:.1}%)", cap.elapsed.as_secs_f64(), steal.unwrap_or(f64::NAN));
-            bare_runs.entry(label).or_insert_with(Vec::new).push(t);
+            bare_runs.entry(label).or_default().push(t);
             steals.push((label, round, steal));
         }
 
@@ -295,12 +295,12 @@ pub fn run(args: &[String]) -> Result<()> {
     let mut rel_series = vec![Series::new("bare Linux", WORKLOADS.iter().enumerate().map(|(i, _)| (i as f64, 100.0)).collect())];
     for (label, cpus) in baselines(smp, same_machine) {
         let name = if label == "bare" { "guest of mc2".to_string() } else { format!("guest of mc2 vs bare on {cpus} CPUs") };
-        rel_series.push(Series::new(&name, pct[label].iter().enumerate().map(|(i, p)| (i as f64, *p)).collect()));
+        rel_series.push(Series::new(name, pct[label].iter().enumerate().map(|(i, p)| (i as f64, *p)).collect()));
     }
     let rel = svg::bar_chart("Linux guest under mc2 vs the same Linux bare (QEMU TCG): speed, bare = 100%", "workload", "% of bare speed", &cats, &rel_series);
     let mut series = vec![];
     for (label, runs) in &bare_runs {
-        series.push(Series::new(&format!("{label} Linux"), WORKLOADS.iter().enumerate().map(|(i, w)| (i as f64, best(runs, w))).collect()));
+        series.push(Series::new(format!("{label} Linux"), WORKLOADS.iter().enumerate().map(|(i, w)| (i as f64, best(runs, w))).collect()));
     }
     series.push(Series::new("guest of mc2", WORKLOADS.iter().enumerate().map(|(i, w)| (i as f64, best(&guest_runs, w))).collect()));
     if three_guests {

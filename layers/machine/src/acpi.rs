@@ -113,7 +113,7 @@ fn checksum_ok(mem: &impl PhysRead, pa: u64, len: u64) -> Option<bool> {
 /// BIOS areas searched for signatures (ACPI §5.2.5.1, MP spec §4): first KiB of
 /// the EBDA, then 0xE0000..0x100000, on 16-byte boundaries.
 fn scan_bios(mem: &impl PhysRead, sig: &[u8], check_len: u64) -> Option<u64> {
-    let ebda = mem.read_u16(0x40e).map(|seg| (seg as u64) << 4).filter(|&a| a >= 0x80000 && a < 0xa0000);
+    let ebda = mem.read_u16(0x40e).map(|seg| (seg as u64) << 4).filter(|a| (0x80000..0xa0000).contains(a));
     let areas = [ebda.map(|a| (a, a + 1024)), Some((0xe0000, 0x100000)), Some((0x9fc00, 0xa0000))];
     for (start, end) in areas.into_iter().flatten() {
         let mut pa = start;
@@ -139,7 +139,7 @@ fn sdt(mem: &impl PhysRead, pa: u64) -> Result<([u8; 4], u32), DiscoveryError> {
         return Err(DiscoveryError::Truncated(*b"????"));
     }
     let len = mem.read_u32(pa + 4).ok_or(DiscoveryError::Truncated(sig))?;
-    if len < 36 || len > 1 << 20 {
+    if !(36..=1 << 20).contains(&len) {
         return Err(DiscoveryError::Truncated(sig));
     }
     match checksum_ok(mem, pa, len as u64) {
@@ -273,7 +273,7 @@ fn parse_mp(mem: &impl PhysRead) -> Option<Platform> {
         return None;
     }
     let base_len = mem.read_u16(cfg + 4)? as u64;
-    if checksum_ok(mem, cfg, base_len)? == false {
+    if !checksum_ok(mem, cfg, base_len)? {
         return None;
     }
     let count = mem.read_u16(cfg + 34)?;

@@ -98,7 +98,7 @@ pub fn build<P: PhysAccess>(phys: &P, alloc: impl FnMut() -> Option<Frame>, layo
             Ok(())
         }
     };
-    if layout.direct_base % LARGE != 0 {
+    if !layout.direct_base.is_multiple_of(LARGE) {
         return Err(MmError::Misaligned);
     }
     let size = layout.direct_size.div_ceil(LARGE) * LARGE;
@@ -181,7 +181,7 @@ pub enum StackPart {
 /// Create the page table of a stack area at `base` (2 MiB aligned, in the
 /// kernel half) below `root`; returns the area and the table pages added.
 pub fn add_stack_area<P: PhysAccess>(phys: &P, root: Frame, base: u64, alloc: impl FnMut() -> Option<Frame>) -> Result<(StackArea, usize), MmError> {
-    if base % LARGE != 0 {
+    if !base.is_multiple_of(LARGE) {
         return Err(MmError::Misaligned);
     }
     if (base >> 47) != (1 << 17) - 1 || table_index(base, 4) < KERNEL_PML4_FIRST {

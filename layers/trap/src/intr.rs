@@ -97,7 +97,7 @@ pub fn handle(frame: &mut TrapFrame) {
             lapic::local().eoi();
             log::warn!("local APIC error, ESR {esr:#x}");
         }
-        v if v >= PIC_BASE && v < PIC_BASE + 16 => {
+        v if (PIC_BASE..PIC_BASE + 16).contains(&v) => {
             COUNTERS.spurious.fetch_add(1, Ordering::Relaxed);
         }
         v => {

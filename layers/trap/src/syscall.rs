@@ -22,7 +22,7 @@ fn one(r: Result<u64, Error>) -> Reply {
 }
 
 /// Copy a caller's string argument (at most `max` bytes) into `buf`.
-fn read_str<'b>(pid: Pid, va: u64, len: u64, buf: &'b mut [u8], max: usize) -> Result<&'b str, Error> {
+fn read_str(pid: Pid, va: u64, len: u64, buf: &mut [u8], max: usize) -> Result<&str, Error> {
     let len = usize::try_from(len).map_err(|_| Error::TooLarge)?;
     if len > max || len > buf.len() {
         return Err(Error::TooLarge);

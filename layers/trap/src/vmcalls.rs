@@ -83,7 +83,7 @@ pub fn vm_map(pid: Pid, vm: u64, gpa: u64, va: u64, pages: u64, rights: u64) -> 
     if pages == 0 || pages > 1 << 20 || rights & !(abi::vm::MAP_WRITE | abi::vm::MAP_EXEC) != 0 {
         return Err(Error::Invalid);
     }
-    if gpa % 4096 != 0 || va % 4096 != 0 {
+    if !gpa.is_multiple_of(4096) || !va.is_multiple_of(4096) {
         return Err(Error::Misaligned);
     }
     let c = container(pid)?;
@@ -196,7 +196,7 @@ pub fn process_exit(pid: Pid) {
     }
 }
 
-fn file_name<'b>(pid: Pid, ptr: u64, len: u64, buf: &'b mut [u8; 64]) -> Result<&'b str, Error> {
+fn file_name(pid: Pid, ptr: u64, len: u64, buf: &mut [u8; 64]) -> Result<&str, Error> {
     let len = usize::try_from(len).ok().filter(|&l| l <= buf.len()).ok_or(Error::NoSuchProgram)?;
     copy_in(pid, ptr, &mut buf[..len])?;
     core::str::from_utf8(&buf[..len]).map_err(|_| Error::NoSuchProgram)

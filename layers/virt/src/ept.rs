@@ -58,7 +58,7 @@ impl Ept {
 
     /// Map guest page `gpa` to `frame` (readable; `write`, `exec` as given).
     pub fn map(&mut self, m: mm::Mm<'_, impl PhysAccess>, gpa: u64, frame: Frame, write: bool, exec: bool) -> Result<(), MmError> {
-        if gpa % 4096 != 0 {
+        if !gpa.is_multiple_of(4096) {
             return Err(MmError::Misaligned);
         }
         if gpa >= GPA_LIMIT {

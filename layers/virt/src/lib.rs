@@ -1260,8 +1260,8 @@ pub fn destroy(id: u64, owner: u32, unshare: &mut dyn FnMut(Frame)) -> Result<()
 
 /// Destroy every VM `owner` has (it is exiting, on its CPU).
 pub fn destroy_owned_by(owner: u32, unshare: &mut dyn FnMut(Frame)) {
-    for id in 0..MAX_VMS {
-        if !matches!(PUBLIC[id].state.load(Ordering::Acquire), ST_FREE | ST_CLAIMED) && PUBLIC[id].owner.load(Ordering::Relaxed) == owner {
+    for (id, p) in PUBLIC.iter().enumerate() {
+        if !matches!(p.state.load(Ordering::Acquire), ST_FREE | ST_CLAIMED) && p.owner.load(Ordering::Relaxed) == owner {
             let _ = destroy(id as u64, owner, unshare);
         }
     }

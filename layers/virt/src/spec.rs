@@ -62,7 +62,7 @@ impl GuestMemory {
     /// `QuotaExceeded` (a table on the way could not be charged; the
     /// tables charged before it stay), `AlreadyMapped` (nothing changes).
     pub fn map(&mut self, gpa: u64, frame: u64, rights: GuestRights) -> Result<(), MmError> {
-        if gpa % 4096 != 0 {
+        if !gpa.is_multiple_of(4096) {
             return Err(MmError::Misaligned);
         }
         if gpa >= self.limit {

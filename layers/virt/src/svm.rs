@@ -444,7 +444,7 @@ impl Vmcb {
                 e.kind = crate::Kind::Exit(ExitKind::Io);
                 e.port = (info1 >> 16) as u32;
                 e.size = if info1 & (1 << 4) != 0 { 1 } else if info1 & (1 << 5) != 0 { 2 } else { 4 };
-                e.flags = (info1 & 1) as u32 * abi::vm::IN | ((info1 >> 2) & 1) as u32 * abi::vm::STRING | ((info1 >> 3) & 1) as u32 * abi::vm::REP;
+                e.flags = ((info1 & 1) as u32 * abi::vm::IN) | (((info1 >> 2) & 1) as u32 * abi::vm::STRING) | (((info1 >> 3) & 1) as u32 * abi::vm::REP);
                 e.value = self.rax() & crate::size_mask(e.size);
                 e.next_rip = info2;
             }

@@ -580,20 +580,17 @@ impl Vmcs {
                 e.kind = Kind::Exit(ExitKind::Hypercall);
                 e.value = gprs.0[abi::vm::RAX];
             }
+            R_CR_ACCESS if self.cr_access(q, gprs, rip + len) => e.kind = Kind::Handled,
             R_CR_ACCESS => {
-                if self.cr_access(q, gprs, rip + len) {
-                    e.kind = Kind::Handled;
-                } else {
-                    e.kind = Kind::Exit(ExitKind::Other);
-                    e.value = reason as u64;
-                }
+                e.kind = Kind::Exit(ExitKind::Other);
+                e.value = reason as u64;
             }
             R_IO => {
                 // Qualification (§27.2.1 Table 27-5): bits 0-2 size-1, 3 IN, 4 string, 5 rep, 16-31 port.
                 e.kind = Kind::Exit(ExitKind::Io);
                 e.size = (q & 7) as u32 + 1;
                 e.port = (q >> 16) as u32;
-                e.flags = ((q >> 3) & 1) as u32 * abi::vm::IN | ((q >> 4) & 1) as u32 * abi::vm::STRING | ((q >> 5) & 1) as u32 * abi::vm::REP;
+                e.flags = (((q >> 3) & 1) as u32 * abi::vm::IN) | (((q >> 4) & 1) as u32 * abi::vm::STRING) | (((q >> 5) & 1) as u32 * abi::vm::REP);
                 e.value = gprs.0[abi::vm::RAX] & crate::size_mask(e.size);
             }
             R_RDMSR => e.kind = Kind::Msr { write: false },
