@@ -233,7 +233,9 @@ isr_common:
     movq $0, recover_rip(%rip)
     mov recover_rsp(%rip), %rsp
     jmp *%rax
-1:  cmpq $32, (%rsp)
+1:  cmpq $2, (%rsp)
+    je nmi
+    cmpq $32, (%rsp)
     jae 2f
     /* An exception nobody expected: report and exit (does not return). */
     mov %rsp, %rdi
@@ -258,15 +260,49 @@ isr_common:
     add $16, %rsp
     iretq
 
+/* NMI (testguest): counted, and nesting noted. The first one sends a
+ * second NMI to this vCPU from inside its handler (x2APIC ICR 0x830:
+ * delivery mode NMI, bits 8-10 = 4; shorthand self, bits 18-19 = 1), then
+ * makes three exits (RDMSR of an IRR word) at which a hypervisor that
+ * ignored NMI blocking would inject it: it must wait for the IRET. */
+nmi:
+    push %rax
+    push %rcx
+    push %rdx
+    lock incq nmi_depth(%rip)
+    cmpq $1, nmi_depth(%rip)
+    je 7f
+    movq $1, nmi_nested(%rip)
+7:  lock incq nmi_count(%rip)
+    cmpq $1, nmi_count(%rip)
+    jne 8f
+    mov $0x830, %ecx
+    mov $0x40400, %eax
+    xor %edx, %edx
+    wrmsr
+    mov $0x822, %ecx
+    rdmsr
+    rdmsr
+    rdmsr
+8:  lock decq nmi_depth(%rip)
+    pop %rdx
+    pop %rcx
+    pop %rax
+    add $16, %rsp
+    iretq
+
 .section .data.isr, "aw"
 .align 8
-.global recover_rip, recover_rsp, last_vector, last_fault_rip, ticks, lapic_ticks
+.global recover_rip, recover_rsp, last_vector, last_fault_rip, ticks, lapic_ticks, nmi_count, nmi_nested
 recover_rip:    .quad 0
 recover_rsp:    .quad 0
 last_vector:    .quad 0
 last_fault_rip: .quad 0
 ticks:          .quad 0
 lapic_ticks:    .quad 0
+nmi_count:      .quad 0
+nmi_depth:      .quad 0
+nmi_nested:     .quad 0
 
 .section .bss.boot, "aw", @nobits
 .align 4096

@@ -40,6 +40,10 @@ extern "C" {
     static TICKS: AtomicU64;
     #[link_name = "lapic_ticks"]
     static LAPIC_TICKS: AtomicU64;
+    #[link_name = "nmi_count"]
+    static NMI_COUNT: AtomicU64;
+    #[link_name = "nmi_nested"]
+    static NMI_NESTED: AtomicU64;
 }
 
 pub fn outb(port: u16, v: u8) {
@@ -122,6 +126,12 @@ pub fn ticks() -> u64 {
 /// (which leaves their EOI to the caller).
 pub fn lapic_ticks() -> u64 {
     unsafe { LAPIC_TICKS.load(Ordering::SeqCst) }
+}
+
+/// NMIs taken (vector 2), and whether one ever arrived inside another's
+/// handler (boot.S: the first NMI sends itself a second one).
+pub fn nmis() -> (u64, bool) {
+    unsafe { (NMI_COUNT.load(Ordering::SeqCst), NMI_NESTED.load(Ordering::SeqCst) != 0) }
 }
 
 pub fn rdmsr(msr: u32) -> u64 {

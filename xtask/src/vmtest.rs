@@ -136,7 +136,7 @@ pub fn tests(elf: &Path, bundle: &Path, bochs: bool) -> Vec<(String, Result<()>)
     let r = emu::qemu_capture(elf, &o, timeout, None).and_then(|cap| {
         with_log(
             no_kernel_trouble(&cap)
-                .and_then(|_| in_order(&cap.output, &["guest: 20 timer interrupts", "guest: local APIC timer: 20 deadlines passed with interrupts masked, each taken once at STI", "guest: success", "[vm0] guest exited with status 0"]))
+                .and_then(|_| in_order(&cap.output, &["guest: 20 timer interrupts", "guest: local APIC timer: 20 deadlines passed with interrupts masked, each taken once at STI", "guest: local APIC self-NMI: a second one sent inside the first's handler came after its IRET", "guest: success", "[vm0] guest exited with status 0"]))
                 .and_then(|_| match kernel_other_exits(&cap.output) {
                     Some(n) if n < 30 => Ok(()),
                     Some(n) => Err(format!("{n} \"other\" kernel-handled exits: the masked deadlines took window exits, not V_IRQ offers")),
@@ -145,7 +145,7 @@ pub fn tests(elf: &Path, bundle: &Path, bochs: bool) -> Vec<(String, Result<()>)
             &cap,
         )
     });
-    v.push(("vm svm (QEMU): testguest with the kernel's local APIC: 20 TSC deadlines passed with interrupts masked, each taken once at STI, in service until its EOI, offered as a virtual interrupt (no window exit)".to_string(), r));
+    v.push(("vm svm (QEMU): testguest with the kernel's local APIC: 20 TSC deadlines passed with interrupts masked, each taken once at STI, in service until its EOI, offered as a virtual interrupt (no window exit); a self-NMI sent inside an NMI handler waits for its IRET".to_string(), r));
 
     // 2. Chaos under SVM, each phase in its own VM one after another in one
     // session; then the shell must still run programs, and every page must
@@ -241,7 +241,7 @@ pub fn tests(elf: &Path, bundle: &Path, bochs: bool) -> Vec<(String, Result<()>)
                     no_kernel_trouble(&cap)?;
                     if name == "testguest" {
                         in_order(&cap.output, TESTGUEST_STEPS)?;
-                        in_order(&cap.output, &["guest: 20 timer interrupts", "guest: local APIC timer: 20 deadlines passed with interrupts masked, each taken once at STI", "guest: success"])?;
+                        in_order(&cap.output, &["guest: 20 timer interrupts", "guest: local APIC timer: 20 deadlines passed with interrupts masked, each taken once at STI", "guest: local APIC self-NMI: a second one sent inside the first's handler came after its IRET", "guest: success"])?;
                         // VT-x always exits on CPUID, RUN_USER_CPUID or not.
                         user_cpuid(&cap.output, true)?;
                         if !cap.output.contains("guest: cpuid vendor GenuineIntel") {
@@ -270,7 +270,7 @@ pub fn tests(elf: &Path, bundle: &Path, bochs: bool) -> Vec<(String, Result<()>)
                 with_log(check(), &cap)
             });
         let what = if name == "testguest" {
-            "vm vmx (Bochs): testguest from real mode to long mode with PIT interrupts, local APIC deadlines passed while masked taken once each at STI (window exits), success"
+            "vm vmx (Bochs): testguest from real mode to long mode with PIT interrupts, local APIC deadlines passed while masked taken once each at STI (window exits), a self-NMI inside an NMI handler waits for its IRET (blocking by NMI), success"
         } else {
             "vm vmx (Bochs): chaos phases 0-6 in one VM: invalid CR writes become #GP/#UD, far writes stop the VM with a report"
         };

@@ -11,7 +11,8 @@
 //! guest: idt, pic (0x20/0x28) and pit (100 Hz) ready
 //! guest: 20 timer interrupts
 //! guest: local APIC timer: 20 deadlines passed with interrupts masked, each taken once at STI
-//!                                          (only with a local APIC: `vmm --lapic`)
+//! guest: local APIC self-NMI: a second one sent inside the first's handler came after its IRET
+//!                                          (these two only with a local APIC: `vmm --lapic`)
 //! guest: memory at 0x300000 ok
 //! guest: success
 //! ```
@@ -115,6 +116,9 @@ const EOI: u32 = 0x80b;
 const ISR2: u32 = 0x812;
 const IRR2: u32 = 0x822;
 const LVT_TIMER: u32 = 0x832;
+const ICR: u32 = 0x830;
+/// ICR: delivery mode NMI (bits 8-10 = 4), destination shorthand self (bits 18-19 = 1).
+const ICR_NMI_SELF: u64 = 4 << 8 | 1 << 18;
 const TSC_DEADLINE: u32 = 0x6e0;
 /// The timer's vector (bit 0 of ISR2/IRR2) and TSC-deadline mode (LVT bits 17-18).
 const LAPIC_VECTOR: u64 = 0x40;
@@ -167,6 +171,23 @@ fn lapic_masked_deadlines() {
     }
     guests::outb(0x21, 0xfe);
     println!("guest: local APIC timer: {LAPIC_ROUNDS} deadlines passed with interrupts masked, each taken once at STI");
+    // A self-NMI whose handler sends a second one (boot.S): the second must
+    // come after the first's IRET, not inside it (and under VT-x not fail
+    // the entry). The RDMSRs here are exits at which it can be injected.
+    wrmsr(ICR, ICR_NMI_SELF);
+    let start = rdtsc();
+    while guests::nmis().0 < 2 {
+        let _ = rdmsr(IRR2);
+        if rdtsc() - start > 1000 * LAPIC_DELAY {
+            println!("guest: self-NMI FAILED: {} of 2 taken", guests::nmis().0);
+            guests::exit(5);
+        }
+    }
+    if guests::nmis() != (2, false) {
+        println!("guest: self-NMI FAILED: {:?} (count, nested)", guests::nmis());
+        guests::exit(5);
+    }
+    println!("guest: local APIC self-NMI: a second one sent inside the first's handler came after its IRET");
 }
 
 #[no_mangle]

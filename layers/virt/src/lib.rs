@@ -77,6 +77,8 @@ pub enum Kind {
     HostInterrupt,
     HostNmi,
     Cpuid,
+    /// The guest is about to run IRET (SVM, asked for after an NMI).
+    Iret,
     Msr {
         write: bool,
     },
@@ -226,6 +228,12 @@ pub struct Vm {
     /// for the current entry (SVM), accepted provisionally: settled after
     /// the exit (`settle_offer`), so never outstanding between entries.
     offered: Option<u8>,
+    /// SVM: an NMI was injected and its handler's IRET has not run yet
+    /// (VT-x keeps this itself: blocking by NMI).
+    nmi_masked: bool,
+    /// SVM: the RIP of the NMI handler's IRET, seen at its intercept; the
+    /// NMI is over at the first exit with another RIP.
+    iret_at: Option<u64>,
 }
 
 /// KVM's paravirtual EOI (`MSR_KVM_PV_EOI_EN`, Linux's
@@ -432,7 +440,7 @@ fn create_in(id: usize, owner: u32, container: ContainerId, cpu: usize) -> Resul
             Arch::Svm { vmcb, npt, nrips: cs.nrips }
         }
     };
-    let vm = Box::new(Vm { id, owner, cpu, container, arch, gprs: GuestGprs::default(), fx: Fx::clean(), pending: None, last: None, guest_msrs: [0; vmx::SWAPPED_MSRS.len()], invalid_gp_at: None, user_cpuid: false, posting: posted::Posting::default(), lapic: None, pv_eoi: PvEoi::default(), offered: None });
+    let vm = Box::new(Vm { id, owner, cpu, container, arch, gprs: GuestGprs::default(), fx: Fx::clean(), pending: None, last: None, guest_msrs: [0; vmx::SWAPPED_MSRS.len()], invalid_gp_at: None, user_cpuid: false, posting: posted::Posting::default(), lapic: None, pv_eoi: PvEoi::default(), offered: None, nmi_masked: false, iret_at: None });
     *VMS[id].lock() = Some(vm);
     let p = &PUBLIC[id];
     p.owner.store(owner, Ordering::Relaxed);
@@ -865,6 +873,37 @@ impl Vm {
         }
     }
 
+    /// Would an NMI injected now nest inside the guest's NMI handler (or,
+    /// under VT-x, fail the entry)? It then waits for a later exit.
+    fn nmi_blocked(&self) -> bool {
+        match &self.arch {
+            Arch::Vmx { vmcs, .. } => vmcs.nmi_blocked(),
+            Arch::Svm { .. } => self.nmi_masked,
+        }
+    }
+
+    /// After an exit: under SVM, the NMI handler's IRET has run once the
+    /// guest is past it.
+    fn track_iret(&mut self) {
+        if let Some(at) = self.iret_at {
+            if self.rip() != at {
+                (self.nmi_masked, self.iret_at) = (false, None);
+            }
+        }
+    }
+
+    /// Deliver `e` at the next entry (the caller knows none is pending);
+    /// an NMI blocks further NMIs until its handler's IRET, as on the CPU.
+    fn inject_event(&mut self, e: &Event) {
+        self.inject_now(e);
+        if e.kind == 2 {
+            if let Arch::Svm { vmcb, .. } = &self.arch {
+                vmcb.intercept_iret(true);
+                (self.nmi_masked, self.iret_at) = (true, None);
+            }
+        }
+    }
+
     /// Deliver `e` at the next entry (the caller knows none is pending).
     fn inject_now(&self, e: &Event) {
         match &self.arch {
@@ -1061,18 +1100,19 @@ fn run_guest(vm: &mut Vm, deadline: u64, window: bool, host: &impl Host, handled
                 // An external interrupt only enters an interruptible guest
                 // (SDM Vol. 3 §26.3.1.5; APM §15.20): wait for the window.
                 vm.request_window(true);
-            } else if !busy {
+            } else if !busy && !(e.kind == 2 && vm.nmi_blocked()) {
                 vm.pending = None;
-                vm.inject_now(&e);
+                vm.inject_event(&e);
             }
         } else if vm.lapic.is_some() && !vm.event_pending() {
             // Then the local APIC's: its NMI, else its highest deliverable
             // interrupt when the guest can take one (else a window).
             let now = machine::x86::rdtsc();
             let can_take = vm.can_take_interrupt();
+            let nmi_ok = !vm.nmi_blocked();
             let l = vm.lapic.as_mut().unwrap_or_else(|| unreachable!());
             l.expire(now);
-            let event = if l.take_nmi() {
+            let event = if nmi_ok && l.take_nmi() {
                 Some(Event { vector: 2, kind: 2, error_code: None })
             } else {
                 match l.deliverable() {
@@ -1088,7 +1128,7 @@ fn run_guest(vm: &mut Vm, deadline: u64, window: bool, host: &impl Host, handled
                 }
             };
             if let Some(e) = event {
-                vm.inject_now(&e);
+                vm.inject_event(&e);
             }
         }
         vm.pv_eoi_to_guest();
@@ -1124,6 +1164,7 @@ fn run_guest(vm: &mut Vm, deadline: u64, window: bool, host: &impl Host, handled
         };
         host.enter_kernel();
         vm.settle_offer();
+        vm.track_iret();
         vm.pv_eoi_from_guest();
         let invalid_gp_at = vm.invalid_gp_at.take();
         match info.kind {
@@ -1135,6 +1176,13 @@ fn run_guest(vm: &mut Vm, deadline: u64, window: bool, host: &impl Host, handled
                     break Step::Yield;
                 }
                 host.guest_timer(vm.timer_target(deadline, machine::x86::rdtsc()));
+            }
+            Kind::Iret => {
+                handled[HANDLED_OTHER] += 1;
+                if let Arch::Svm { vmcb, .. } = &vm.arch {
+                    vmcb.intercept_iret(false);
+                }
+                vm.iret_at = Some(info.rip);
             }
             Kind::HostNmi => {
                 handled[HANDLED_INTERRUPT] += 1;

@@ -83,6 +83,7 @@ const I_INTR: u32 = 1 << 0;
 const I_NMI: u32 = 1 << 1;
 const I_VINTR: u32 = 1 << 4;
 const I_CPUID: u32 = 1 << 18;
+const I_IRET: u32 = 1 << 20;
 const I_INVD: u32 = 1 << 22;
 const I_HLT: u32 = 1 << 24;
 const I_IOIO: u32 = 1 << 27;
@@ -106,6 +107,7 @@ const EXIT_INTR: u64 = 0x60;
 const EXIT_NMI: u64 = 0x61;
 const EXIT_VINTR: u64 = 0x64;
 const EXIT_CPUID: u64 = 0x72;
+const EXIT_IRET: u64 = 0x74;
 const EXIT_HLT: u64 = 0x78;
 const EXIT_IOIO: u64 = 0x7b;
 const EXIT_MSR: u64 = 0x7c;
@@ -362,6 +364,13 @@ impl Vmcb {
         }
     }
 
+    /// Exit before the guest's next IRET (the end of an NMI handler: SVM
+    /// keeps no NMI blocking the kernel could read, APM Vol. 2 §15.20).
+    pub fn intercept_iret(&self, on: bool) {
+        let misc = self.r32(CTRL_INTERCEPT_MISC1);
+        self.w32(CTRL_INTERCEPT_MISC1, if on { misc | I_IRET } else { misc & !I_IRET });
+    }
+
     /// Is an interrupt-window exit asked for (the VINTR intercept on)?
     pub fn window_requested(&self) -> bool {
         self.r32(CTRL_INTERCEPT_MISC1) & I_VINTR != 0
@@ -427,6 +436,7 @@ impl Vmcb {
         let mut e = ExitInfo { raw: code, rip, ..ExitInfo::default() };
         match code {
             EXIT_INTR | EXIT_NMI => e.kind = crate::Kind::HostInterrupt,
+            EXIT_IRET => e.kind = crate::Kind::Iret,
             EXIT_CPUID => {
                 e.kind = crate::Kind::Cpuid;
                 e.next_rip = next(2);

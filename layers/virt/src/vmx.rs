@@ -117,6 +117,10 @@ mod f {
 // Control bits (SDM Vol. 3C §24.6, §24.7, §24.8).
 const PIN_EXTERNAL_INTERRUPT: u32 = 1 << 0;
 const PIN_NMI: u32 = 1 << 3;
+/// Virtual NMIs (SDM Vol. 3C §24.6.1): with NMI exiting, the guest's own
+/// NMI blocking is tracked (set by an injected NMI, cleared by its IRET)
+/// and readable as "blocking by NMI"; without it IRET never clears that.
+const PIN_VIRTUAL_NMIS: u32 = 1 << 5;
 const PROC_INTERRUPT_WINDOW: u32 = 1 << 2;
 const PROC_HLT: u32 = 1 << 7;
 const PROC_INVLPG: u32 = 1 << 9;
@@ -325,7 +329,7 @@ impl Vmcs {
             unsafe { rdmsr(if truectl { tru } else { plain }) }
         };
         let v = Vmcs { frame, cr0_fixed0: fx[0], cr0_fixed1: fx[1], cr4_fixed0: fx[2], cr4_fixed1: fx[3], launched: false };
-        vmwrite(f::PIN_CTLS, adjust(cap(IA32_VMX_PINBASED, IA32_VMX_TRUE_PINBASED), PIN_EXTERNAL_INTERRUPT | PIN_NMI) as u64);
+        vmwrite(f::PIN_CTLS, adjust(cap(IA32_VMX_PINBASED, IA32_VMX_TRUE_PINBASED), PIN_EXTERNAL_INTERRUPT | PIN_NMI | PIN_VIRTUAL_NMIS) as u64);
         // INVD, XSETBV and the VMX instructions always exit (§25.1.2);
         // MONITOR/MWAIT are made to.
         let mut proc = adjust(cap(IA32_VMX_PROCBASED, IA32_VMX_TRUE_PROCBASED), PROC_HLT | PROC_UNCOND_IO | PROC_MSR_BITMAP | PROC_SECONDARY | PROC_MWAIT | PROC_MONITOR);
@@ -480,6 +484,13 @@ impl Vmcs {
     pub fn set_efer(&self, v: u64) {
         vmwrite(f::GUEST_EFER, v & !EFER_LMA);
         self.update_long_mode();
+    }
+    /// Blocking by NMI (guest interruptibility state bit 3, SDM Vol. 3C
+    /// §24.4.2) with virtual NMIs: the guest's NMI handler has not yet run
+    /// its IRET; injecting another NMI then would fail the entry
+    /// (§26.3.1.5). Without virtual NMIs (not offered) nothing is tracked.
+    pub fn nmi_blocked(&self) -> bool {
+        vmread(f::PIN_CTLS) as u32 & PIN_VIRTUAL_NMIS != 0 && vmread(f::GUEST_INTERRUPTIBILITY) & 8 != 0
     }
     pub fn interrupt_shadow(&self) -> bool {
         vmread(f::GUEST_INTERRUPTIBILITY) & 3 != 0
