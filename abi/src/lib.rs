@@ -840,7 +840,8 @@ pub mod vm {
     /// posted port accesses (`vm_post`);
     pub const HANDLED_IO: usize = 3;
     /// the rest: the kernel's own interrupt windows, control-register
-    /// accesses the vendor code completes, a refused entry turned into #GP.
+    /// accesses the vendor code completes, the IRET ending a guest's NMI
+    /// handler (SVM), a refused entry turned into #GP.
     pub const HANDLED_OTHER: usize = 4;
     pub const HANDLED_KINDS: usize = 5;
 
