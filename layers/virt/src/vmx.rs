@@ -550,6 +550,24 @@ impl Vmcs {
         true
     }
 
+    /// With virtual NMIs, did this exit (an EPT violation, or an exception
+    /// or NMI exit) come inside an IRET that unblocked NMIs? SDM Vol. 3C
+    /// §27.2.1 (EPT violation qualification bit 12), §27.2.2 (exit
+    /// interruption information bit 12).
+    fn nmi_unblocked_by_iret(&self, reason: u32, q: u64) -> bool {
+        if vmread(f::PIN_CTLS) as u32 & PIN_VIRTUAL_NMIS == 0 {
+            return false;
+        }
+        match reason & 0xffff {
+            R_EPT_VIOLATION => q & (1 << 12) != 0,
+            R_EXCEPTION_NMI => {
+                let info = vmread(f::EXIT_INTR_INFO);
+                info & (1 << 31) != 0 && info & (1 << 12) != 0
+            }
+            _ => false,
+        }
+    }
+
     /// After an exit: decode it, handling CR accesses here.
     pub fn decode_exit(&self, gprs: &GuestGprs) -> ExitInfo {
         let reason = vmread(f::EXIT_REASON) as u32;
@@ -563,6 +581,17 @@ impl Vmcs {
             vmwrite(f::ENTRY_INTR_INFO, idt & !(1 << 12));
             vmwrite(f::ENTRY_ERROR_CODE, vmread(f::IDT_VECTORING_ERROR));
             vmwrite(f::ENTRY_INSTR_LEN, len);
+            // An NMI not yet delivered does not block one yet (its delivery
+            // at the entry will), and an entry injecting an NMI must not
+            // find blocking by NMI set (§26.3.1.5).
+            if (idt >> 8) & 7 == 2 {
+                vmwrite(f::GUEST_INTERRUPTIBILITY, vmread(f::GUEST_INTERRUPTIBILITY) & !8);
+            }
+        } else if self.nmi_unblocked_by_iret(reason, q) {
+            // The exit came in an IRET that had ended the guest's NMI
+            // handler; the IRET runs again, so its NMI blocks until then
+            // (§27.2.3, "NMI unblocking due to IRET").
+            vmwrite(f::GUEST_INTERRUPTIBILITY, vmread(f::GUEST_INTERRUPTIBILITY) | 8);
         }
         if reason & (1 << 31) != 0 {
             e.kind = Kind::Exit(ExitKind::Error);
