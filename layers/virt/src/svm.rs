@@ -354,14 +354,8 @@ impl Vmcb {
     /// interrupt that is never delivered: V_IRQ with the VINTR intercept).
     pub fn request_window(&self, on: bool) {
         let misc = self.r32(CTRL_INTERCEPT_MISC1);
-        let vintr = self.r64(CTRL_VINTR);
-        if on {
-            self.w32(CTRL_INTERCEPT_MISC1, misc | I_VINTR);
-            self.w64(CTRL_VINTR, (vintr & !V_IRQ_FIELDS) | V_IRQ | 0xf << 16 | V_IGN_TPR);
-        } else {
-            self.w32(CTRL_INTERCEPT_MISC1, misc & !I_VINTR);
-            self.w64(CTRL_VINTR, vintr & !V_IRQ_FIELDS);
-        }
+        self.w32(CTRL_INTERCEPT_MISC1, if on { misc | I_VINTR } else { misc & !I_VINTR });
+        self.set_virtual_interrupt(on.then_some(0));
     }
 
     /// Exit before the guest's next IRET (the end of an NMI handler: SVM
@@ -382,8 +376,7 @@ impl Vmcb {
     /// weighed its priority. Not while a window is asked for (that uses
     /// the same fields).
     pub fn offer_interrupt(&self, vector: u8) {
-        let vintr = self.r64(CTRL_VINTR) & !V_IRQ_FIELDS;
-        self.w64(CTRL_VINTR, vintr | V_IRQ | 0xf << 16 | V_IGN_TPR | u64::from(vector) << 32);
+        self.set_virtual_interrupt(Some(vector));
     }
 
     /// Is the offered virtual interrupt still waiting (the CPU clears
@@ -394,7 +387,15 @@ impl Vmcb {
 
     /// Take back an offered virtual interrupt the guest has not taken.
     pub fn withdraw_offer(&self) {
-        self.w64(CTRL_VINTR, self.r64(CTRL_VINTR) & !V_IRQ_FIELDS);
+        self.set_virtual_interrupt(None);
+    }
+
+    /// V_IRQ with `vector`, top priority and V_IGN_TPR (the window's and
+    /// the offer's), or none; V_TPR and V_INTR_MASKING stay.
+    fn set_virtual_interrupt(&self, vector: Option<u8>) {
+        let vintr = self.r64(CTRL_VINTR) & !V_IRQ_FIELDS;
+        let irq = vector.map_or(0, |v| V_IRQ | 0xf << 16 | V_IGN_TPR | u64::from(v) << 32);
+        self.w64(CTRL_VINTR, vintr | irq);
     }
 
     /// The guest's current privilege level.

@@ -490,7 +490,13 @@ impl Vmcs {
     /// its IRET; injecting another NMI then would fail the entry
     /// (§26.3.1.5). Without virtual NMIs (not offered) nothing is tracked.
     pub fn nmi_blocked(&self) -> bool {
-        vmread(f::PIN_CTLS) as u32 & PIN_VIRTUAL_NMIS != 0 && vmread(f::GUEST_INTERRUPTIBILITY) & 8 != 0
+        self.virtual_nmis() && vmread(f::GUEST_INTERRUPTIBILITY) & 8 != 0
+    }
+
+    /// Did the CPU accept the virtual-NMIs control (`adjust` drops it where
+    /// it is not offered)?
+    fn virtual_nmis(&self) -> bool {
+        vmread(f::PIN_CTLS) as u32 & PIN_VIRTUAL_NMIS != 0
     }
     pub fn interrupt_shadow(&self) -> bool {
         vmread(f::GUEST_INTERRUPTIBILITY) & 3 != 0
@@ -555,7 +561,7 @@ impl Vmcs {
     /// §27.2.1 (EPT violation qualification bit 12), §27.2.2 (exit
     /// interruption information bit 12).
     fn nmi_unblocked_by_iret(&self, reason: u32, q: u64) -> bool {
-        if vmread(f::PIN_CTLS) as u32 & PIN_VIRTUAL_NMIS == 0 {
+        if !self.virtual_nmis() {
             return false;
         }
         match reason & 0xffff {
