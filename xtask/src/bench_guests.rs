@@ -43,10 +43,16 @@ fn times(out: &str, prefix: &str) -> BTreeMap<String, f64> {
     m
 }
 
+/// The rest of the VMM's console line that starts `prefix` `head` (the
+/// VMM's closing report for the guest `prefix` names).
+fn vmm_line<'a>(out: &'a str, prefix: &str, head: &str) -> Option<&'a str> {
+    out.lines().find_map(|l| l.trim_end_matches('\r').strip_prefix(prefix)?.strip_prefix(head))
+}
+
 /// The VMM's `kernel-handled:` line for the guest `prefix` names: the exits
 /// the kernel handled, by kind.
-fn kernel_kinds(out: &str, prefix: &str) -> Option<BTreeMap<String, u64>> {
-    let line = out.lines().find_map(|l| l.trim_end_matches('\r').strip_prefix(prefix)?.strip_prefix("kernel-handled: "))?;
+pub fn kernel_kinds(out: &str, prefix: &str) -> Option<BTreeMap<String, u64>> {
+    let line = vmm_line(out, prefix, "kernel-handled: ")?;
     let line = line.replace("host interrupts", "interrupts").replace("posted io", "posted_io");
     let w: Vec<&str> = line.split_whitespace().collect();
     w.chunks(2).map(|p| Some((p.first()?.to_string(), p.get(1)?.parse().ok()?))).collect()
@@ -58,11 +64,11 @@ fn kernel_kinds(out: &str, prefix: &str) -> Option<BTreeMap<String, u64>> {
 /// the way times do.
 fn exit_counts(out: &str, prefix: &str) -> Option<(u64, u64, u64)> {
     let num = |s: &str| s.trim().parse::<u64>().ok();
-    let ran = out.lines().find_map(|l| l.trim_end_matches('\r').strip_prefix(prefix)?.strip_prefix("ran "))?;
+    let ran = vmm_line(out, prefix, "ran ")?;
     let (_, after) = ran.split_once(" ms, ")?;
     let (vmm, rest) = after.split_once(" exits (and ")?;
     let (kernel, _) = rest.split_once(" the kernel handled")?;
-    let kinds = out.lines().find_map(|l| l.trim_end_matches('\r').strip_prefix(prefix)?.strip_prefix("exits: "))?;
+    let kinds = vmm_line(out, prefix, "exits: ")?;
     let kinds = kinds.split(';').next()?;
     let w: Vec<&str> = kinds.split_whitespace().collect();
     let deadline = w.iter().position(|&k| k == "deadline").and_then(|i| w.get(i + 1)).and_then(|v| num(v))?;

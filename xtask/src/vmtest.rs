@@ -98,12 +98,6 @@ fn pages_back(out: &str, what: &str) -> Result<()> {
     }
 }
 
-/// The `other` count of the VMM's `[vm0] kernel-handled:` line.
-fn kernel_other_exits(out: &str) -> Option<u64> {
-    let line = out.lines().find_map(|l| l.trim_end_matches('\r').strip_prefix("[vm0] kernel-handled: "))?;
-    line.split_once(" other ")?.1.split_whitespace().next()?.parse().ok()
-}
-
 /// `[vmN] stopped:` lines: VMs the VMM stopped with a report.
 fn stops(out: &str) -> usize {
     out.lines().filter(|l| l.starts_with("[vm") && l.contains("] stopped: ")).count()
@@ -137,7 +131,7 @@ pub fn tests(elf: &Path, bundle: &Path, bochs: bool) -> Vec<(String, Result<()>)
         with_log(
             no_kernel_trouble(&cap)
                 .and_then(|_| in_order(&cap.output, &["guest: 20 timer interrupts", "guest: local APIC timer: 20 deadlines passed with interrupts masked, each taken once at STI", "guest: local APIC self-NMI: a second one sent inside the first's handler came after its IRET", "guest: success", "[vm0] guest exited with status 0"]))
-                .and_then(|_| match kernel_other_exits(&cap.output) {
+                .and_then(|_| match crate::bench_guests::kernel_kinds(&cap.output, "[vm0] ").and_then(|k| k.get("other").copied()) {
                     Some(n) if n < 30 => Ok(()),
                     Some(n) => Err(format!("{n} \"other\" kernel-handled exits: the masked deadlines took window exits, not V_IRQ offers")),
                     None => Err("no `[vm0] kernel-handled:` line from the VMM".into()),
@@ -308,17 +302,5 @@ pub fn run_alone(quick: bool) -> std::process::ExitCode {
         std::process::ExitCode::SUCCESS
     } else {
         std::process::ExitCode::FAILURE
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_kernels_other_exits_are_read() {
-        let out = "[vm0] exits: io 3\r\n[vm0] kernel-handled: host interrupts 14 cpuid 6 msr 418 posted io 32 other 17\r\n";
-        assert_eq!(kernel_other_exits(out), Some(17));
-        assert_eq!(kernel_other_exits("[vm0] ran 3 ms\n"), None);
     }
 }
