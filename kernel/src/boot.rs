@@ -119,7 +119,7 @@ pub fn bsp(handoff: machine::boot::Handoff) -> ! {
     }
     let bsp_lapic = lapic::local();
     bsp_lapic.enable();
-    let cal = bsp_lapic.calibrate(10);
+    let cal = bsp_lapic.calibrate(dev::pit::MAX_WINDOW_MS);
     console::start_clock();
     log::info!(
         "clocks: TSC {}.{:03} MHz, APIC timer {} ticks/ms (PIT-calibrated)",

@@ -162,35 +162,57 @@ impl LocalApic {
         self.send(apic_id, ICR_STARTUP | ICR_LEVEL_ASSERT | vector as u32);
     }
 
-    /// Measure the timer's and the TSC's rates against the PIT: the
-    /// shortest of [`CALIBRATION_ROUNDS`] windows of `ms` milliseconds. A
-    /// window can only come out too long, never too short (both counts
-    /// start before the PIT does and are read after it has run out): the CPU
-    /// may be away meanwhile (an emulator's vCPU thread descheduled on a
-    /// busy host; once, one window here measured four times the TSC rate and
-    /// every tick, sleep and guest clock ran four times too slow).
+    /// Measure the timer's and the TSC's rates against the PIT over a
+    /// window of `ms` milliseconds (1 to [`pit::MAX_WINDOW_MS`]).
+    ///
+    /// Both ends of the window are [`ClockSample`]s: the PIT's count and the
+    /// timer's read between two TSC reads, the tightest of
+    /// [`CALIBRATION_SAMPLES`] taken at each end. Only the samples' own
+    /// brackets add error (a few µs of port and register reads over the
+    /// window); the CPU may be away anywhere else (an emulator's vCPU thread
+    /// descheduled on a busy host) without changing the result. The earlier
+    /// method, waiting for the PIT to run out between two TSC reads, counted
+    /// the PIT's programming and the last poll as part of the window: under
+    /// QEMU TCG every rate came out 0.6-1.3% high, and every tick, sleep
+    /// and Linux guest clock ran that much slow.
+    ///
+    /// [`pit::MAX_WINDOW_MS`]: crate::pit::MAX_WINDOW_MS
     pub fn calibrate(&self, ms: u32) -> Calibration {
-        let ms = ms.max(1);
-        let mut best: Option<(u64, u32)> = None;
-        for _ in 0..CALIBRATION_ROUNDS {
-            self.write(reg::TIMER_DIVIDE, DIVIDE_BY_16);
-            self.write(reg::LVT_TIMER, LVT_MASKED);
-            self.write(reg::TIMER_INITIAL, u32::MAX);
-            let tsc0 = machine::x86::rdtsc();
-            crate::pit::wait_ms(ms);
-            let left = self.read(reg::TIMER_CURRENT);
-            let tsc1 = machine::x86::rdtsc();
-            self.write(reg::TIMER_INITIAL, 0);
-            let tsc = tsc1.wrapping_sub(tsc0);
-            if best.is_none_or(|(b, _)| tsc < b) {
-                best = Some((tsc, u32::MAX - left));
-            }
+        use crate::pit;
+        let ms = ms.clamp(1, pit::MAX_WINDOW_MS);
+        self.write(reg::TIMER_DIVIDE, DIVIDE_BY_16);
+        self.write(reg::LVT_TIMER, LVT_MASKED);
+        self.write(reg::TIMER_INITIAL, u32::MAX);
+        pit::start_counting();
+        let a = self.tightest_sample();
+        let window = pit::counts_in_ms(ms) as u16;
+        while a.pit.wrapping_sub(pit::count()) < window {
+            machine::x86::pause();
         }
-        let (tsc, timer) = best.unwrap_or((1, 1));
-        let c = Calibration { timer_ticks_per_ms: (timer / ms).max(1) as u64, tsc_per_ms: (tsc / ms as u64).max(1) };
+        let b = self.tightest_sample();
+        pit::stop();
+        self.write(reg::TIMER_INITIAL, 0);
+        let c = rates(a, b).unwrap_or(Calibration { timer_ticks_per_ms: 1, tsc_per_ms: 1 });
         TIMER_TICKS_PER_MS.store(c.timer_ticks_per_ms, Ordering::Relaxed);
         TSC_PER_MS.store(c.tsc_per_ms, Ordering::Relaxed);
         c
+    }
+
+    /// The PIT's count and the timer's, bracketed by the TSC.
+    fn sample(&self) -> ClockSample {
+        let tsc_before = machine::x86::rdtsc();
+        let pit = crate::pit::count();
+        let timer = self.read(reg::TIMER_CURRENT);
+        let tsc_after = machine::x86::rdtsc();
+        ClockSample { tsc_before, tsc_after, pit, timer }
+    }
+
+    fn tightest_sample(&self) -> ClockSample {
+        let mut best = self.sample();
+        for _ in 1..CALIBRATION_SAMPLES {
+            best = tighter(best, self.sample());
+        }
+        best
     }
 
     /// Periodic timer interrupt `vector` every `period_us` microseconds
@@ -224,8 +246,54 @@ impl LocalApic {
     }
 }
 
-/// Calibration windows measured; the shortest counts.
-pub const CALIBRATION_ROUNDS: u32 = 5;
+/// Samples taken at each end of the calibration window; the tightest counts.
+pub const CALIBRATION_SAMPLES: u32 = 8;
+
+/// The PIT's count (`pit`, counting down at [`crate::pit::PIT_HZ`]) and the
+/// local APIC timer's current count (`timer`, counting down), both read
+/// between TSC reads `tsc_before` and `tsc_after`: taken as read at the
+/// bracket's middle, give or take half its width.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClockSample {
+    pub tsc_before: u64,
+    pub tsc_after: u64,
+    pub pit: u16,
+    pub timer: u32,
+}
+
+impl ClockSample {
+    fn width(&self) -> u64 {
+        self.tsc_after.wrapping_sub(self.tsc_before)
+    }
+
+    fn middle(&self) -> u64 {
+        self.tsc_before.wrapping_add(self.width() / 2)
+    }
+}
+
+/// Of two samples, the one with the narrower bracket (the first on a tie).
+pub fn tighter(a: ClockSample, b: ClockSample) -> ClockSample {
+    if b.width() < a.width() { b } else { a }
+}
+
+/// The rates that samples `a` and then `b` imply, rounded to the nearest
+/// tick per millisecond (at least 1); `None` when no PIT count passed
+/// between them. Counts are taken modulo 2^16 (PIT) and 2^32 (timer).
+pub fn rates(a: ClockSample, b: ClockSample) -> Option<Calibration> {
+    let counts = a.pit.wrapping_sub(b.pit) as u128;
+    if counts == 0 {
+        return None;
+    }
+    // ticks / (counts / PIT_HZ s) / 1000 = ticks per ms.
+    let per_ms = |ticks: u128| -> u64 {
+        let d = counts * 1000;
+        ((ticks * crate::pit::PIT_HZ as u128 + d / 2) / d).clamp(1, u64::MAX as u128) as u64
+    };
+    Some(Calibration {
+        timer_ticks_per_ms: per_ms(a.timer.wrapping_sub(b.timer) as u128),
+        tsc_per_ms: per_ms(b.middle().wrapping_sub(a.middle()) as u128),
+    })
+}
 
 /// Result of [`LocalApic::calibrate`].
 #[derive(Clone, Copy, Debug)]
@@ -249,5 +317,79 @@ pub fn delay_us(us: u64) {
     let end = machine::x86::rdtsc() + per_ms * us / 1000;
     while machine::x86::rdtsc() < end {
         machine::x86::pause();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pit::PIT_HZ;
+
+    /// TSC and timer rates of the simulated machine, ticks per ms.
+    const TSC_RATE: u64 = 2_445_430;
+    const TIMER_RATE: u64 = 62_500;
+
+    /// The sample a CPU takes starting at `t_ns` whose reads take `width_ns`
+    /// (the PIT and the timer read at the bracket's middle); the PIT
+    /// started at `pit_start`.
+    fn sample_at(t_ns: u64, width_ns: u64, pit_start: u16) -> ClockSample {
+        read_at(t_ns, width_ns, width_ns / 2, pit_start)
+    }
+
+    /// As [`sample_at`], the PIT and the timer read `read_ns` into the bracket.
+    fn read_at(t_ns: u64, width_ns: u64, read_ns: u64, pit_start: u16) -> ClockSample {
+        let read = (t_ns + read_ns) as u128;
+        let pit_passed = (read * PIT_HZ as u128 / 1_000_000_000) as u16;
+        ClockSample {
+            tsc_before: (t_ns as u128 * TSC_RATE as u128 / 1_000_000) as u64,
+            tsc_after: ((t_ns + width_ns) as u128 * TSC_RATE as u128 / 1_000_000) as u64,
+            pit: pit_start.wrapping_sub(pit_passed),
+            timer: u32::MAX - (read * TIMER_RATE as u128 / 1_000_000) as u32,
+        }
+    }
+
+    fn close(got: u64, want: u64, parts_per_million: u64) -> bool {
+        got.abs_diff(want) * 1_000_000 <= want * parts_per_million
+    }
+
+    #[test]
+    fn rates_recover_the_clocks_within_a_hundredth_of_a_percent() {
+        // A 20 ms window with 10 µs brackets, the PIT wrapping through 0.
+        let a = sample_at(1_000_000, 10_000, 1_000);
+        let b = sample_at(21_000_000, 10_000, 1_000);
+        let c = rates(a, b).unwrap();
+        assert!(close(c.tsc_per_ms, TSC_RATE, 100), "{c:?}");
+        assert!(close(c.timer_ticks_per_ms, TIMER_RATE, 100), "{c:?}");
+    }
+
+    #[test]
+    fn time_away_between_the_samples_changes_nothing() {
+        // The old method counted everything between its two TSC reads; a
+        // sample is self-contained, so a CPU away before the window's end
+        // (here 5 ms late to take it) only lengthens the window.
+        let a = sample_at(0, 8_000, 0xffff);
+        let on_time = rates(a, sample_at(20_000_000, 8_000, 0xffff)).unwrap();
+        let late = rates(a, sample_at(25_000_000, 8_000, 0xffff)).unwrap();
+        assert!(close(on_time.tsc_per_ms, TSC_RATE, 100) && close(late.tsc_per_ms, TSC_RATE, 100), "{on_time:?} {late:?}");
+    }
+
+    #[test]
+    fn the_tightest_sample_is_kept() {
+        // A sample the CPU was away in (away 3 ms after its reads) would
+        // put the PIT's read at the wrong TSC; the narrower one wins.
+        let away = read_at(0, 3_000_000, 2_000, 0xffff);
+        let tight = sample_at(3_000_000, 5_000, 0xffff);
+        assert_eq!(tighter(away, tight), tight);
+        assert_eq!(tighter(tight, away), tight);
+        let b = sample_at(23_000_000, 5_000, 0xffff);
+        assert!(close(rates(tight, b).unwrap().tsc_per_ms, TSC_RATE, 100));
+        // Taken as its middle, the wide one is off by far more.
+        assert!(!close(rates(away, b).unwrap().tsc_per_ms, TSC_RATE, 1_000));
+    }
+
+    #[test]
+    fn no_pit_count_between_the_samples_gives_none() {
+        let a = sample_at(0, 100, 0xffff);
+        assert!(rates(a, a).is_none());
     }
 }

@@ -16,12 +16,26 @@ const PORTB_OUT2: u8 = 1 << 5;
 /// Channel 2, access lobyte/hibyte, mode 0 (interrupt on terminal count), binary.
 const CMD_CH2_MODE0: u8 = 0b1011_0000;
 
+/// Channel 2 counter latch command (8254 data sheet, "Counter Latch Command":
+/// SC = 10, RW = 00): the next two reads of port 0x42 give the count at
+/// the moment of the latch, low byte first.
+const CMD_CH2_LATCH: u8 = 0b1000_0000;
+
+/// Longest window [`count`] can measure: the 16-bit counter's period
+/// (65,536 counts, 54.9 ms) less a margin.
+pub const MAX_WINDOW_MS: u32 = 50;
+
+/// PIT counts in `ms` milliseconds (rounded to the nearest count).
+pub const fn counts_in_ms(ms: u32) -> u32 {
+    ((PIT_HZ as u64 * ms as u64 + 500) / 1000) as u32
+}
+
 /// Busy-wait `ms` milliseconds (at most 50 per step) by counting channel 2 down.
 pub fn wait_ms(ms: u32) {
     let mut left = ms;
     while left > 0 {
-        let step = left.min(50);
-        wait_one(PIT_HZ / 1000 * step);
+        let step = left.min(MAX_WINDOW_MS);
+        wait_one(counts_in_ms(step));
         left -= step;
     }
 }
@@ -39,6 +53,42 @@ fn wait_one(count: u32) {
         while inb(PORT_B) & PORTB_OUT2 == 0 {
             machine::x86::pause();
         }
+        outb(PORT_B, b & !PORTB_SPEAKER & !PORTB_GATE2);
+    }
+}
+
+/// Start channel 2 counting down from 0xffff, free running (mode 0 goes on
+/// counting past zero, wrapping), for [`count`] to read; [`stop`] ends it.
+pub fn start_counting() {
+    // SAFETY: as in `wait_one`: channel 2 and port 0x61 are the kernel's.
+    unsafe {
+        let b = inb(PORT_B);
+        outb(PORT_B, (b & !PORTB_SPEAKER) & !PORTB_GATE2);
+        outb(PORT_CMD, CMD_CH2_MODE0);
+        outb(PORT_CH2, 0xff);
+        outb(PORT_CH2, 0xff);
+        outb(PORT_B, (b & !PORTB_SPEAKER) | PORTB_GATE2);
+    }
+}
+
+/// Channel 2's count now (it counts down; differences are taken modulo
+/// 2^16, so windows up to [`MAX_WINDOW_MS`] are unambiguous).
+pub fn count() -> u16 {
+    // SAFETY: latching and reading channel 2 only reads the kernel's own
+    // counter; the latch holds the value until both bytes are read.
+    unsafe {
+        outb(PORT_CMD, CMD_CH2_LATCH);
+        let lo = inb(PORT_CH2);
+        let hi = inb(PORT_CH2);
+        u16::from_le_bytes([lo, hi])
+    }
+}
+
+/// Stop channel 2 (gate off).
+pub fn stop() {
+    // SAFETY: as in `wait_one`.
+    unsafe {
+        let b = inb(PORT_B);
         outb(PORT_B, b & !PORTB_SPEAKER & !PORTB_GATE2);
     }
 }
