@@ -257,8 +257,10 @@ pub const MAX_CONSOLE_WRITE: usize = 4096;
 /// Program names in the boot image are at most this long.
 pub const MAX_NAME: usize = 32;
 /// Longest argument string `spawn` accepts (and so the longest command
-/// init can be started with).
-pub const MAX_ARGS: usize = 256;
+/// init can be started with: a boot line that starts three Linux guests
+/// after a warm-up, as `cargo xtask test-guests --long` does in Bochs,
+/// needs about 300 bytes).
+pub const MAX_ARGS: usize = 512;
 /// Processes the kernel holds at once (pids `1..=MAX_PROCESSES`; zombies
 /// not yet reaped count).
 pub const MAX_PROCESSES: usize = 63;

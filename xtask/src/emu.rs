@@ -131,6 +131,7 @@ pub fn make_iso(elf: &Path, bundle: Option<&Path>, cmdline: &str, out: &Path) ->
         }
         None => "",
     };
+    let cmdline = grub_words(cmdline);
     let cfg = format!(
         "set timeout=0\nset default=0\nserial --unit=0 --speed=115200\nterminal_input serial console\nterminal_output serial console\n\
          menuentry \"mc2\" {{\n  multiboot /boot/mc2.elf {cmdline}\n{module}  boot\n}}\n"
@@ -143,21 +144,40 @@ pub fn make_iso(elf: &Path, bundle: Option<&Path>, cmdline: &str, out: &Path) ->
     Ok(())
 }
 
+/// `cmdline` as words of a GRUB script line that hand the kernel the same
+/// text: characters GRUB's script gives a meaning (`;` ends its command,
+/// `$` expands, quotes group, ...) escaped one by one with a backslash.
+/// Quoting a whole command instead does not work: GRUB 2.06 passes an
+/// argument holding spaces on to the kernel inside double quotes.
+pub fn grub_words(cmdline: &str) -> String {
+    let mut out = String::with_capacity(cmdline.len());
+    for c in cmdline.chars() {
+        if ";&|<>(){}$\"'\\#".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// Where Bochs sends COM1.
 pub enum BochsSerial<'a> {
     File(&'a Path),
     Terminal,
 }
 
+/// Bochs's memory (MiB) unless a run asks for more.
+pub const BOCHS_MEGS: usize = 256;
+
 /// A Bochs configuration for a VT-x capable CPU (Skylake-X model: VMX with
-/// EPT and unrestricted guest) booting `iso` on `cpus` CPUs.
-pub fn bochsrc(iso: &Path, cpus: usize, serial: BochsSerial<'_>, log: &Path) -> String {
+/// EPT and unrestricted guest) booting `iso` on `cpus` CPUs with `megs` MiB.
+pub fn bochsrc(iso: &Path, cpus: usize, megs: usize, serial: BochsSerial<'_>, log: &Path) -> String {
     let com1 = match serial {
         BochsSerial::File(p) => format!("com1: enabled=1, mode=file, dev={}", p.display()),
         BochsSerial::Terminal => "com1: enabled=1, mode=term, dev=/dev/tty".to_string(),
     };
     format!(
-        "megs: 256\n\
+        "megs: {megs}\n\
          cpu: model=corei7_skylake_x, count={cpus}, ips=100000000\n\
          romimage: file=/usr/share/bochs/BIOS-bochs-latest\n\
          vgaromimage: file=/usr/share/bochs/VGABIOS-lgpl-latest\n\
@@ -174,15 +194,20 @@ pub fn bochsrc(iso: &Path, cpus: usize, serial: BochsSerial<'_>, log: &Path) -> 
     )
 }
 
-/// Boot an ISO in Bochs, capturing COM1 through a file.
+/// Boot an ISO in Bochs ([`BOCHS_MEGS`] of memory), capturing COM1 through a file.
 pub fn bochs_capture(iso: &Path, cpus: usize, name: &str, timeout: Duration) -> Result<Captured> {
+    bochs_capture_megs(iso, cpus, BOCHS_MEGS, name, timeout)
+}
+
+/// [`bochs_capture`] with `megs` MiB of memory.
+pub fn bochs_capture_megs(iso: &Path, cpus: usize, megs: usize, name: &str, timeout: Duration) -> Result<Captured> {
     ensure(&[Tool::Bochs])?;
     let dir = target_dir().join("bochs").join(name);
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let serial = dir.join("serial.log");
     let _ = std::fs::remove_file(&serial);
     let rc = dir.join("bochsrc");
-    std::fs::write(&rc, bochsrc(iso, cpus, BochsSerial::File(&serial), &dir.join("bochs.log"))).map_err(|e| e.to_string())?;
+    std::fs::write(&rc, bochsrc(iso, cpus, megs, BochsSerial::File(&serial), &dir.join("bochs.log"))).map_err(|e| e.to_string())?;
     let cmds = dir.join("debugger.rc");
     std::fs::write(&cmds, "c\n").map_err(|e| e.to_string())?;
     let mut c = Command::new("bochs");
@@ -196,4 +221,16 @@ pub fn bochs_capture(iso: &Path, cpus: usize, name: &str, timeout: Duration) -> 
 /// Path of the ISO that `cargo xtask run --iso` writes.
 pub fn iso_path(name: &str) -> PathBuf {
     target_dir().join(format!("{name}.iso"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::grub_words;
+
+    #[test]
+    fn grub_words_escape_what_grub_script_would_take() {
+        assert_eq!(grub_words("-- mem; vm list"), "-- mem\\; vm list");
+        assert_eq!(grub_words("echo $x 'a' \"b\" a&b"), "echo \\$x \\'a\\' \\\"b\\\" a\\&b");
+        assert_eq!(grub_words("test expect_cpus=4"), "test expect_cpus=4");
+    }
 }

@@ -48,7 +48,7 @@ usage: cargo xtask <command>
         (QEMU: Ctrl-A X quits, Ctrl-A C toggles the QEMU monitor)
   test  [--quick]               run every check; ends with `N passed, N failed`
                                 (--quick skips loom/shuttle and Bochs)
-  test-guests [--long]          only the Linux guest checks of `test` (--long: also Bochs VT-x)
+  test-guests [--long] [WORD]   only the Linux guest checks of `test` (--long: also Bochs VT-x; WORD: those named so)
   check [--long] [--traces N] [--calls N] [--seed S] [--no-exhaustion] [--teeth] [--mutant M]
                                 conformance traces with fresh seeds, fuzzing, exhaustion
                                 (default 300 traces, 100,000 calls; --long: 10,000 traces,
@@ -182,7 +182,7 @@ fn run(args: &[String]) -> util::Result<()> {
         let dir = util::target_dir().join("bochs").join("run");
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
         let rc = dir.join("bochsrc");
-        std::fs::write(&rc, emu::bochsrc(&iso, smp, emu::BochsSerial::Terminal, &dir.join("bochs.log"))).map_err(|e| e.to_string())?;
+        std::fs::write(&rc, emu::bochsrc(&iso, smp, emu::BOCHS_MEGS, emu::BochsSerial::Terminal, &dir.join("bochs.log"))).map_err(|e| e.to_string())?;
         std::fs::write(dir.join("debugger.rc"), "c\n").map_err(|e| e.to_string())?;
         eprintln!("xtask: Bochs with {smp} CPU(s); console on this terminal, log in {}", dir.display());
         let mut c = std::process::Command::new("bochs");
