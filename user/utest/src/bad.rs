@@ -171,7 +171,7 @@ pub fn bad_pointers(cx: &Ctx) -> TestResult {
     c.expect_spawn("spawn(no such program)", sys::spawn("no-such-program", q, 0, ""), &[NoSuchProgram]);
     c.expect_spawn("spawn(CPU 999)", sys::spawn(hello, q, 999, ""), &[BadCpu]);
     c.expect_spawn(&format!("spawn(CPU {}, one past the last online)", cx.cpus), sys::spawn(hello, q, cx.cpus, ""), &[BadCpu]);
-    c.expect_spawn("spawn(257 bytes of arguments)", sys::spawn(hello, q, 0, &"x".repeat(257)), &[Invalid]);
+    c.expect_spawn("spawn(one byte of arguments too many)", sys::spawn(hello, q, 0, &"x".repeat(abi::MAX_ARGS + 1)), &[Invalid]);
     c.expect_spawn("spawn(name at null)", raw(nr::SPAWN, [0, 5, q, 0, 0, 0]), &[BadAddress]);
     c.expect_spawn("spawn(name in the kernel half)", raw(nr::SPAWN, [KERNEL, 5, q, 0, 0, 0]), &[BadAddress]);
     c.expect_spawn("spawn(arguments unmapped)", raw(nr::SPAWN, [hello.as_ptr() as u64, 5, q, 0, UNMAPPED, 8]), &[BadAddress]);
