@@ -333,7 +333,7 @@ impl ShmState {
     }
 }
 
-/// One row of `ps` (fixed layout, little endian, 64 bytes).
+/// One row of `ps` (fixed layout, little endian, 72 bytes).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ProcInfo {
     pub pid: u32,
@@ -344,10 +344,18 @@ pub struct ProcInfo {
     pub quota: u64,
     pub usage: u64,
     pub name: [u8; 32],
+    /// Processes in its subtree now, itself included.
+    pub subtree: u32,
+    /// The process limit `spawn` gave its subtree (itself included), or
+    /// [`NO_PROCESS_LIMIT`]: none of its own (a limit above it may apply).
+    pub limit: u32,
 }
 
+/// [`ProcInfo::limit`] of a process spawned without a process limit.
+pub const NO_PROCESS_LIMIT: u32 = 0;
+
 impl ProcInfo {
-    pub const SIZE: usize = 64;
+    pub const SIZE: usize = 72;
 
     pub fn to_bytes(&self) -> [u8; Self::SIZE] {
         let mut b = [0u8; Self::SIZE];
@@ -358,6 +366,8 @@ impl ProcInfo {
         b[16..24].copy_from_slice(&self.quota.to_le_bytes());
         b[24..32].copy_from_slice(&self.usage.to_le_bytes());
         b[32..64].copy_from_slice(&self.name);
+        b[64..68].copy_from_slice(&self.subtree.to_le_bytes());
+        b[68..72].copy_from_slice(&self.limit.to_le_bytes());
         b
     }
 
@@ -366,7 +376,7 @@ impl ProcInfo {
         let u64_at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap_or([0; 8]));
         let mut name = [0u8; 32];
         name.copy_from_slice(&b[32..64]);
-        ProcInfo { pid: u32_at(0), parent: u32_at(4), cpu: u32_at(8), state: u32_at(12), quota: u64_at(16), usage: u64_at(24), name }
+        ProcInfo { pid: u32_at(0), parent: u32_at(4), cpu: u32_at(8), state: u32_at(12), quota: u64_at(16), usage: u64_at(24), name, subtree: u32_at(64), limit: u32_at(68) }
     }
 
     pub fn name(&self) -> &str {
@@ -437,7 +447,7 @@ mod tests {
 
     #[test]
     fn records_round_trip() {
-        let mut p = ProcInfo { pid: 3, parent: 1, cpu: 2, state: 1, quota: 100, usage: 7, name: [0; 32] };
+        let mut p = ProcInfo { pid: 3, parent: 1, cpu: 2, state: 1, quota: 100, usage: 7, name: [0; 32], subtree: 4, limit: 9 };
         p.name[..4].copy_from_slice(b"init");
         assert_eq!(ProcInfo::from_bytes(&p.to_bytes()), p);
         assert_eq!(p.name(), "init");

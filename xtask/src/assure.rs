@@ -164,8 +164,9 @@ impl Drop for Console {
 
 // ---- exhaustion ----
 
-/// One `ps` row: (pid, parent, state, quota, usage, name).
-type PsRow = (u64, u64, String, u64, u64, String);
+/// One `ps` row: (pid, parent, state, quota, usage, name, subtree, limit
+/// (None: `-`, none of its own)).
+type PsRow = (u64, u64, String, u64, u64, String, u64, Option<u64>);
 
 fn parse_ps(lines: &[String]) -> Vec<PsRow> {
     lines
@@ -173,8 +174,9 @@ fn parse_ps(lines: &[String]) -> Vec<PsRow> {
         .filter_map(|l| {
             let w: Vec<&str> = l.split_whitespace().collect();
             match w[..] {
-                [pid, parent, _cpu, state, quota, usage, name, ..] => {
-                    Some((pid.parse().ok()?, parent.parse().ok()?, state.to_string(), quota.parse().ok()?, usage.parse().ok()?, name.to_string()))
+                [pid, parent, _cpu, state, quota, usage, tree, limit, name, ..] => {
+                    let limit = if limit == "-" { None } else { Some(limit.parse().ok()?) };
+                    Some((pid.parse().ok()?, parent.parse().ok()?, state.to_string(), quota.parse().ok()?, usage.parse().ok()?, name.to_string(), tree.parse().ok()?, limit))
                 }
                 _ => None,
             }
@@ -278,6 +280,13 @@ fn exhaustion(m: &Machine) -> Verdict {
                     None => return Err(format!("bomb pid {p} is gone (round {round}):\n{}", out.join("\n"))),
                 }
             }
+            // `ps` shows the big bomb's process limit, and its subtree
+            // (counted by the kernel) within it, and more than itself.
+            match rows.iter().find(|r| r.0 == big) {
+                Some(r) if r.7.is_some_and(|limit| r.6 > 1 && r.6 <= limit) => {}
+                Some(r) => return Err(format!("`ps` shows the big spawn bomb (pid {big}) with {} processes in its subtree and limit {:?}: expected a limit, and a subtree above 1 and within it", r.6, r.7)),
+                None => return Err(format!("the big spawn bomb (pid {big}) is not in `ps`")),
+            }
             let (out, t) = ask(&mut c, "hello", Duration::from_secs(30))?;
             latency = latency.max(t);
             if !out.iter().any(|l| l.contains("hello from pid")) {
@@ -312,7 +321,7 @@ fn exhaustion(m: &Machine) -> Verdict {
         Ok(())
     })();
     let name = format!(
-        "exhaustion: a spawn bomb, an allocation bomb and an IPC flood (300 pages each) reach their limits inside their quotas, a spawn bomb with 6000 pages stops at its process limit (`{}`), the shell answers and starts programs meanwhile (slowest answer {:.1} s, up to {procs_seen} processes), every page comes back ({:.0} s)",
+        "exhaustion: a spawn bomb, an allocation bomb and an IPC flood (300 pages each) reach their limits inside their quotas, a spawn bomb with 6000 pages stops at its process limit (`{}`; `ps` shows the limit and its subtree within it), the shell answers and starts programs meanwhile (slowest answer {:.1} s, up to {procs_seen} processes), every page comes back ({:.0} s)",
         big_refusal.trim(),
         latency.as_secs_f64(),
         start.elapsed().as_secs_f64()

@@ -203,6 +203,22 @@ pub fn tests(elf: &Path, bundle: &Path, bochs: bool) -> Vec<(String, Result<()>)
             if cpus != ["1", "2"] {
                 return Err(format!("`vm list` showed running VMs on cpus {cpus:?}, expected one on 1 and one on 2"));
             }
+            // Right of `|`, the exits the kernel handled by kind: some for a
+            // guest that ran for seconds (its 8259 writes are posted), and
+            // all of them among its exits.
+            let rows: Vec<(u64, Vec<u64>)> = cap
+                .output
+                .lines()
+                .filter_map(|l| {
+                    let (row, kinds) = l.split_once(" | ")?;
+                    let f: Vec<&str> = row.split_whitespace().collect();
+                    (f.len() == 6 && f[3] == "running").then(|| (f[5].parse().unwrap_or(0), kinds.split_whitespace().filter_map(|k| k.parse().ok()).collect()))
+                })
+                .collect();
+            let fits = |(exits, kinds): &(u64, Vec<u64>)| kinds.len() == abi::vm::HANDLED_KINDS && (1..=*exits).contains(&kinds.iter().sum());
+            if rows.len() != 2 || !rows.iter().all(fits) {
+                return Err(format!("`vm list` should show each running VM's exits and, by kind, the kernel-handled ones among them; read (exits, by kind) {rows:?}"));
+            }
             if cap.output.matches("guest: success").count() != 2 {
                 return Err("a background guest ran to its end: `vm stop` did not stop it".into());
             }

@@ -309,7 +309,12 @@ fn ps(pid: Pid, va: u64, len: u64) -> Reply {
     PROCS.list(&mut all);
     let room = usize::try_from(len).unwrap_or(usize::MAX) / ProcInfo::SIZE;
     for (i, (p, info)) in all.iter().enumerate().take(room) {
-        let (quota, usage) = CONTAINERS.info(ContainerId::new(info.container)).map(|c| (c.quota, c.usage)).unwrap_or((0, 0));
+        // A container's limit counts the containers below it; a process's
+        // counts its subtree, itself included.
+        let (quota, usage, subtree, limit) = CONTAINERS
+            .info(ContainerId::new(info.container))
+            .map(|c| (c.quota, c.usage, c.descendants.saturating_add(1), if c.limit == mm::NO_LIMIT { abi::NO_PROCESS_LIMIT } else { c.limit.saturating_add(1) }))
+            .unwrap_or((0, 0, 1, abi::NO_PROCESS_LIMIT));
         let mut name = [0u8; 32];
         name[..info.name.len()].copy_from_slice(info.name.as_bytes());
         let state = match info.state {
@@ -321,7 +326,7 @@ fn ps(pid: Pid, va: u64, len: u64) -> Reply {
             PState::Starting => 1,
             _ => 3,
         };
-        let rec = ProcInfo { pid: *p, parent: info.parent, cpu: info.cpu, state, quota, usage, name };
+        let rec = ProcInfo { pid: *p, parent: info.parent, cpu: info.cpu, state, quota, usage, name, subtree, limit };
         copy_out(pid, va + (i * ProcInfo::SIZE) as u64, &rec.to_bytes())?;
     }
     Ok((all.len() as u64, 0))

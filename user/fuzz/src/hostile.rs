@@ -155,7 +155,7 @@ fn written(n: u64, a: [u64; 6], rax: u64) -> Option<(u64, u64)> {
     match n {
         nr::RECV => Some((a[1], rax)),
         nr::CALL => Some((a[4], rax)),
-        nr::PS => Some((a[0], rax.saturating_mul(64).min(a[1]))),
+        nr::PS => Some((a[0], rax.min(a[1] / abi::ProcInfo::SIZE as u64) * abi::ProcInfo::SIZE as u64)),
         nr::SYSINFO => Some((a[0], 64)),
         nr::PROGRAMS => Some((a[0], rax)),
         nr::FILE_READ => Some((a[3], rax)),
@@ -220,7 +220,10 @@ fn judge(n: u64, a: [u64; 6], rax: u64, rdx: u64, ok: bool, v: &mut Verdict) {
             v.touched(a[1], a[2], ok);
             v.touched(a[4], if ok { rax } else { 0 }, ok);
         }
-        nr::PS => v.touched(a[0], if a[1] >= 64 && rax > 0 { 64 } else { 0 }, ok),
+        nr::PS => {
+            let rec = abi::ProcInfo::SIZE as u64;
+            v.touched(a[0], if a[1] >= rec && rax > 0 { rec } else { 0 }, ok)
+        }
         nr::SYSINFO => v.touched(a[0], 1, ok),
         // (The length only has to be large enough: a record is copied.)
         nr::VM_GET_REGS | nr::VM_SET_REGS => v.touched(a[1], a[2].min(abi::vm::Regs::SIZE as u64), ok),
@@ -359,10 +362,11 @@ fn pick(st: &mut State) -> (u64, [u64; 6], Verdict) {
             a[1] = if st.dice.chance(1, 8) { u64::MAX } else { 1 + st.dice.below(3) };
         }
         nr::PS | nr::PROGRAMS | nr::SYSINFO => {
+            let rec = if n == nr::PS { abi::ProcInfo::SIZE as u64 } else { 64 };
             a[1] = match st.dice.below(4) {
                 0 => st.len(),
-                1 => 64,
-                _ => 64 * (1 + st.dice.below(40)),
+                1 => rec,
+                _ => rec * (1 + st.dice.below(40)),
             };
             a[0] = st.ptr(a[1]);
         }

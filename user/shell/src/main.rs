@@ -59,7 +59,8 @@ const HELP: &str = "\
 commands:
   help                         this list
   programs                     the programs in the boot image
-  ps                           processes: pid, parent, cpu, state, quota, usage, name
+  ps                           processes: pid, parent, cpu, state, quota, usage, processes
+                               in its subtree and their limit, name
   mem, sysinfo                 free memory, root container, CPUs online, TSC rate
   run [-c CPU] [-q PAGES] [-p PROCS] PROGRAM [ARGS...] [&]
                                start PROGRAM on CPU (default 0) with PAGES pages of quota
@@ -73,7 +74,8 @@ commands:
                                with more than 7 CPUs); `bench` alone
                                runs every benchmark, see `ipcbench help`
   kill PID                     end a process (its status becomes 137)
-  vm list                      virtual machines: id, owner pid, cpu, state, guest pages, exits
+  vm list                      virtual machines: id, owner pid, cpu, state, guest pages,
+                               exits, and by kind those the kernel handled
   vm start [-c CPU] [-q PAGES] IMAGE [ARGS...]
                                run `vmm IMAGE ARGS...` in the background on CPU (default:
                                the first CPU from 1 up without a VM) with PAGES pages of
@@ -558,19 +560,23 @@ fn programs() -> u64 {
 fn ps() -> u64 {
     match proc::list() {
         Ok(list) => {
-            println!("  PID  PPID  CPU  STATE      QUOTA   USAGE  NAME");
+            println!("  PID  PPID  CPU  STATE      QUOTA   USAGE  TREE  LIMIT  NAME");
             for p in &list {
+                let limit = if p.limit == abi::NO_PROCESS_LIMIT { alloc::string::String::from("-") } else { alloc::format!("{}", p.limit) };
                 println!(
-                    "{:>5} {:>5} {:>4}  {:<8} {:>7} {:>7}  {}",
+                    "{:>5} {:>5} {:>4}  {:<8} {:>7} {:>7} {:>5} {:>6}  {}",
                     p.pid,
                     p.parent,
                     p.cpu,
                     proc::state_name(p.state),
                     p.quota,
                     p.usage,
+                    p.subtree,
+                    limit,
                     p.name()
                 );
             }
+            println!("(TREE: processes in its subtree, itself included; LIMIT: the most its subtree may hold, `-`: none of its own)");
             0
         }
         Err(e) => {
@@ -636,7 +642,7 @@ fn vms() -> Result<Vec<abi::vm::Info>, Error> {
 fn vm_list() -> u64 {
     match vms() {
         Ok(v) => {
-            println!("   ID  OWNER  CPU  STATE        PAGES      EXITS");
+            println!("   ID  OWNER  CPU  STATE        PAGES      EXITS |     INTR  CPUID      MSR       IO  OTHER");
             for i in &v {
                 let state = match i.state {
                     0 => "created",
@@ -644,10 +650,17 @@ fn vm_list() -> u64 {
                     2 => "stopped",
                     _ => "?",
                 };
-                println!("{:>5} {:>6} {:>4}  {:<8} {:>9} {:>10}", i.id, i.owner, i.cpu, state, i.guest_pages, i.exits);
+                let h = &i.handled;
+                use abi::vm::{HANDLED_CPUID, HANDLED_INTERRUPT, HANDLED_IO, HANDLED_MSR, HANDLED_OTHER};
+                println!(
+                    "{:>5} {:>6} {:>4}  {:<8} {:>9} {:>10} | {:>8} {:>6} {:>8} {:>8} {:>6}",
+                    i.id, i.owner, i.cpu, state, i.guest_pages, i.exits, h[HANDLED_INTERRUPT], h[HANDLED_CPUID], h[HANDLED_MSR], h[HANDLED_IO], h[HANDLED_OTHER]
+                );
             }
             if v.is_empty() {
                 println!("(no virtual machines)");
+            } else {
+                println!("(EXITS: all of them; right of |: those the kernel handled without the VMM: host interrupts, CPUID, MSRs, posted port I/O, other)");
             }
             0
         }
