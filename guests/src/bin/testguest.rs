@@ -12,7 +12,8 @@
 //! guest: 20 timer interrupts
 //! guest: local APIC timer: 20 deadlines passed with interrupts masked, each taken once at STI
 //! guest: local APIC self-NMI: a second one sent inside the first's handler came after its IRET
-//!                                          (these two only with a local APIC: `vmm --lapic`)
+//! guest: local APIC deadlines met late by (TSC ticks, 32 each) running min A median B max C, halted min D median E max F; none early
+//!                                          (these three only with a local APIC: `vmm --lapic`)
 //! guest: memory at 0x300000 ok
 //! guest: success
 //! ```
@@ -188,6 +189,77 @@ fn lapic_masked_deadlines() {
         guests::exit(5);
     }
     println!("guest: local APIC self-NMI: a second one sent inside the first's handler came after its IRET");
+    lapic_lateness();
+}
+
+/// Deadlines measured for lateness, each way.
+const LATENESS_ROUNDS: usize = 32;
+
+/// How late the local APIC timer's interrupt comes after its TSC deadline,
+/// while the guest runs (spinning with interrupts on: the host timer ends
+/// its run, the kernel injects) and while it is halted (`sti; hlt`: the
+/// kernel waits for the deadline, then enters with the interrupt). Running,
+/// the interrupt came between the spin's last TSC read that did not see it
+/// and the read after (their middle counts); halted, before the first read
+/// after HLT. Either way it must not come before the deadline: a guest's
+/// timer never fires early.
+fn lapic_lateness() {
+    use guests::{lapic_ticks, rdtsc, wrmsr};
+    // The PIT's IRQ 0 masked again: its exits to the VMM would end runs
+    // near the deadline and hide what the deadline alone gets.
+    guests::outb(0x21, 0xff);
+    let mut late = [[0u64; LATENESS_ROUNDS]; 2];
+    for (halted, times) in late.iter_mut().enumerate() {
+        for (round, t) in times.iter_mut().enumerate() {
+            let before = lapic_ticks();
+            let deadline = rdtsc() + LAPIC_DELAY;
+            wrmsr(TSC_DEADLINE, deadline);
+            // The interrupt came after `lo` and before `hi`.
+            let mut lo = rdtsc();
+            if halted == 1 {
+                while lapic_ticks() == before {
+                    // STI's shadow covers HLT: no interrupt lost in between.
+                    unsafe { core::arch::asm!("sti; hlt; cli", options(nomem, nostack)) };
+                }
+            } else {
+                unsafe { core::arch::asm!("sti", options(nomem, nostack)) };
+                loop {
+                    let at = rdtsc();
+                    if lapic_ticks() != before {
+                        break;
+                    }
+                    // Not there when looked for after `at`: it came later.
+                    lo = at;
+                    if at > deadline && at - deadline > 1000 * LAPIC_DELAY {
+                        println!("guest: local APIC lateness FAILED: no interrupt in round {round}");
+                        guests::exit(5);
+                    }
+                }
+                unsafe { core::arch::asm!("cli", options(nomem, nostack)) };
+            }
+            let hi = rdtsc();
+            wrmsr(EOI, 0);
+            if hi < deadline {
+                println!("guest: local APIC lateness FAILED: round {round} ({}) taken {} ticks before its deadline", if halted == 1 { "halted" } else { "running" }, deadline - hi);
+                guests::exit(5);
+            }
+            // Running: the middle of the reads around its arrival; halted:
+            // the read after (an upper bound; `lo` is before the HLT).
+            *t = if halted == 1 { hi } else { lo + (hi - lo) / 2 }.saturating_sub(deadline);
+        }
+        times.sort_unstable();
+    }
+    guests::outb(0x21, 0xfe);
+    let [run, halt] = &late;
+    println!(
+        "guest: local APIC deadlines met late by (TSC ticks, {LATENESS_ROUNDS} each) running min {} median {} max {}, halted min {} median {} max {}; none early",
+        run[0],
+        run[LATENESS_ROUNDS / 2],
+        run[LATENESS_ROUNDS - 1],
+        halt[0],
+        halt[LATENESS_ROUNDS / 2],
+        halt[LATENESS_ROUNDS - 1]
+    );
 }
 
 #[no_mangle]
