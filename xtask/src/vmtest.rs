@@ -143,7 +143,7 @@ pub fn tests(elf: &Path, bundle: &Path, bochs: bool) -> Vec<(String, Result<()>)
     if let Some(l) = r.as_ref().ok().and_then(|out| lateness(out)) {
         println!("        local APIC deadlines under SVM (QEMU TCG), late by {l}");
     }
-    v.push(("vm svm (QEMU): testguest with the kernel's local APIC: 20 TSC deadlines passed with interrupts masked, each taken once at STI, in service until its EOI, offered as a virtual interrupt (no window exit); a self-NMI sent inside an NMI handler waits for its IRET; 64 deadlines, running and halted, none met early".to_string(), r.map(|_| ())));
+    v.push(("vm svm (QEMU): testguest with the kernel's local APIC: 20 TSC deadlines passed with interrupts masked, each taken once at STI, in service until its EOI, offered as a virtual interrupt (no window exit); a self-NMI sent inside an NMI handler waits for its IRET; 96 deadlines, running, exiting and halted, none met early".to_string(), r.map(|_| ())));
 
     // 2. Chaos under SVM, each phase in its own VM one after another in one
     // session; then the shell must still run programs, and every page must
@@ -287,7 +287,7 @@ pub fn tests(elf: &Path, bundle: &Path, bochs: bool) -> Vec<(String, Result<()>)
                 with_log(check(), &cap)
             });
         let what = if name == "testguest" {
-            "vm vmx (Bochs): testguest from real mode to long mode with PIT interrupts, local APIC deadlines passed while masked taken once each at STI (window exits), a self-NMI inside an NMI handler waits for its IRET (blocking by NMI), 64 deadlines none met early, success"
+            "vm vmx (Bochs): testguest from real mode to long mode with PIT interrupts, local APIC deadlines passed while masked taken once each at STI (window exits), a self-NMI inside an NMI handler waits for its IRET (blocking by NMI), 96 deadlines none met early, success"
         } else {
             "vm vmx (Bochs): chaos phases 0-6 in one VM: invalid CR writes become #GP/#UD, far writes stop the VM with a report"
         };
@@ -328,18 +328,20 @@ pub fn run_alone(quick: bool) -> std::process::ExitCode {
     }
 }
 /// The test guest's lateness line in microseconds, by the TSC rate the
-/// kernel's boot line gives: "running median A µs (max B), halted median C
-/// µs (max D)".
+/// kernel's boot line gives: "running median A µs (max B), exiting ...,
+/// halted ...".
 fn lateness(out: &str) -> Option<String> {
     let mhz: f64 = out.lines().find_map(|l| l.split("clocks: TSC ").nth(1)?.split_whitespace().next()?.parse().ok())?;
     let line = out.lines().find(|l| l.contains("guest: local APIC deadlines met late by"))?;
     let num = |key: &str, nth: usize| -> Option<f64> { line.split(key).nth(nth)?.split(|c: char| !c.is_ascii_digit()).next()?.parse::<f64>().ok().map(|t| t / mhz) };
     Some(format!(
-        "running median {:.1} µs (max {:.1}), halted median {:.1} µs (max {:.1})",
+        "running median {:.1} µs (max {:.1}), exiting median {:.1} µs (max {:.1}), halted median {:.1} µs (max {:.1})",
         num("median ", 1)?,
         num("max ", 1)?,
         num("median ", 2)?,
-        num("max ", 2)?
+        num("max ", 2)?,
+        num("median ", 3)?,
+        num("max ", 3)?
     ))
 }
 
@@ -349,8 +351,8 @@ mod tests {
     #[test]
     fn lateness_is_read_in_microseconds() {
         let out = "[   0.000 cpu0 INFO ] clocks: TSC 2000.000 MHz, APIC timer 62500 ticks/ms (PIT-calibrated)\n\
-                   [vm0] guest: local APIC deadlines met late by (TSC ticks, 32 each) running min 100 median 4000 max 20000, halted min 10 median 6000 max 8000; none early\n";
-        assert_eq!(super::lateness(out).as_deref(), Some("running median 2.0 µs (max 10.0), halted median 3.0 µs (max 4.0)"));
+                   [vm0] guest: local APIC deadlines met late by (TSC ticks, 32 each) running min 100 median 4000 max 20000, exiting min 1 median 2000 max 3000, halted min 10 median 6000 max 8000; none early\n";
+        assert_eq!(super::lateness(out).as_deref(), Some("running median 2.0 µs (max 10.0), exiting median 1.0 µs (max 1.5), halted median 3.0 µs (max 4.0)"));
         assert_eq!(super::lateness("no clocks"), None);
     }
 }
