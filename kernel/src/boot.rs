@@ -119,14 +119,20 @@ pub fn bsp(handoff: machine::boot::Handoff) -> ! {
     }
     let bsp_lapic = lapic::local();
     bsp_lapic.enable();
-    let cal = bsp_lapic.calibrate(dev::pit::MAX_WINDOW_MS);
+    let cal = bsp_lapic.calibrate(lapic::CALIBRATION_WINDOW_MS);
     console::start_clock();
     log::info!(
-        "clocks: TSC {}.{:03} MHz, APIC timer {} ticks/ms (PIT-calibrated)",
+        "clocks: TSC {}.{:03} MHz, APIC timer {} ticks/ms (PIT-calibrated: two {} ms windows {} ppm apart, measurement {})",
         cal.tsc_per_ms / 1000,
         cal.tsc_per_ms % 1000,
-        cal.timer_ticks_per_ms
+        cal.timer_ticks_per_ms,
+        lapic::CALIBRATION_WINDOW_MS,
+        cal.disagreement_ppm,
+        cal.tries
     );
+    if cal.disagreement_ppm > lapic::WINDOWS_AGREE_PPM {
+        log::warn!("clocks: no two calibration windows agreed (the CPU kept being away): the rates above may be off");
+    }
     let bsp_apic = bsp_lapic.id();
     cpus::set_online(0);
     log::info!("cpu0 online (boot CPU, APIC id {bsp_apic})");
