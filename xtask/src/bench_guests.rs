@@ -52,10 +52,44 @@ fn vmm_line<'a>(out: &'a str, prefix: &str, head: &str) -> Option<&'a str> {
 /// The VMM's `kernel-handled:` line for the guest `prefix` names: the exits
 /// the kernel handled, by kind.
 pub fn kernel_kinds(out: &str, prefix: &str) -> Option<BTreeMap<String, u64>> {
-    let line = vmm_line(out, prefix, "kernel-handled: ")?;
-    let line = line.replace("host interrupts", "interrupts").replace("posted io", "posted_io");
+    parse_kinds(vmm_line(out, prefix, "kernel-handled: ")?)
+}
+
+/// `host interrupts N cpuid N msr N posted io N other N` by kind.
+fn parse_kinds(words: &str) -> Option<BTreeMap<String, u64>> {
+    let line = words.replace("host interrupts", "interrupts").replace("posted io", "posted_io");
     let w: Vec<&str> = line.split_whitespace().collect();
     w.chunks(2).map(|p| Some((p.first()?.to_string(), p.get(1)?.parse().ok()?))).collect()
+}
+
+/// The exits during each workload, from the VMM's notes at the lines the
+/// workloads print as they start (`mc2-bench start NAME`) and end
+/// (`mc2-bench NAME MS`): `all`, `to_vmm` and the kernel's by kind, each
+/// the difference between the two notes.
+fn workload_exits(out: &str, prefix: &str) -> BTreeMap<String, BTreeMap<String, u64>> {
+    let mut start: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+    let mut during = BTreeMap::new();
+    for l in out.lines() {
+        let Some(rest) = l.trim_end_matches('\r').strip_prefix(prefix).and_then(|r| r.strip_prefix("exits at mc2-bench ")) else { continue };
+        let Some((head, counts)) = rest.split_once(": all ") else { continue };
+        let Some((all, kinds)) = counts.split_once("; kernel-handled: ") else { continue };
+        let (Some(all), Some(mut note)) = (all.trim().parse::<u64>().ok(), parse_kinds(kinds)) else { continue };
+        let handled: u64 = note.values().sum();
+        note.insert("to_vmm".into(), all.saturating_sub(handled));
+        note.insert("all".into(), all);
+        match head.split_whitespace().collect::<Vec<_>>()[..] {
+            ["start", name] => {
+                start.insert(name.to_string(), note);
+            }
+            [name, _ms] => {
+                if let Some(s) = start.get(name) {
+                    during.insert(name.to_string(), note.iter().map(|(k, v)| (k.clone(), v.saturating_sub(s.get(k).copied().unwrap_or(0)))).collect());
+                }
+            }
+            _ => {}
+        }
+    }
+    during
 }
 
 /// The VMM's closing counts for the guest `prefix` names: exits to the
@@ -233,8 +267,15 @@ pub fn run(args: &[String]) -> Result<()> {
         for l in cap.output.lines().filter(|l| l.starts_with("[vm0] exits:") || l.starts_with("[vm0] ran ") || l.starts_with("[vm0] kernel-handled:")) {
             println!("   {}", l.trim_end());
         }
+        let during = workload_exits(&cap.output, "[vm0] ");
+        for (w, n) in &during {
+            let ms = t.get(w).copied().unwrap_or(f64::NAN);
+            let all = n.get("all").copied().unwrap_or(0);
+            let kinds: Vec<String> = n.iter().filter(|(k, _)| *k != "all").map(|(k, v)| format!("{k} {v}")).collect();
+            println!("   during {w}: {all} exits in {ms} ms ({:.0} a second): {}", all as f64 * 1000.0 / ms, kinds.join(", "));
+        }
         if let Some((vmm, kernel, deadline)) = exit_counts(&cap.output, "[vm0] ") {
-            guest_exits.push(json!({ "round": round, "to_vmm": vmm, "kernel_handled": kernel, "deadline": deadline, "kernel_by_kind": kernel_kinds(&cap.output, "[vm0] ") }));
+            guest_exits.push(json!({ "round": round, "to_vmm": vmm, "kernel_handled": kernel, "deadline": deadline, "kernel_by_kind": kernel_kinds(&cap.output, "[vm0] "), "during": during }));
         }
         guest_runs.push(t);
     }
@@ -332,6 +373,16 @@ mod tests {
         let k = kernel_kinds(out, "[vm0] ").unwrap();
         assert_eq!((k["interrupts"], k["cpuid"], k["msr"], k["posted_io"], k["other"]), (7, 2, 9, 1, 0));
         assert_eq!(kernel_kinds(out, "[vm1] "), None);
+    }
+
+    #[test]
+    fn the_exits_during_each_workload_are_the_notes_differences() {
+        let note = |at: &str, all: u64, i: u64, m: u64| format!("[vm0] exits at mc2-bench {at}: all {all}; kernel-handled: host interrupts {i} cpuid 416 msr {m} posted io 5 other 1\r\n");
+        let out = [note("start untar", 1000, 100, 90), "[vm0] mc2-bench untar 980\n".into(), note("untar 980", 1600, 350, 330), note("start compile", 1700, 360, 340), note("compile 3000", 3500, 1100, 1050)].concat();
+        let d = workload_exits(&out, "[vm0] ");
+        assert_eq!((d["untar"]["all"], d["untar"]["interrupts"], d["untar"]["msr"], d["untar"]["cpuid"], d["untar"]["to_vmm"]), (600, 250, 240, 0, 110));
+        assert_eq!((d["compile"]["all"], d["compile"]["interrupts"], d["compile"]["msr"]), (1800, 740, 710));
+        assert!(workload_exits(&out, "[vm1] ").is_empty());
     }
 
     #[test]

@@ -33,7 +33,9 @@ pub const QUOTA_PAGES: u64 = RAM_MB * 256 + 512;
 pub const CMDLINE: &str = "console=ttyS0 quiet panic=-1 tsc=reliable";
 
 /// Bench workloads, each timed by the guest in milliseconds and printed as
-/// `mc2-bench NAME MS`. Both make their input first (untimed).
+/// `mc2-bench NAME MS`, after a line `mc2-bench start NAME` (under mc2 the
+/// VMM notes its exit counts at both). Both make their input first
+/// (untimed).
 ///
 /// - `untar`: unpack a gzip'd tarball of 400 files (about 4 MiB) into tmpfs.
 /// - `compile`: a make-like job: for each of 150 "source files", a pipeline
@@ -45,10 +47,12 @@ mkdir -p /tmp/src && cd /tmp/src
 i=0; while [ $i -lt 400 ]; do dd if=/dev/urandom bs=1024 count=4 2>/dev/null | base64 > f$i.txt; i=$((i+1)); done
 cd /tmp && tar -czf src.tgz src && rm -rf src
 sync
+echo "mc2-bench start untar"
 t0=$(ms); mkdir -p /tmp/x && tar -xzf /tmp/src.tgz -C /tmp/x; t1=$(ms)
 echo "mc2-bench untar $((t1-t0))"
 mkdir -p /tmp/c && cd /tmp/c
 i=0; while [ $i -lt 150 ]; do head -c 2000 /tmp/x/src/f$i.txt > s$i.c; i=$((i+1)); done
+echo "mc2-bench start compile"
 t0=$(ms)
 for f in s*.c; do sed -e 's/[aeiou]/X/g' -e 's/[0-9]/N/g' "$f" | sort | md5sum > "${f%.c}.o"; done
 cat *.o | md5sum > prog; t1=$(ms)

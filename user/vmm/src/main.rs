@@ -302,6 +302,13 @@ impl Host for Vmm {
         // The guest's bytes never reach the console raw: no escape sequences.
         let text: String = line.iter().map(|&b| if b == b'\t' || (0x20..0x7f).contains(&b) { b as char } else { '.' }).collect();
         println!("[vm{}] {text}", self.id);
+        // The bench's workloads (`cargo xtask bench guests`) print a line
+        // as they start and end: the exits so far, to count each one's.
+        if text.starts_with("mc2-bench ") {
+            if let Some(i) = vm_info(self.id) {
+                println!("[vm{}] exits at {text}: all {}; {}", self.id, i.exits, handled_words(&i.handled));
+            }
+        }
     }
 
     fn note(&mut self, msg: fmt::Arguments<'_>) {
@@ -329,6 +336,22 @@ fn initial_regs(arg: u64, ram_bytes: u64) -> Regs {
     r.gpr[vm::RBX] = arg;
     r.gpr[vm::RCX] = ram_bytes / 1024;
     r
+}
+
+/// VM `id`'s record in `vm_list`.
+fn vm_info(id: u64) -> Option<vm::Info> {
+    let mut infos = [vm::Info::default(); 16];
+    let n = sys::vm_list(&mut infos).unwrap_or(0).min(infos.len());
+    infos[..n].iter().find(|i| u64::from(i.id) == id).copied()
+}
+
+/// `kernel-handled: host interrupts N cpuid N msr N posted io N other N`.
+fn handled_words(h: &[u64; vm::HANDLED_KINDS]) -> String {
+    use abi::vm::{HANDLED_CPUID, HANDLED_INTERRUPT, HANDLED_IO, HANDLED_MSR, HANDLED_OTHER};
+    alloc::format!(
+        "kernel-handled: host interrupts {} cpuid {} msr {} posted io {} other {}",
+        h[HANDLED_INTERRUPT], h[HANDLED_CPUID], h[HANDLED_MSR], h[HANDLED_IO], h[HANDLED_OTHER]
+    )
 }
 
 fn print_regs(id: u64, r: &Regs) {
@@ -563,14 +586,8 @@ fn run_vm(id: u64, o: &Options, guest: &Guest, ram_bytes: u64, size: u64, cpu: u
         k[ExitKind::Deadline as usize],
     );
     // The kernel's share by kind: world switches this VMM never saw.
-    let mut infos = [abi::vm::Info::default(); 16];
-    let n = sys::vm_list(&mut infos).unwrap_or(0).min(infos.len());
-    if let Some(h) = infos[..n].iter().find(|i| u64::from(i.id) == id).map(|i| i.handled) {
-        use abi::vm::{HANDLED_CPUID, HANDLED_INTERRUPT, HANDLED_IO, HANDLED_MSR, HANDLED_OTHER};
-        println!(
-            "[vm{id}] kernel-handled: host interrupts {} cpuid {} msr {} posted io {} other {}",
-            h[HANDLED_INTERRUPT], h[HANDLED_CPUID], h[HANDLED_MSR], h[HANDLED_IO], h[HANDLED_OTHER]
-        );
+    if let Some(i) = vm_info(id) {
+        println!("[vm{id}] {}", handled_words(&i.handled));
     }
     match end {
         Ok(End::Exited(s)) => {
