@@ -253,7 +253,8 @@ pub fn run(args: &[String]) -> Result<()> {
         }
 
         println!("== round {round}/{rounds}: the same Linux as a guest of mc2 (QEMU TCG, SVM, {smp} CPU(s), guest on CPU {guest_cpu})");
-        let mc2_cmdline = format!("-- run -c {guest_cpu} -q {QUOTA_PAGES} vmm {KERNEL} --initrd {INITRD}{vmm_opts} -- {cmdline}");
+        // `--exit-notes`: the VMM notes the exits at the workloads' lines.
+        let mc2_cmdline = format!("-- run -c {guest_cpu} -q {QUOTA_PAGES} vmm {KERNEL} --initrd {INITRD}{vmm_opts} --exit-notes -- {cmdline}");
         let o = QemuOpts { smp, memory_mib: lg::qemu_memory_mib(1), cmdline: &mc2_cmdline, tcg: Tcg::MultiThreaded, bundle: Some(&bundle), ..Default::default() };
         let cpu0 = host_cpu_times();
         let cap = emu::qemu_capture(&elf, &o, Duration::from_secs(600), None)?;

@@ -3,7 +3,7 @@
 //! ```text
 //! vmm IMAGE [--ram-mb N] [--arg N] [--time-limit SECONDS] [--epoch UNIX-SECONDS]
 //!           [--initrd FILE] [--trap-cpuid | --user-cpuid] [--no-post] [--lapic | --no-lapic]
-//!           [--exit-every-us N] [-- KERNEL COMMAND LINE...]
+//!           [--exit-every-us N] [--exit-notes] [-- KERNEL COMMAND LINE...]
 //! ```
 //!
 //! Creates a VM on the CPU it runs on (`vm_create`), backs its RAM with its
@@ -27,7 +27,11 @@
 //! gives a flat image one. `--exit-every-us N` is a measuring aid: the
 //! running guest exits to the VMM at least every N µs (one more world
 //! switch and VMM round trip each time), to time what those cost a
-//! workload (`cargo xtask bench guests --exit-every-us N`). The devices are the virtual
+//! workload (`cargo xtask bench guests --exit-every-us N`); so is
+//! `--exit-notes`: at each console line of the guest's that starts
+//! `mc2-bench `, the VMM prints the exits so far (`[vmN] exits at LINE:
+//! all N; kernel-handled: ...`; the bench counts each workload's from
+//! them). The devices are the virtual
 //! PC of `vdev` (COM1, 8259A pair, 8254 PIT, RTC/CMOS, PCI host bridge,
 //! debug exit at port 0x501); the exit loop is `vdev::monitor`.
 //!
@@ -89,7 +93,7 @@ const FAILED: i32 = 1;
 const USAGE_STATUS: i32 = 2;
 const STOPPED: i32 = 3;
 
-const USAGE: &str = "usage: vmm IMAGE [--ram-mb N] [--arg N] [--time-limit SECONDS] [--epoch UNIX-SECONDS] [--initrd FILE] [--trap-cpuid | --user-cpuid] [--no-post] [--lapic | --no-lapic] [--exit-every-us N] [-- LINUX COMMAND LINE]";
+const USAGE: &str = "usage: vmm IMAGE [--ram-mb N] [--arg N] [--time-limit SECONDS] [--epoch UNIX-SECONDS] [--initrd FILE] [--trap-cpuid | --user-cpuid] [--no-post] [--lapic | --no-lapic] [--exit-every-us N] [--exit-notes] [-- LINUX COMMAND LINE]";
 
 /// A Linux guest's RAM unless `--ram-mb`: Debian's kernel decompresses
 /// itself at 16 MiB into an area of about 64 MiB (`init_size`), and its
@@ -119,11 +123,14 @@ struct Options {
     lapic: Option<bool>,
     /// `--exit-every-us N`: a measuring aid (`Monitor::exit_every`).
     exit_every_us: u64,
+    /// `--exit-notes`: a measuring aid: at each console line that starts
+    /// `mc2-bench `, print the exit counts so far.
+    exit_notes: bool,
 }
 
 fn parse(args: &str) -> Result<Options, String> {
     let mut w = Words::new(args);
-    let mut o = Options { image: String::new(), ram_mb: None, initrd: None, cmdline: None, arg: 0, time_limit_s: None, epoch: DEFAULT_EPOCH, user_cpuid: None, post_pic: true, lapic: None, exit_every_us: 0 };
+    let mut o = Options { image: String::new(), ram_mb: None, initrd: None, cmdline: None, arg: 0, time_limit_s: None, epoch: DEFAULT_EPOCH, user_cpuid: None, post_pic: true, lapic: None, exit_every_us: 0, exit_notes: false };
     while let Some(word) = w.next() {
         match word {
             "--ram-mb" => o.ram_mb = Some(w.need_u64("N after --ram-mb")?),
@@ -138,6 +145,7 @@ fn parse(args: &str) -> Result<Options, String> {
             "--no-lapic" => o.lapic = Some(false),
             "--user-cpuid" => o.user_cpuid = Some(true),
             "--exit-every-us" => o.exit_every_us = w.need_u64("N after --exit-every-us")?,
+            "--exit-notes" => o.exit_notes = true,
             opt if opt.starts_with('-') => return Err(alloc::format!("unknown option `{opt}`")),
             image if o.image.is_empty() => o.image = String::from(image),
             extra => return Err(alloc::format!("unexpected argument `{extra}`")),
@@ -165,6 +173,8 @@ struct Page([u8; 4096]);
 /// runs of pages, one per 64 KiB chunk, allocated on demand.
 struct Vmm {
     id: u64,
+    /// `--exit-notes`.
+    exit_notes: bool,
     chunks: Vec<Option<Box<[Page]>>>,
     console: ConsoleIn,
 }
@@ -304,7 +314,7 @@ impl Host for Vmm {
         println!("[vm{}] {text}", self.id);
         // The bench's workloads (`cargo xtask bench guests`) print a line
         // as they start and end: the exits so far, to count each one's.
-        if text.starts_with("mc2-bench ") {
+        if self.exit_notes && text.starts_with("mc2-bench ") {
             if let Some(i) = vm_info(self.id) {
                 println!("[vm{}] exits at {text}: all {}; {}", self.id, i.exits, handled_words(&i.handled));
             }
@@ -518,7 +528,7 @@ fn run_vm(id: u64, o: &Options, guest: &Guest, ram_bytes: u64, size: u64, cpu: u
     }
     chunks.resize_with((ram_bytes / CHUNK) as usize, || None);
     let tsc_per_ms = rt::time::ticks_per_ms();
-    let mut host = Vmm { id, chunks, console: ConsoleIn::new(tsc_per_ms) };
+    let mut host = Vmm { id, exit_notes: o.exit_notes, chunks, console: ConsoleIn::new(tsc_per_ms) };
     let now = rt::time::rdtsc();
     let board = Board::new(&Config { tsc_per_ms, ram_bytes, epoch_unix: o.epoch }, now);
     let limit = o.time_limit_s.map(|s| now.saturating_add(s.saturating_mul(1000).saturating_mul(tsc_per_ms)));
