@@ -190,24 +190,23 @@ impl LocalApic {
         self.write(reg::LVT_TIMER, LVT_MASKED);
         self.write(reg::TIMER_INITIAL, u32::MAX);
         pit::start_counting();
-        // (disagreement in ppm, rates, try)
-        let mut best: Option<(u64, Calibration, u32)> = None;
-        for attempt in 1..=CALIBRATION_TRIES {
+        let mut best: Option<Calibration> = None;
+        for tries in 1..=CALIBRATION_TRIES {
             let a = self.tightest_sample();
             let b = wait_counts(a.pit, window).then(|| self.tightest_sample());
             let c = b.filter(|b| wait_counts(b.pit, window)).map(|_| self.tightest_sample());
             let (Some(b), Some(c)) = (b, c) else { continue };
             let Some(found) = two_windows(a, b, c) else { continue };
-            if best.is_none_or(|(d, _, _)| found.0 < d) {
-                best = Some((found.0, found.1, attempt));
+            if best.is_none_or(|kept| found.disagreement_ppm < kept.disagreement_ppm) {
+                best = Some(Calibration { tries, ..found });
             }
-            if found.0 <= WINDOWS_AGREE_PPM {
+            if found.disagreement_ppm <= WINDOWS_AGREE_PPM {
                 break;
             }
         }
         pit::stop();
         self.write(reg::TIMER_INITIAL, 0);
-        let c = best.map(|(d, c, t)| Calibration { disagreement_ppm: d, tries: t, ..c }).unwrap_or(Calibration { timer_ticks_per_ms: 1, tsc_per_ms: 1, disagreement_ppm: u64::MAX, tries: CALIBRATION_TRIES });
+        let c = best.unwrap_or(Calibration { timer_ticks_per_ms: 1, tsc_per_ms: 1, disagreement_ppm: u64::MAX, tries: CALIBRATION_TRIES });
         TIMER_TICKS_PER_MS.store(c.timer_ticks_per_ms, Ordering::Relaxed);
         TSC_PER_MS.store(c.tsc_per_ms, Ordering::Relaxed);
         c
@@ -292,20 +291,20 @@ fn wait_counts(from: u16, window: u16) -> bool {
     }
 }
 
-/// The rates over samples `a`, `b`, `c` (two consecutive windows) and how
-/// far apart (ppm, the larger of the TSC's and the timer's) the two
-/// windows' own rates are; `None` when a window saw no PIT count. The
-/// rates come from the sum of the windows' counts, each taken modulo
-/// 2^16: the whole stretch from `a` to `c` may be longer than the counter
-/// holds.
-pub fn two_windows(a: ClockSample, b: ClockSample, c: ClockSample) -> Option<(u64, Calibration)> {
+/// The rates over samples `a`, `b`, `c` (two consecutive windows), with
+/// how far apart (`disagreement_ppm`: the larger of the TSC's and the
+/// timer's) the two windows' own rates are; `None` when a window saw no PIT
+/// count. The rates come from the sum of the windows' counts, each taken
+/// modulo 2^16: the whole stretch from `a` to `c` may be longer than the
+/// counter holds.
+pub fn two_windows(a: ClockSample, b: ClockSample, c: ClockSample) -> Option<Calibration> {
     let (first, second) = (rates(a, b)?, rates(b, c)?);
     let apart = |x: u64, y: u64| x.abs_diff(y).saturating_mul(1_000_000) / x.max(y).max(1);
     let disagreement = apart(first.tsc_per_ms, second.tsc_per_ms).max(apart(first.timer_ticks_per_ms, second.timer_ticks_per_ms));
     let counts = a.pit.wrapping_sub(b.pit) as u128 + b.pit.wrapping_sub(c.pit) as u128;
     let timer = a.timer.wrapping_sub(b.timer) as u128 + b.timer.wrapping_sub(c.timer) as u128;
     let tsc = c.middle().wrapping_sub(a.middle()) as u128;
-    Some((disagreement, Calibration { timer_ticks_per_ms: per_ms(timer, counts), tsc_per_ms: per_ms(tsc, counts), disagreement_ppm: disagreement, tries: 1 }))
+    Some(Calibration { timer_ticks_per_ms: per_ms(timer, counts), tsc_per_ms: per_ms(tsc, counts), disagreement_ppm: disagreement, tries: 1 })
 }
 
 /// `ticks` over `counts` of the PIT, per millisecond, rounded (at least 1).
@@ -459,13 +458,13 @@ mod tests {
         // Two 30 ms windows: 60 ms in all, more than the 16-bit PIT holds
         // (55 ms), still right, and the windows agree.
         let (a, b, c) = (sample_at(0, 5_000, 0x1234), sample_at(30_000_000, 5_000, 0x1234), sample_at(60_000_000, 5_000, 0x1234));
-        let (apart, r) = two_windows(a, b, c).unwrap();
-        assert!(apart <= WINDOWS_AGREE_PPM, "{apart}");
+        let r = two_windows(a, b, c).unwrap();
+        assert!(r.disagreement_ppm <= WINDOWS_AGREE_PPM, "{r:?}");
         assert!(close(r.tsc_per_ms, TSC_RATE, 100) && close(r.timer_ticks_per_ms, TIMER_RATE, 100), "{r:?}");
         // The CPU away for 60 ms in the second window: its count wrapped.
         let late = sample_at(90_000_000, 5_000, 0x1234);
-        let (apart, _) = two_windows(a, b, late).unwrap();
-        assert!(apart > WINDOWS_AGREE_PPM, "{apart}");
+        let r = two_windows(a, b, late).unwrap();
+        assert!(r.disagreement_ppm > WINDOWS_AGREE_PPM, "{r:?}");
     }
 
     #[test]

@@ -35,14 +35,26 @@ pub fn wait_ms(ms: u32) {
     let mut left = ms;
     while left > 0 {
         let step = left.min(MAX_WINDOW_MS);
-        wait_one(counts_in_ms(step));
+        wait_one(counts_in_ms(step) as u16);
         left -= step;
     }
 }
 
-fn wait_one(count: u32) {
-    // SAFETY: channel 2 and port 0x61 belong to the kernel (the speaker is kept
-    // off); mode 0 raises OUT2 once the count reaches zero.
+fn wait_one(count: u16) {
+    start(count);
+    // SAFETY: reading port 0x61 has no side effect; mode 0 raises OUT2 once
+    // the count reaches zero.
+    while unsafe { inb(PORT_B) } & PORTB_OUT2 == 0 {
+        machine::x86::pause();
+    }
+    stop();
+}
+
+/// Load channel 2 with `count` in mode 0 and open its gate: it counts down
+/// from there (OUT2 rises at zero) and goes on past zero, wrapping.
+fn start(count: u16) {
+    // SAFETY: channel 2 and port 0x61 belong to the kernel (the speaker is
+    // kept off).
     unsafe {
         let b = inb(PORT_B);
         outb(PORT_B, (b & !PORTB_SPEAKER) & !PORTB_GATE2);
@@ -50,25 +62,13 @@ fn wait_one(count: u32) {
         outb(PORT_CH2, count as u8);
         outb(PORT_CH2, (count >> 8) as u8);
         outb(PORT_B, (b & !PORTB_SPEAKER) | PORTB_GATE2);
-        while inb(PORT_B) & PORTB_OUT2 == 0 {
-            machine::x86::pause();
-        }
-        outb(PORT_B, b & !PORTB_SPEAKER & !PORTB_GATE2);
     }
 }
 
-/// Start channel 2 counting down from 0xffff, free running (mode 0 goes on
-/// counting past zero, wrapping), for [`count`] to read; [`stop`] ends it.
+/// Start channel 2 counting down from 0xffff, free running, for [`count`]
+/// to read; [`stop`] ends it.
 pub fn start_counting() {
-    // SAFETY: as in `wait_one`: channel 2 and port 0x61 are the kernel's.
-    unsafe {
-        let b = inb(PORT_B);
-        outb(PORT_B, (b & !PORTB_SPEAKER) & !PORTB_GATE2);
-        outb(PORT_CMD, CMD_CH2_MODE0);
-        outb(PORT_CH2, 0xff);
-        outb(PORT_CH2, 0xff);
-        outb(PORT_B, (b & !PORTB_SPEAKER) | PORTB_GATE2);
-    }
+    start(0xffff);
 }
 
 /// Channel 2's count now (it counts down; differences are taken modulo
@@ -86,7 +86,7 @@ pub fn count() -> u16 {
 
 /// Stop channel 2 (gate off).
 pub fn stop() {
-    // SAFETY: as in `wait_one`.
+    // SAFETY: as in `start`.
     unsafe {
         let b = inb(PORT_B);
         outb(PORT_B, b & !PORTB_SPEAKER & !PORTB_GATE2);
