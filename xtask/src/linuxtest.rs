@@ -147,6 +147,22 @@ fn warm_up(cpus: usize) -> Vec<String> {
     l
 }
 
+/// The lines three guests on cores 1-3 print when all goes well, and the
+/// machine's clean power-off.
+fn three_ok() -> Vec<String> {
+    let mut want: Vec<String> = (0..3).flat_map(guest_ok).collect();
+    want.extend((1..=3).map(|c| format!("MiB of RAM on cpu {c}:")));
+    want.push("mc2: init powered off with status 0".into());
+    want
+}
+
+/// Each VMM's closing line (how long its guest ran, its exits), for a look.
+fn print_runs(out: &str) {
+    for l in linux_part(out).lines().filter(|l| l.contains("] ran ")) {
+        println!("        {}", l.trim_end());
+    }
+}
+
 /// The three-guest flake of issue 7 (the guest started first, vm0 on CPU 1,
 /// booting 2-2.5x slower than the other two, with about twice their
 /// kernel-handled exits) is found: it was the bug behind the IPC
@@ -170,14 +186,8 @@ fn three(elf: &Path, bundle: &Path) -> Result<()> {
     // The whole console stays behind for a look at a slow or failed run.
     let log = crate::util::target_dir().join("linux-three-guests.log");
     let _ = std::fs::write(&log, &cap.output);
-    // Each VMM's last lines: how long its guest ran and how it exited.
-    for l in linux_part(&cap.output).lines().filter(|l| l.contains("] ran ")) {
-        println!("        {}", l.trim_end());
-    }
-    let mut want: Vec<String> = (0..3).flat_map(guest_ok).collect();
-    want.extend((1..=3).map(|c| format!("MiB of RAM on cpu {c}:")));
-    want.push("mc2: init powered off with status 0".into());
-    need(&cap, &want).map_err(|e| format!("{e}\n(the whole console: {})", log.display()))?;
+    print_runs(&cap.output);
+    need(&cap, &three_ok()).map_err(|e| format!("{e}\n(the whole console: {})", log.display()))?;
     // The warm-up's flat guests end the same way: count only what follows.
     let linux = Captured { status: cap.status, output: linux_part(&cap.output).to_string(), timed_out: cap.timed_out, elapsed: cap.elapsed };
     need(&linux, &(0..3).map(|id| format!("[vm{id}] guest exited with status 0")).collect::<Vec<_>>())?;
@@ -240,13 +250,9 @@ fn bochs_three(elf: &Path, bundle: &Path) -> Result<()> {
     let megs = lg::qemu_memory_mib(3);
     let cap = emu::bochs_capture_megs(&iso, lg::qemu_cpus(3), megs, "linux-guests-three", Duration::from_secs(2400))?;
     let log = crate::util::target_dir().join("bochs/linux-guests-three/serial.log");
-    for l in linux_part(&cap.output).lines().filter(|l| l.contains("] ran ")) {
-        println!("        {}", l.trim_end());
-    }
-    let mut want: Vec<String> = (0..3).flat_map(guest_ok).collect();
-    want.extend((1..=3).map(|c| format!("MiB of RAM on cpu {c}:")));
+    print_runs(&cap.output);
+    let mut want = three_ok();
     want.push("; timer lapic-deadline".into());
-    want.push("mc2: init powered off with status 0".into());
     need(&cap, &want).map_err(|e| format!("{e}\n(the whole console: {})", log.display()))?;
     same_memory(&cap)?;
     println!("        three Linux guests under VT-x in Bochs: {:.1} s", cap.elapsed.as_secs_f64());

@@ -26,6 +26,16 @@ const TESTGUEST_STEPS: &[&str] = &[
     "[vm0] guest exited with status 0",
 ];
 
+/// What `testguest` prints with a local APIC (`vmm --lapic`), in order,
+/// between its PIT phase and its end.
+const TESTGUEST_LAPIC_STEPS: &[&str] = &[
+    "guest: 20 timer interrupts",
+    "guest: local APIC timer: 20 deadlines passed with interrupts masked, each taken once at STI",
+    "guest: local APIC self-NMI: a second one sent inside the first's handler came after its IRET",
+    "guest: local APIC deadlines met late by",
+    "guest: success",
+];
+
 /// The test guest's two user-mode CPUIDs of the hypervisor leaf both
 /// exited to mc2 (`trapped`), or only the first did (`RUN_USER_CPUID`: the
 /// second is the processor's own, QEMU's `TCGTCGTCGTCG`).
@@ -130,7 +140,7 @@ pub fn tests(elf: &Path, bundle: &Path, bochs: bool) -> Vec<(String, Result<()>)
     let r = emu::qemu_capture(elf, &o, timeout, None).and_then(|cap| {
         with_log(
             no_kernel_trouble(&cap)
-                .and_then(|_| in_order(&cap.output, &["guest: 20 timer interrupts", "guest: local APIC timer: 20 deadlines passed with interrupts masked, each taken once at STI", "guest: local APIC self-NMI: a second one sent inside the first's handler came after its IRET", "guest: local APIC deadlines met late by", "guest: success", "[vm0] guest exited with status 0"]))
+                .and_then(|_| in_order(&cap.output, &[TESTGUEST_LAPIC_STEPS, &["[vm0] guest exited with status 0"]].concat()))
                 .and_then(|_| match crate::bench_guests::kernel_kinds(&cap.output, "[vm0] ").and_then(|k| k.get("other").copied()) {
                     Some(n) if n < 30 => Ok(()),
                     Some(n) => Err(format!("{n} \"other\" kernel-handled exits: the masked deadlines took window exits, not V_IRQ offers")),
@@ -255,7 +265,7 @@ pub fn tests(elf: &Path, bundle: &Path, bochs: bool) -> Vec<(String, Result<()>)
                     no_kernel_trouble(&cap)?;
                     if name == "testguest" {
                         in_order(&cap.output, TESTGUEST_STEPS)?;
-                        in_order(&cap.output, &["guest: 20 timer interrupts", "guest: local APIC timer: 20 deadlines passed with interrupts masked, each taken once at STI", "guest: local APIC self-NMI: a second one sent inside the first's handler came after its IRET", "guest: local APIC deadlines met late by", "guest: success"])?;
+                        in_order(&cap.output, TESTGUEST_LAPIC_STEPS)?;
                         if let Some(l) = lateness(&cap.output) {
                             println!("        local APIC deadlines under VT-x (Bochs), late by {l}");
                         }
@@ -331,7 +341,7 @@ pub fn run_alone(quick: bool) -> std::process::ExitCode {
 /// kernel's boot line gives: "running median A µs (max B), exiting ...,
 /// halted ...".
 fn lateness(out: &str) -> Option<String> {
-    let mhz: f64 = out.lines().find_map(|l| l.split("clocks: TSC ").nth(1)?.split_whitespace().next()?.parse().ok())?;
+    let (mhz, _) = crate::test::boot_clocks(out)?;
     let line = out.lines().find(|l| l.contains("guest: local APIC deadlines met late by"))?;
     let num = |key: &str, nth: usize| -> Option<f64> { line.split(key).nth(nth)?.split(|c: char| !c.is_ascii_digit()).next()?.parse::<f64>().ok().map(|t| t / mhz) };
     Some(format!(
